@@ -1,0 +1,80 @@
+"""``monq up``: one node with everything (embedded database if needed, API server,
+worker, scheduler, summarizer, notifier), and the single-role daemons."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from monq.core import embedded
+from monq.core.config import Config
+from monq.core.services import (
+    Service,
+    install_signal_handlers,
+    run_services,
+    wait_for_database,
+)
+from monq.core.store import Store, mask_url
+
+log = logging.getLogger("monq.up")
+
+
+def register(sub: Any) -> None:
+    up = sub.add_parser("up", help="run everything on this node (embedded database if needed)")
+    up.set_defaults(func=up_command)
+
+
+def services_for(config: Config, store: Store, roles: tuple[str, ...]) -> list[Service]:
+    """The services of the given roles. Later roles register here as they are built."""
+    services: list[Service] = []
+    return services
+
+
+def announce(config: Config, out: Any, embedded_server: embedded.EmbeddedServer | None) -> None:
+    where = (f"embedded database at {embedded_server.url} (data in {embedded_server.data_path})"
+             if embedded_server else f"MongoDB at {mask_url(config.mongodb.url)}")
+    print(f"monq is up: {where}", file=out)
+    print("press Ctrl-C to stop", file=out, flush=True)
+
+
+async def run_node(config: Config, roles: tuple[str, ...], out: Any = sys.stdout,
+                   embedded_server: embedded.EmbeddedServer | None = None) -> int:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    store = Store(config.mongodb.url, timeout_s=config.mongodb.connect_timeout_s,
+                  app_name="monq-up")
+    try:
+        if not await wait_for_database(store, stop, "monq up"):
+            return 0
+        await store.ensure_indexes()
+        services = services_for(config, store, roles)
+        announce(config, out, embedded_server)
+        await run_services(services, stop)
+    finally:
+        await store.close()
+    return 0
+
+
+def up_command(ctx: Any) -> int:
+    config: Config = ctx.config
+    server = None
+    if embedded.wanted(config.mongodb):
+        address = embedded.local_address(config.mongodb.url)
+        assert address is not None
+        var = config.var_path
+        (var / "log").mkdir(parents=True, exist_ok=True)
+        server = embedded.EmbeddedServer(*address, data_path=Path(var, "db"),
+                                         log_path=var / "log" / "embedded.log")
+        print(f"starting the embedded database on {server.url} ...", file=ctx.out, flush=True)
+        server.start()
+    try:
+        return asyncio.run(run_node(config, ALL_ROLES, ctx.out, server))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+ALL_ROLES = ("serve", "worker", "scheduler", "summarizer", "notifier")

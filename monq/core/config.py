@@ -1,0 +1,242 @@
+"""Configuration: read once at start-up into a typed, read-only object.
+
+Sources, later ones winning: the built-in defaults below (documented in
+etc/monq.toml), the TOML file named by ``--config`` or ``MONQ_CONFIG``, and
+``MONQ_<SECTION>_<KEY>`` environment variables. Every value is checked against
+its declared type; an unknown key, a wrong type or an unreadable file raises
+`ConfigError` with one line naming the key and the source. The resulting
+`Config` is passed down explicitly; nothing reads it from a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from monq.core.errors import ConfigError
+
+ENV_PREFIX = "MONQ_"
+CONFIG_ENV = "MONQ_CONFIG"
+
+
+@dataclass(frozen=True)
+class MongoConfig:
+    url: str = "mongodb://127.0.0.1:27017/monq"
+    embedded: Literal["auto", "always", "never"] = "auto"
+    connect_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    var: str = "var"
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5001
+    admin_username: str = "admin"
+    admin_password: str = ""
+    secret: str = ""
+    token_expiry_s: int = 28800
+    token_refresh_s: int = 3600
+    origins: list[str] = field(default_factory=list)
+    login_max_failures: int = 5
+    login_lockout_s: int = 60
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 4
+    pool: str = "default"
+    tags: list[str] = field(default_factory=list)
+    heartbeat_s: float = 2.0
+    poll_min_s: float = 0.05
+    poll_max_s: float = 1.0
+    shutdown_grace_s: float = 30.0
+    kill_grace_s: float = 0.5
+    dead_after_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    zombie_time_s: float = 30.0
+    sweep_interval_s: float = 2.0
+    relay_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class SummarizerConfig:
+    interval_s: float = 1.0
+    lease_s: float = 5.0
+    second_retention_days: int = 7
+    minute_retention_days: int = 90
+    hour_retention_days: int = 730
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    interval_s: float = 1.0
+    catchup_cap: int = 100
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    interval_s: float = 1.0
+    max_attempts: int = 8
+    backoff_s: float = 2.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "monq@localhost"
+    webhook_secret: str = ""
+    webhook_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class Config:
+    mongodb: MongoConfig = field(default_factory=MongoConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    summarizer: SummarizerConfig = field(default_factory=SummarizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    notifier: NotifierConfig = field(default_factory=NotifierConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "defaults"
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.paths.var)
+
+    def with_values(self, **sections: Mapping[str, Any]) -> Config:
+        """A copy with some keys changed, checked like a file: ``with_values(api={"port": 0})``."""
+        raw = {name: dict(values) for name, values in sections.items()}
+        return _build(raw, {}, self, "override")
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration from `path` (or ``$MONQ_CONFIG``) and the environment."""
+    env = os.environ if env is None else env
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the configuration file: "
+                              f"{exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return _build(raw, env, Config(source=source), source)
+
+
+def _sections() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source: str) -> Config:
+    sections = _sections()
+    changes: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in sections:
+            raise ConfigError(f"{source}: unknown section [{name}]")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: {name}: expected a table of keys")
+        changes[name] = {key: (value, source) for key, value in values.items()}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        section, _, key = var[len(ENV_PREFIX):].lower().partition("_")
+        if section not in sections or not key:
+            continue  # other MONQ_ variables belong to the CLI or the tests
+        changes.setdefault(section, {})[key] = (value, f"environment {var}")
+    built = {}
+    for name, cls in sections.items():
+        current = getattr(base, name)
+        if name not in changes:
+            built[name] = current
+            continue
+        hints = get_type_hints(cls)
+        updates = {}
+        for key, (value, origin) in changes[name].items():
+            if key not in hints:
+                raise ConfigError(f"{origin}: unknown key {name}.{key}")
+            updates[key] = _coerce(value, hints[key], f"{name}.{key}", origin)
+        built[name] = dataclasses.replace(current, **updates)
+    return Config(**built, source=base.source if source == "override" else source)
+
+
+def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:  # noqa: C901 - one branch per type
+    from_env = origin.startswith("environment")
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{origin}: {key}: expected {expected}, got {value!r}")
+
+    if get_origin(kind) is Literal:
+        choices = get_args(kind)
+        if value not in choices:
+            raise fail("one of " + ", ".join(repr(c) for c in choices))
+        return value
+    if kind is bool:
+        if from_env and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise fail("true or false")
+    if kind is int:
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise fail("an integer") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail("an integer")
+    if kind is float:
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise fail("a number") from None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise fail("a number")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise fail("a string")
+    if get_origin(kind) in (list, typing.List) or isinstance(kind, types.GenericAlias):  # noqa: UP006
+        if from_env and isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return list(value)
+        raise fail("a list of strings")
+    raise fail(str(kind))  # pragma: no cover - every declared type is handled above

@@ -1,0 +1,155 @@
+"""The embedded development database: a SecantusDB server run as a child process.
+
+`monq up` starts one when ``mongodb.embedded`` is ``auto`` (or ``always``), the
+URL names this machine and nothing listens there; the test suite starts one on
+a free port. SecantusDB comes with the ``embedded`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+import pymongo.errors
+from pymongo.uri_parser import parse_uri
+
+from monq.core.config import MongoConfig
+from monq.core.errors import EmbeddedUnavailable
+from monq.core.store import mask_url
+
+log = logging.getLogger("monq.embedded")
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+INSTALL_HINT = "pip install 'monq[embedded]'"
+
+
+def local_address(url: str) -> tuple[str, int] | None:
+    """(host, port) when the URL names exactly one server on this machine."""
+    try:
+        nodes = parse_uri(url, validate=False)["nodelist"]
+    except (pymongo.errors.InvalidURI, ValueError):
+        return None
+    if len(nodes) != 1 or nodes[0][0] not in LOCAL_HOSTS:
+        return None
+    return nodes[0][0], int(nodes[0][1])
+
+
+def is_listening(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout_s):
+        return True
+    return False
+
+
+def wanted(config: MongoConfig) -> bool:
+    """Whether `monq up` should start the embedded server for this configuration."""
+    if config.embedded == "never":
+        return False
+    address = local_address(config.url)
+    if address is None:
+        if config.embedded == "always":
+            raise EmbeddedUnavailable(
+                f"mongodb.embedded is 'always' but {mask_url(config.url)} is not a "
+                f"single local address")
+        return False
+    return not is_listening(*address)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("secantus") is not None
+
+
+class EmbeddedServer:
+    """One SecantusDB child process; `start` waits until it answers."""
+
+    def __init__(self, host: str, port: int, data_path: str | Path,
+                 log_path: str | Path | None = None) -> None:
+        self.host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+        self.port = port
+        self.data_path = str(data_path)
+        self.log_path = Path(log_path) if log_path else None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/"
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        if not installed():
+            raise EmbeddedUnavailable(
+                f"the embedded database (SecantusDB) is not installed: run {INSTALL_HINT}, "
+                f"or point mongodb.url at a running MongoDB")
+        if self.data_path != ":memory:":
+            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "secantus", "--host", self.host, "--port",
+                 str(self.port), "--storage-path", self.data_path, "--log-level", "WARNING"],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                start_new_session=True)  # Ctrl-C reaches monq, which stops it in order
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        self._wait_ready(timeout_s)
+        log.info("embedded database started", extra={"action": "embedded_started",
+                                                     "url": self.url, "pid": self.process.pid})
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise EmbeddedUnavailable(
+                    f"the embedded database exited with code {self.process.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else ""))
+            if is_listening(self.host, self.port, 0.2):
+                client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+                    self.url, serverSelectionTimeoutMS=1000)
+                try:
+                    client.admin.command("ping")
+                    return
+                except pymongo.errors.PyMongoError:
+                    pass
+                finally:
+                    client.close()
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedUnavailable(f"the embedded database did not answer within {timeout_s:.0f}s")
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("embedded database did not stop; killing it",
+                        extra={"action": "embedded_killed"})
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,96 @@
+"""Long-running services (API server, worker, summarizer, ...) and running them.
+
+A service is an object with a ``name`` and ``async run(stop)`` that returns
+once ``stop`` is set. `run_services` runs several in one event loop until
+SIGINT or SIGTERM; a second signal ends the process at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from monq.core.errors import DatabaseUnavailable
+from monq.core.store import Store
+
+log = logging.getLogger("monq.services")
+
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+class Service(Protocol):
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def wait_for_database(store: Store, stop: asyncio.Event | None = None,
+                            name: str = "monq") -> bool:
+    """Ping until MongoDB answers, backing off and logging; False if stopped first."""
+    delay = RETRY_MIN_S
+    while True:
+        try:
+            await store.ping()
+            return True
+        except DatabaseUnavailable as exc:
+            log.warning("%s: %s; retrying in %.1fs", name, exc, delay,
+                        extra={"action": "database_retry", "delay_s": delay})
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+        delay = min(delay * 2, RETRY_MAX_S)
+
+
+async def resilient(name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                    store: Store) -> None:
+    """Run `body` until `stop`; when the database goes away, wait for it and run again."""
+    while not stop.is_set():
+        try:
+            await body()
+            return
+        except DatabaseUnavailable as exc:
+            log.warning("%s lost the database: %s", name, exc,
+                        extra={"action": "database_lost", "service": name})
+            if not await wait_for_database(store, stop, name):
+                return
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """First SIGINT/SIGTERM sets `stop`; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def handle(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: stopping now", extra={"action": "forced_exit"})
+            os._exit(128 + signum)
+        log.info("stopping (signal %d)", signum, extra={"action": "stopping"})
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, handle, signum)
+
+
+async def run_services(services: Sequence[Service], stop: asyncio.Event) -> None:
+    """Run every service until `stop` is set or one of them fails."""
+    tasks = [asyncio.create_task(s.run(stop), name=s.name) for s in services]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                stop.set()
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopper.cancel()

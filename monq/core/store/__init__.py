@@ -1,0 +1,126 @@
+"""The store: the only code that talks to MongoDB.
+
+`Store` holds one `pymongo.AsyncMongoClient` and hands out collections by the
+names in `monq.core.store.layout`; the query modules beside this one
+(`jobs`, `events`, `roles`, ...) hold every query monq makes. Driver errors
+are translated into `monq.Error` subclasses here, with the URL's credentials
+masked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pymongo
+import pymongo.errors
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.uri_parser import parse_uri
+
+from monq.core.errors import Conflict, DatabaseUnavailable, StoreError
+from monq.core.store import layout
+
+log = logging.getLogger("monq.store")
+
+DEFAULT_DATABASE = "monq"
+_CREDENTIALS = re.compile(r"(?<=://)[^/@]*@")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any user name and password replaced by ``***``."""
+    return _CREDENTIALS.sub("***@", url)
+
+
+def database_name(url: str) -> str:
+    """The database a MongoDB URL names, ``monq`` when it names none."""
+    try:
+        return parse_uri(url, validate=False).get("database") or DEFAULT_DATABASE
+    except (pymongo.errors.InvalidURI, ValueError) as exc:
+        raise StoreError(f"invalid MongoDB URL {mask_url(url)}: {exc}") from exc
+
+
+def unavailable(url: str, exc: BaseException | None = None) -> DatabaseUnavailable:
+    detail = f" ({type(exc).__name__})" if exc is not None else ""
+    return DatabaseUnavailable(
+        f"MongoDB at {mask_url(url)} does not answer{detail}: start it, or point "
+        f"mongodb.url (MONQ_MONGODB_URL) at a running server")
+
+
+@contextlib.contextmanager
+def translate(url: str) -> Iterator[None]:
+    """Turn driver errors raised inside the block into monq errors."""
+    try:
+        yield
+    except pymongo.errors.DuplicateKeyError as exc:
+        raise Conflict(f"duplicate key: {exc.details.get('keyValue') if exc.details else exc}"
+                       ) from exc
+    except (pymongo.errors.ServerSelectionTimeoutError, pymongo.errors.AutoReconnect,
+            pymongo.errors.ConnectionFailure) as exc:
+        raise unavailable(url, exc) from exc
+    except pymongo.errors.InvalidURI as exc:
+        raise StoreError(f"invalid MongoDB URL {mask_url(url)}: {exc}") from exc
+    except pymongo.errors.PyMongoError as exc:
+        raise StoreError(f"MongoDB error: {exc}") from exc
+
+
+class Store:
+    """A connection to monq's database; `close` it when done."""
+
+    def __init__(self, url: str, *, timeout_s: float = 3.0, app_name: str = "monq",
+                 **client_options: Any) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        with translate(url):
+            self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                url, serverSelectionTimeoutMS=int(timeout_s * 1000),
+                connectTimeoutMS=int(timeout_s * 1000), appname=app_name, tz_aware=True,
+                **client_options)
+        self.db: AsyncDatabase[dict[str, Any]] = self.client[database_name(url)]
+
+    def collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        return self.db[name]
+
+    @contextlib.asynccontextmanager
+    async def errors(self) -> AsyncIterator[None]:
+        with translate(self.url):
+            yield
+
+    async def ping(self) -> None:
+        """Raise `DatabaseUnavailable` unless the server answers."""
+        with translate(self.url):
+            await self.client.admin.command("ping")
+
+    async def supports_change_streams(self) -> bool:
+        with translate(self.url):
+            hello = await self.client.admin.command("hello")
+        return bool(hello.get("setName") or hello.get("msg") == "isdbgrid")
+
+    async def ensure_indexes(self) -> list[str]:
+        """Create every index of the layout; existing ones are left alone."""
+        created: list[str] = []
+        by_collection: dict[str, list[IndexModel]] = {}
+        for index in layout.INDEXES:
+            by_collection.setdefault(index.collection, []).append(
+                IndexModel(list(index.keys), name=index.name, **index.options))
+        with translate(self.url):
+            for name, models in by_collection.items():
+                created += await self.db[name].create_indexes(models)
+        return created
+
+    async def drop_database(self) -> None:
+        with translate(self.url):
+            await self.client.drop_database(self.db.name)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

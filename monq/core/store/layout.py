@@ -1,0 +1,93 @@
+"""The storage layout: every collection name and every index monq uses.
+
+This module is the one place that names collections and declares indexes;
+``monq db init`` and every daemon's start-up create them idempotently.
+
+Collections (all in the database named by ``mongodb.url``):
+
+sys.queue
+    One document per job that is not finished (pending, running, deferred,
+    failed waiting to retry, held). Written by the queue operations in
+    `monq.core.store.jobs`. Fields: ``_id, number, name, args, state,
+    priority, attempts, attempts_left, enqueued{at, by, host, origin,
+    parent_id}, query_at, locked{worker, host, pid, at, heartbeat, token}|null,
+    progress{value, message}, held, killed_at, removed_at, zombie_at,
+    wall_at, last_error, started_at, finished_at, runtime, outbox[]``.
+    ``outbox`` holds events written in the same update as the state change,
+    relayed into sys.event under their pre-assigned ``_id``.
+sys.journal
+    Finished jobs (complete, error, inactive, killed, removed), same shape.
+sys.event
+    One document per state change and per chat message:
+    ``{_id, name, channel, author, created, data}``.
+sys.history
+    One document per second (and per minute / hour roll-up) in which the
+    queue state changed, written by the summarizer.
+sys.worker
+    One document per worker process, and leases of singleton daemons
+    (``_id: "lease:<name>"``).
+sys.role
+    Users and roles.
+sys.log
+    Job log lines: ``{job_id, created, level, message, extra}``.
+sys.schedule
+    Cron schedules.
+sys.notification
+    Notification deliveries that are pending or failed (outbox).
+sys.counter
+    Counters, e.g. the job number sequence (``_id: "job_number"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUE = "sys.queue"
+JOURNAL = "sys.journal"
+EVENT = "sys.event"
+HISTORY = "sys.history"
+WORKER = "sys.worker"
+ROLE = "sys.role"
+LOG = "sys.log"
+SCHEDULE = "sys.schedule"
+NOTIFICATION = "sys.notification"
+COUNTER = "sys.counter"
+
+COLLECTIONS = (QUEUE, JOURNAL, EVENT, HISTORY, WORKER, ROLE, LOG, SCHEDULE,
+               NOTIFICATION, COUNTER)
+
+
+@dataclass(frozen=True)
+class Index:
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+INDEXES: tuple[Index, ...] = (
+    # The claim: pending jobs by priority, then age, not before query_at.
+    Index(QUEUE, (("state", 1), ("priority", -1), ("query_at", 1), ("_id", 1)), "claim"),
+    Index(QUEUE, (("number", 1),), "number", {"unique": True}),
+    Index(QUEUE, (("name", 1), ("state", 1)), "name_state"),
+    Index(QUEUE, (("locked.worker", 1),), "locked_worker", {"sparse": True}),
+    Index(QUEUE, (("unique_key", 1),), "unique_key",
+          {"unique": True, "partialFilterExpression": {"unique_key": {"$type": "string"}}}),
+    Index(QUEUE, (("outbox.0", 1),), "outbox_pending", {"sparse": True}),
+    Index(JOURNAL, (("number", 1),), "number", {"unique": True}),
+    Index(JOURNAL, (("finished_at", -1),), "finished_at"),
+    Index(JOURNAL, (("name", 1), ("finished_at", -1)), "name_finished"),
+    Index(EVENT, (("created", 1),), "created"),
+    Index(EVENT, (("data._id", 1), ("_id", 1)), "job"),
+    Index(EVENT, (("channel", 1), ("_id", 1)), "channel"),
+    Index(HISTORY, (("resolution", 1), ("created", -1)), "resolution_created", {"unique": True}),
+    Index(WORKER, (("heartbeat", 1),), "heartbeat"),
+    Index(ROLE, (("name", 1),), "name", {"unique": True}),
+    Index(ROLE, (("email", 1),), "email",
+          {"unique": True, "partialFilterExpression": {"email": {"$type": "string"}}}),
+    Index(LOG, (("job_id", 1), ("_id", 1)), "job"),
+    Index(SCHEDULE, (("name", 1),), "name", {"unique": True}),
+    Index(SCHEDULE, (("enabled", 1), ("next_at", 1)), "due"),
+    Index(NOTIFICATION, (("state", 1), ("next_at", 1)), "due"),
+)

@@ -1,0 +1,85 @@
+"""Test harness: a real MongoDB wire server for the whole session, a fresh database
+per test.
+
+The server is SecantusDB started on a free port, or the server named by
+``MONQ_TEST_MONGODB_URL`` (so the same suite runs against a real MongoDB).
+MONQ_ environment variables other than MONQ_TEST_* are cleared for every test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from monq.core import embedded
+from monq.core.config import Config
+from monq.core.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def with_database(url: str, name: str) -> str:
+    """The server URL with its database path replaced by `name`."""
+    scheme, _, rest = url.partition("://")
+    hosts, _, tail = rest.partition("/")
+    _, _, query = tail.partition("?")
+    return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def mongo_server_url() -> Iterator[str]:
+    external = os.environ.get("MONQ_TEST_MONGODB_URL")
+    if external:
+        yield external
+        return
+    server = embedded.EmbeddedServer("127.0.0.1", embedded.free_port(), ":memory:")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MONQ_") and not name.startswith("MONQ_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def db_url(mongo_server_url: str) -> str:
+    return with_database(mongo_server_url, f"monq_t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def config(db_url: str, tmp_path: Path) -> Config:
+    return Config().with_values(
+        mongodb={"url": db_url, "embedded": "never"},
+        paths={"var": str(tmp_path / "var")},
+        api={"port": 0, "admin_password": "admin-secret-password"},
+    )
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    store = Store(db_url, timeout_s=10)
+    await store.ensure_indexes()
+    try:
+        yield store
+    finally:
+        await store.drop_database()
+        await store.close()
+
+
+@pytest.fixture
+def monq_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the `monq` executable against this test's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONQ_")}
+    env.update(MONQ_MONGODB_URL=db_url, MONQ_MONGODB_EMBEDDED="never",
+               MONQ_PATHS_VAR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
+    return env

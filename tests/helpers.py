@@ -1,0 +1,50 @@
+"""Small helpers shared by tests: running the installed `monq` executable."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+MONQ = shutil.which("monq", path=str(Path(sys.executable).parent)) or "monq"
+
+
+def run_monq(*args: str, env: dict[str, str], timeout: float = 60,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MONQ, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, input=input, check=False)
+
+
+@contextlib.contextmanager
+def spawn_monq(*args: str, env: dict[str, str], cwd: Path | None = None,
+               ) -> Iterator[subprocess.Popen[str]]:
+    """Start `monq ARGS` in the background; killed (if still running) and reaped after."""
+    with subprocess.Popen([MONQ, *args], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=cwd) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float = 60) -> str:
+    """Read the process's stdout until a line contains `needle`; all lines read so far."""
+    deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not printed; got {''.join(seen)!r}")

@@ -1,0 +1,48 @@
+"""`monq up` on the embedded database, as a newcomer runs it."""
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from monq.cli import main
+from monq.core import embedded
+from tests.helpers import spawn_monq, wait_for_line
+
+
+@pytest.mark.slow
+def test_up_starts_and_stops_the_embedded_database(monq_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    port = embedded.free_port()
+    monq_env.update(MONQ_MONGODB_URL=f"mongodb://127.0.0.1:{port}/monq",
+                    MONQ_MONGODB_EMBEDDED="auto", MONQ_API_PORT=str(embedded.free_port()))
+    with spawn_monq("up", env=monq_env, cwd=tmp_path) as process:
+        output = wait_for_line(process, "monq is up")
+        assert f"embedded database at mongodb://127.0.0.1:{port}/" in output
+        assert embedded.is_listening("127.0.0.1", port)
+        assert (tmp_path / "var" / "db").is_dir()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        assert not embedded.is_listening("127.0.0.1", port)
+
+
+def test_up_without_the_embedded_extra_says_how_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.setattr(embedded, "installed", lambda: False)
+    monkeypatch.setenv("MONQ_MONGODB_URL", f"mongodb://127.0.0.1:{embedded.free_port()}/monq")
+    monkeypatch.setenv("MONQ_PATHS_VAR", str(tmp_path / "var"))
+    assert main(["up"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pip install 'monq[embedded]'" in err
+
+
+def test_embedded_always_needs_a_local_url() -> None:
+    from monq.core.config import MongoConfig
+    from monq.core.errors import EmbeddedUnavailable
+
+    with pytest.raises(EmbeddedUnavailable, match="not a single local address"):
+        embedded.wanted(MongoConfig(url="mongodb://db.example:27017/monq", embedded="always"))
+    assert not embedded.wanted(MongoConfig(url="mongodb://db.example/monq"))
+    assert not embedded.wanted(MongoConfig(embedded="never"))
