@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import inspect
 import os
 import sys
@@ -69,9 +70,14 @@ def env_default(name: str, default: Any = None) -> Any:
     return os.environ.get("MONQ_" + name.upper().replace("-", "_"), default)
 
 
-def build_parser() -> Parser:
-    from monq.cli import db, up
+# Sub-command modules, one a line; each has ``register(sub)``.
+COMMAND_MODULES = (
+    "monq.cli.up",
+    "monq.cli.db",
+)
 
+
+def build_parser() -> Parser:
     parser = Parser(prog="monq", description="monq: a MongoDB-backed job queue.")
     parser.add_argument("--version", action="version", version=f"monq {__version__}")
     parser.add_argument("--config", default=None, metavar="FILE",
@@ -79,8 +85,8 @@ def build_parser() -> Parser:
     parser.add_argument("--debug", action="store_true", default=bool(env_default("debug")),
                         help="show tracebacks of errors ($MONQ_DEBUG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (up, db):
-        module.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

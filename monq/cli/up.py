@@ -4,6 +4,7 @@ worker, scheduler, summarizer, notifier), and the single-role daemons."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -27,9 +28,21 @@ def register(sub: Any) -> None:
     up.set_defaults(func=up_command)
 
 
+# role name -> "module:function" building its services from (config, store);
+# one a line, added as each role is built.
+ROLE_FACTORIES: dict[str, str] = {
+}
+
+
 def services_for(config: Config, store: Store, roles: tuple[str, ...]) -> list[Service]:
-    """The services of the given roles. Later roles register here as they are built."""
+    """The services of the given roles, in the order given."""
     services: list[Service] = []
+    for role in roles:
+        target = ROLE_FACTORIES.get(role)
+        if target is None:
+            continue
+        module, _, function = target.partition(":")
+        services += getattr(importlib.import_module(module), function)(config, store)
     return services
 
 
