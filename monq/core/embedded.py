@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import pymongo.errors
@@ -97,7 +98,7 @@ class EmbeddedServer:
                 f"or point mongodb.url at a running MongoDB")
         if self.data_path != ":memory:":
             Path(self.data_path).mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "secantus", "--host", self.host, "--port",

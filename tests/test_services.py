@@ -1,0 +1,92 @@
+"""Daemons: waiting for MongoDB with backoff, running services until stopped, logs."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from monq.core.embedded import free_port
+from monq.core.logs import JsonFormatter, TextFormatter
+from monq.core.services import resilient, run_services, wait_for_database
+from monq.core.store import Store
+
+
+async def test_wait_for_database_retries_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    store = Store(f"mongodb://127.0.0.1:{free_port()}/monq", timeout_s=0.2)
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, "monq.services")
+    task = asyncio.create_task(wait_for_database(store, stop, "tester"))
+    await asyncio.sleep(1.5)
+    stop.set()
+    assert await task is False
+    retries = [r for r in caplog.records if getattr(r, "action", None) == "database_retry"]
+    assert len(retries) >= 2
+    assert retries[1].delay_s > retries[0].delay_s  # backing off
+    await store.close()
+
+
+async def test_wait_for_database_returns_when_it_answers(store: Store) -> None:
+    assert await wait_for_database(store, asyncio.Event()) is True
+
+
+class Ticker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ticks = 0
+        self.stopped = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.ticks += 1
+            await asyncio.sleep(0.01)
+        self.stopped = True
+
+
+class Broken:
+    name = "broken"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("boom")
+
+
+async def test_run_services_until_stop() -> None:
+    a, b = Ticker("a"), Ticker("b")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, stop.set)
+    await run_services([a, b], stop)
+    assert a.ticks > 1 and b.ticks > 1
+    assert a.stopped and b.stopped
+
+
+async def test_a_failing_service_stops_the_others() -> None:
+    a = Ticker("a")
+    with pytest.raises(RuntimeError, match="boom"):
+        await run_services([a, Broken()], asyncio.Event())
+    assert a.stopped
+
+
+async def test_resilient_runs_again_after_the_database_returns(store: Store) -> None:
+    from monq.core.errors import DatabaseUnavailable
+
+    calls = []
+
+    async def body() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DatabaseUnavailable("gone")
+
+    await resilient("svc", body, asyncio.Event(), store)
+    assert len(calls) == 2
+
+
+def test_log_formats_carry_the_action() -> None:
+    record = logging.LogRecord("monq.worker", logging.INFO, __file__, 1, "claimed %s", ("j1",),
+                               None)
+    record.action = "claim"
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["message"] == "claimed j1"
+    assert doc["action"] == "claim"
+    assert doc["logger"] == "monq.worker"
+    assert "action=claim" in TextFormatter().format(record)
