@@ -19,6 +19,8 @@ from monq.core import embedded
 from monq.core.config import Config
 from monq.core.store import Store
 
+pytest_plugins = ["tests.queue_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -67,8 +67,12 @@ class Index:
 
 
 INDEXES: tuple[Index, ...] = (
-    # The claim: pending jobs by priority, then age, not before query_at.
-    Index(QUEUE, (("state", 1), ("priority", -1), ("query_at", 1), ("_id", 1)), "claim"),
+    # The claim: waiting jobs by priority, then age; query_at is filtered from the keys.
+    Index(QUEUE, (("state", 1), ("priority", -1), ("_id", 1), ("query_at", 1)), "claim"),
+    Index(QUEUE, (("locked.expires", 1),), "lease_expiry", {"sparse": True}),
+    Index(QUEUE, (("wait_for", 1),), "wait_for", {"sparse": True}),
+    Index(QUEUE, (("blocked", 1),), "blocked",
+          {"partialFilterExpression": {"blocked": True}}),
     Index(QUEUE, (("number", 1),), "number", {"unique": True}),
     Index(QUEUE, (("name", 1), ("state", 1)), "name_state"),
     Index(QUEUE, (("locked.worker", 1),), "locked_worker", {"sparse": True}),
@@ -87,6 +91,7 @@ INDEXES: tuple[Index, ...] = (
     Index(ROLE, (("email", 1),), "email",
           {"unique": True, "partialFilterExpression": {"email": {"$type": "string"}}}),
     Index(LOG, (("job_id", 1), ("_id", 1)), "job"),
+    Index(JOURNAL, (("parent_id", 1),), "parent", {"sparse": True}),
     Index(SCHEDULE, (("name", 1),), "name", {"unique": True}),
     Index(SCHEDULE, (("enabled", 1), ("next_at", 1)), "due"),
     Index(NOTIFICATION, (("state", 1), ("next_at", 1)), "due"),

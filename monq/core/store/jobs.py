@@ -1,0 +1,278 @@
+"""Queries on sys.queue and sys.journal: every read and write of job documents.
+
+Each state change is one `transition`: a single ``find_one_and_update`` whose
+filter names the job, the states it may leave and, for a worker's writes, the
+lease token, and whose update sets the new fields and appends the event to the
+job's ``outbox`` in the same write. `relay` then copies the outbox into sys.event
+(under the event ids fixed in advance) and pulls it; `sweep_outboxes` does that
+for jobs whose writer died in between. Final jobs move to sys.journal by an
+upsert there followed by a delete here, so that a job is never in neither
+collection; `sweep_finished` completes moves cut short.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo.errors
+from bson import ObjectId
+from pymongo import ReturnDocument, UpdateOne
+
+from monq.core.errors import Conflict
+from monq.core.store import Store, layout
+from monq.core.store.events import EventStore
+
+MAINTENANCE_ID = "maintenance"
+RUNNING = "running"  # the one state the store itself names: leases exist only there
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What a listing may filter on: typed values, never a client's query."""
+
+    states: tuple[str, ...] = ()
+    name_glob: str | None = None
+    number: int | None = None
+    worker: str | None = None
+    enqueued_after: datetime | None = None
+    enqueued_before: datetime | None = None
+    names: tuple[str, ...] | None = None  # restrict to these names (permissions)
+
+
+def glob_regex(pattern: str) -> str:
+    """An anchored regular expression matching the glob `pattern` (``*`` and ``?``)."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return "^" + "".join(parts) + "$"
+
+
+class JobStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.queue = store.collection(layout.QUEUE)
+        self.journal = store.collection(layout.JOURNAL)
+        self.workers = store.collection(layout.WORKER)
+        self.events = EventStore(store)
+
+    # Writing ------------------------------------------------------------------
+    async def insert(self, docs: Sequence[dict[str, Any]]) -> None:
+        async with self.store.errors():
+            try:
+                await self.queue.insert_many(list(docs), ordered=True)
+            except pymongo.errors.BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if errors and errors[0].get("code") == 11000:
+                    key = errors[0].get("keyValue") or {}
+                    raise Conflict(f"a job with the same {', '.join(key) or 'key'} is "
+                                   f"already queued") from exc
+                raise
+
+    async def transition(self, job_id: ObjectId, *, sources: Iterable[str],
+                         event: dict[str, Any], token: str | None = None,
+                         set_fields: dict[str, Any] | None = None,
+                         unset: Iterable[str] = (), inc: dict[str, int] | None = None,
+                         extra_filter: dict[str, Any] | None = None,
+                         ) -> dict[str, Any] | None:
+        """Apply one state change; the job after it, or None when the filter misses."""
+        query: dict[str, Any] = {"_id": job_id, "state": {"$in": [str(s) for s in sources]}}
+        if token is not None:
+            query["locked.token"] = token
+        if extra_filter:
+            query.update(extra_filter)
+        update: dict[str, Any] = {"$push": {"outbox": event}}
+        if set_fields:
+            update["$set"] = set_fields
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        if inc:
+            update["$inc"] = inc
+        async with self.store.errors():
+            return await self.queue.find_one_and_update(
+                query, update, return_document=ReturnDocument.AFTER)
+
+    async def claim(self, query: dict[str, Any], update: dict[str, Any]
+                    ) -> dict[str, Any] | None:
+        """Take the most urgent job matching `query`: highest priority, then oldest."""
+        async with self.store.errors():
+            return await self.queue.find_one_and_update(
+                query, update, sort=[("priority", -1), ("_id", 1)],
+                return_document=ReturnDocument.AFTER)
+
+    async def relay(self, doc: dict[str, Any], *, journal: bool = False) -> None:
+        """Copy the job's outbox into sys.event and pull what was copied."""
+        outbox = doc.get("outbox") or []
+        if not outbox:
+            return
+        header = {"_id": doc["_id"], "number": doc["number"], "name": doc["name"]}
+        await self.events.insert([{**e, "data": {**header, **e.get("data", {})}}
+                                  for e in outbox])
+        collection = self.journal if journal else self.queue
+        async with self.store.errors():
+            await collection.update_one(
+                {"_id": doc["_id"]}, {"$pull": {"outbox": {"_id": {"$in": [e["_id"]
+                                                                         for e in outbox]}}}})
+
+    async def move_to_journal(self, doc: dict[str, Any], final: Iterable[str]) -> None:
+        """Move a finished job (in one of the `final` states) to sys.journal."""
+        record = {k: v for k, v in doc.items() if k != "outbox"}
+        async with self.store.errors():
+            await self.journal.replace_one({"_id": doc["_id"]}, record, upsert=True)
+            await self.queue.delete_one({"_id": doc["_id"],
+                                         "state": {"$in": [str(s) for s in final]}})
+
+    async def update_journal(self, job_id: ObjectId, query: dict[str, Any],
+                             update: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.store.errors():
+            return await self.journal.find_one_and_update(
+                {"_id": job_id, **query}, update, return_document=ReturnDocument.AFTER)
+
+    # Reading ------------------------------------------------------------------
+    async def get(self, job_id: ObjectId) -> dict[str, Any] | None:
+        async with self.store.errors():
+            doc = await self.queue.find_one({"_id": job_id})
+            if doc is None:
+                doc = await self.journal.find_one({"_id": job_id})
+        return doc
+
+    async def get_by_number(self, number: int) -> dict[str, Any] | None:
+        async with self.store.errors():
+            doc = await self.queue.find_one({"number": number})
+            if doc is None:
+                doc = await self.journal.find_one({"number": number})
+        return doc
+
+    async def in_both(self, job_id: ObjectId) -> tuple[bool, bool]:
+        async with self.store.errors():
+            queued = await self.queue.count_documents({"_id": job_id}, limit=1)
+            journaled = await self.journal.count_documents({"_id": job_id}, limit=1)
+        return bool(queued), bool(journaled)
+
+    def _query(self, spec: JobFilter) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if spec.states:
+            query["state"] = {"$in": list(spec.states)}
+        if spec.name_glob:
+            query["name"] = {"$regex": glob_regex(spec.name_glob)}
+        if spec.names is not None:
+            query.setdefault("$and", []).append({"name": {"$in": list(spec.names)}})
+        if spec.number is not None:
+            query["number"] = spec.number
+        if spec.worker:
+            query["locked.worker"] = spec.worker
+        if spec.enqueued_after or spec.enqueued_before:
+            span: dict[str, Any] = {}
+            if spec.enqueued_after:
+                span["$gte"] = spec.enqueued_after
+            if spec.enqueued_before:
+                span["$lt"] = spec.enqueued_before
+            query["enqueued.at"] = span
+        return query
+
+    async def page(self, spec: JobFilter, *, finished: bool = False, skip: int = 0,
+                   limit: int = 50, sort: str = "number", descending: bool = False,
+                   ) -> tuple[list[dict[str, Any]], int]:
+        """One page of jobs, and how many match in all."""
+        collection = self.journal if finished else self.queue
+        query = self._query(spec)
+        direction = -1 if descending else 1
+        async with self.store.errors():
+            total = await collection.count_documents(query)
+            docs = await collection.find(query, {"outbox": 0}).sort(
+                [(sort, direction), ("_id", direction)]).skip(skip).limit(limit).to_list(None)
+        return docs, total
+
+    async def distinct_names(self) -> list[str]:
+        async with self.store.errors():
+            return sorted(await self.queue.distinct("name"))
+
+    async def count_queued(self, name: str, states: Iterable[str]) -> int:
+        async with self.store.errors():
+            return await self.queue.count_documents(
+                {"name": name, "state": {"$in": [str(s) for s in states]}})
+
+    async def find_unique(self, unique_key: str) -> dict[str, Any] | None:
+        async with self.store.errors():
+            return await self.queue.find_one({"unique_key": unique_key})
+
+    # Workers ------------------------------------------------------------------
+    async def heartbeat(self, leases: Sequence[tuple[ObjectId, str]], now: datetime,
+                        zombie_time_s: dict[ObjectId, float]) -> None:
+        if not leases:
+            return
+        ops = [UpdateOne({"_id": job_id, "locked.token": token, "state": RUNNING},
+                         {"$set": {"locked.heartbeat": now,
+                                   "locked.expires": now + timedelta(
+                                       seconds=zombie_time_s.get(job_id, 30.0))}})
+               for job_id, token in leases]
+        async with self.store.errors():
+            await self.queue.bulk_write(ops, ordered=False)
+
+    async def lease_view(self, job_ids: Sequence[ObjectId]) -> list[dict[str, Any]]:
+        async with self.store.errors():
+            return await self.queue.find(
+                {"_id": {"$in": list(job_ids)}},
+                {"state": 1, "locked.token": 1, "killed_at": 1, "removed_at": 1}).to_list(None)
+
+    async def expired_leases(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.store.errors():
+            return await self.queue.find(
+                {"state": RUNNING, "locked.expires": {"$lt": now}},
+                {"outbox": 0}).limit(limit).to_list(None)
+
+    async def running(self, limit: int = 1000) -> list[dict[str, Any]]:
+        async with self.store.errors():
+            return await self.queue.find({"state": RUNNING},
+                                         {"outbox": 0}).limit(limit).to_list(None)
+
+    # Sweeps -------------------------------------------------------------------
+    async def with_outbox(self, before: datetime, *, journal: bool = False,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        collection = self.journal if journal else self.queue
+        async with self.store.errors():
+            return await collection.find(
+                {"outbox.0": {"$exists": True}, "outbox.0.created": {"$lt": before}}
+            ).limit(limit).to_list(None)
+
+    async def in_states(self, states: Iterable[str], limit: int = 100
+                        ) -> list[dict[str, Any]]:
+        async with self.store.errors():
+            return await self.queue.find(
+                {"state": {"$in": [str(s) for s in states]}}).limit(limit).to_list(None)
+
+    async def dependents(self, job_id: ObjectId) -> list[dict[str, Any]]:
+        async with self.store.errors():
+            return await self.queue.find({"wait_for": job_id}, {"outbox": 0}).to_list(None)
+
+    async def unblock(self, job_id: ObjectId) -> None:
+        """Drop a completed job from its dependents' wait lists; free those left with none."""
+        async with self.store.errors():
+            await self.queue.update_many({"wait_for": job_id}, {"$pull": {"wait_for": job_id}})
+            await self.queue.update_many({"blocked": True, "wait_for": {"$size": 0}},
+                                         {"$set": {"blocked": False}})
+
+    async def blocked(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.store.errors():
+            return await self.queue.find({"blocked": True}, {"wait_for": 1}
+                                         ).limit(limit).to_list(None)
+
+    async def states_of(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
+        """The state of each job, queued or finished (missing ones are absent)."""
+        out: dict[ObjectId, str] = {}
+        async with self.store.errors():
+            for collection in (self.journal, self.queue):
+                async for doc in collection.find({"_id": {"$in": list(job_ids)}},
+                                                 {"state": 1}):
+                    out[doc["_id"]] = doc["state"]
+        return out
+
+    # Maintenance --------------------------------------------------------------
+    async def maintenance(self) -> dict[str, Any]:
+        async with self.store.errors():
+            return await self.workers.find_one({"_id": MAINTENANCE_ID}) or {}
+
+    async def set_maintenance(self, update: dict[str, Any]) -> None:
+        async with self.store.errors():
+            await self.workers.update_one({"_id": MAINTENANCE_ID}, update, upsert=True)
