@@ -329,9 +329,28 @@ class Queue:
                             f"(the job is {state})")
         return doc
 
+    async def _leased(self, job_id: ObjectId, token: str, kind: EventName) -> dict[str, Any]:
+        current = await self.jobs.get(job_id)
+        if current is None or (current.get("locked") or {}).get("token") != token:
+            raise LeaseLost(f"job {job_id}: {kind.value} refused, the lease is lost")
+        return current
+
+    async def _stop_if_requested(self, current: dict[str, Any], token: str
+                                 ) -> JobRecord | None:
+        """A job whose kill or removal was asked for ends so instead of waiting again."""
+        if current.get("killed_at"):
+            return await self.mark_killed(current["_id"], token)
+        if current.get("removed_at"):
+            return await self.mark_removed(current["_id"], token)
+        return None
+
     async def release(self, job_id: ObjectId, token: str, reason: str) -> JobRecord:
         """Give a claimed job back unstarted; the attempt does not count."""
         now = self.clock()
+        stopped = await self._stop_if_requested(
+            await self._leased(job_id, token, EventName.RELEASE_JOB), token)
+        if stopped is not None:
+            return stopped
         doc = await self._worker_transition(
             job_id, token, EventName.RELEASE_JOB,
             set_fields={"state": str(State.PENDING), "locked": None, "query_at": now},
@@ -408,10 +427,10 @@ class Queue:
                    event: EventName = EventName.FAILED_JOB) -> JobRecord:
         """The job raised: it waits to retry while attempts are left, else ends in error."""
         now = self.clock()
-        current = await self.jobs.get(job_id)
-        if current is None or (current.get("locked") or {}).get("token") != token:
-            raise LeaseLost(f"job {job_id}: {event.value} refused, the lease is lost")
+        current = await self._leased(job_id, token, event)
         retry = current["attempts_left"] > 0
+        if retry and (stopped := await self._stop_if_requested(current, token)):
+            return stopped
         target = State.FAILED if retry else State.ERROR
         fields: dict[str, Any] = {"state": str(target), "last_error": error, "locked": None}
         if retry:
@@ -437,9 +456,9 @@ class Queue:
                     delay_s: float | None = None) -> JobRecord:
         """Run the job again later; past its ``defer_max`` it becomes inactive."""
         now = self.clock()
-        current = await self.jobs.get(job_id)
-        if current is None or (current.get("locked") or {}).get("token") != token:
-            raise LeaseLost(f"job {job_id}: defer refused, the lease is lost")
+        current = await self._leased(job_id, token, EventName.DEFER_JOB)
+        if stopped := await self._stop_if_requested(current, token):
+            return stopped
         options = current.get("options") or {}
         count = current.get("defer_count", 0) + 1
         defer_max = options.get("defer_max")

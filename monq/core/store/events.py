@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,20 +21,28 @@ from monq.core.store import Store, layout
 _TAIL = struct.Struct(">I")
 
 
-def event_id(now_s: float | None = None) -> ObjectId:
-    """A new event id: 4 bytes of seconds, 3 of microseconds, 5 random bytes."""
-    now_s = time.time() if now_s is None else now_s
-    seconds = int(now_s)
-    micros = int((now_s - seconds) * 1_000_000) % 1_000_000
+class _Clock:
+    """The last event time handed out in this process, in microseconds."""
+
+    last_us = 0
+    lock = threading.Lock()
+
+
+def event_id() -> ObjectId:
+    """A new event id: 4 bytes of seconds, 3 of microseconds, 5 random bytes; strictly
+    increasing within this process even when the clock stands still or steps back."""
+    with _Clock.lock:
+        now_us = max(time.time_ns() // 1000, _Clock.last_us + 1)
+        _Clock.last_us = now_us
+    seconds, micros = divmod(now_us, 1_000_000)
     return ObjectId(_TAIL.pack(seconds) + micros.to_bytes(3, "big") + os.urandom(5))
 
 
 def new_event(name: str, *, channel: str, author: str | None, data: dict[str, Any],
               now: datetime | None = None) -> dict[str, Any]:
     """An event document ``{_id, name, channel, author, created, data}``."""
-    now_s = time.time() if now is None else now.timestamp()
-    return {"_id": event_id(now_s), "name": name, "channel": channel, "author": author,
-            "created": now or datetime.fromtimestamp(now_s, UTC), "data": data}
+    return {"_id": event_id(), "name": name, "channel": channel, "author": author,
+            "created": now or datetime.now(UTC), "data": data}
 
 
 class EventStore:
