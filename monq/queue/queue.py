@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import random
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ log = logging.getLogger("monq.queue")
 
 RELAY_GRACE_S = 2.0
 SLOT_GRACE_S = 10.0
+FULL_NAMES_TTL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class Queue:
         self.author = author
         self.origin = origin or Origin(by=author)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._full: list[str] = []
+        self._full_checked = -FULL_NAMES_TTL_S
 
     def acting_as(self, author: str | None, origin: str = "api") -> Queue:
         """The same queue, acting for another user."""
@@ -131,6 +135,9 @@ class Queue:
                     for r in requests]
         first = await self.counters.reserve_numbers(len(requests))
         docs = [build_document(r, first + i, self.origin, now) for i, r in enumerate(requests)]
+        waited_for = {dep for r in requests for dep in r.wait_for}
+        if waited_for:  # before the insert: a dependency completing now must see it
+            await self.jobs.mark_has_dependents(sorted(waited_for))
         await self.jobs.insert(docs)
         for doc in docs:
             await self.jobs.relay(doc)
@@ -257,18 +264,19 @@ class Queue:
         if record.state not in STOPPED:
             raise TransitionRefused(f"cannot restart job #{record.number}: it is "
                                     f"{record.state}", state=str(record.state))
-        child_id = record.child_id or ObjectId()
-        old = await self.jobs.update_journal(
-            record.id, {"state": {"$in": [str(s) for s in STOPPED]},
-                        "$or": [{"child_id": None}, {"child_id": child_id}]},
-            {"$set": {"child_id": child_id},
-             "$push": {"outbox": self._event(EventName.RESTART_STOPPED, record.state, now,
-                                             child_id=str(child_id))}})
-        if old is None:
-            raise await self._refused(record.id, "restart")
-        await self.jobs.relay(old, journal=True)
+        child_id = record.child_id
+        if child_id is None:
+            child_id = ObjectId()
+            old = await self.jobs.update_journal(
+                record.id, {"state": {"$in": [str(s) for s in STOPPED]}, "child_id": None},
+                {"$set": {"child_id": child_id},
+                 "$push": {"outbox": self._event(EventName.RESTART_STOPPED, record.state, now,
+                                                 child_id=str(child_id))}})
+            if old is None:  # restarted meanwhile by someone else: theirs is the child
+                return await self.restart(record.id)
+            await self.jobs.relay(old, journal=True)
         existing = await self.jobs.get(child_id)
-        if existing is not None:
+        if existing is not None:  # restarting again gives the same child
             return JobRecord.from_document(existing)
         options = {k: v for k, v in record.options.items()
                    if k not in ("zombie_time_s",) or v is not None}
@@ -288,7 +296,7 @@ class Queue:
         excluded = list(exclude_names)
         for _ in range(3):
             now = self.clock()
-            full = await self.counters.full_names()
+            full = await self._full_names()
             query: dict[str, Any] = {
                 "state": {"$in": [str(s) for s in WAITING]}, "query_at": {"$lte": now},
                 "held": False, "blocked": False, "pool": pool,
@@ -317,6 +325,15 @@ class Queue:
                 continue
             return Claim(JobRecord.from_document(doc), token)
         return None
+
+    async def _full_names(self) -> list[str]:
+        """Job names whose parallel slots are all taken, read at most once a second: a
+        stale answer costs only a release, since `take_slot` decides."""
+        stamp = time.monotonic()
+        if stamp - self._full_checked > FULL_NAMES_TTL_S:
+            self._full = await self.counters.full_names()
+            self._full_checked = stamp
+        return self._full
 
     async def _worker_transition(self, job_id: ObjectId, token: str, kind: EventName,
                                  **kwargs: Any) -> dict[str, Any]:
@@ -404,12 +421,9 @@ class Queue:
     async def complete(self, job_id: ObjectId, token: str, result: Any = None,
                        warnings: Sequence[str] = ()) -> JobRecord:
         now = self.clock()
-        current = await self.jobs.get(job_id)
-        started = (current or {}).get("started_at") or now
         doc = await self._worker_transition(
             job_id, token, EventName.COMPLETE_JOB,
-            set_fields={"state": str(State.COMPLETE), "finished_at": now,
-                        "runtime": (now - started).total_seconds(), "result": result,
+            set_fields={"state": str(State.COMPLETE), "finished_at": now, "result": result,
                         "warnings": list(warnings), "progress.value": 1.0},
             event=self._event(EventName.COMPLETE_JOB, State.COMPLETE, now))
         await self._finish(doc)
@@ -517,13 +531,16 @@ class Queue:
 
     async def _finish(self, doc: dict[str, Any]) -> None:
         """Everything after a job reached a final state; safe to repeat after a crash."""
-        await self.jobs.relay(doc)
+        await self.jobs.relay(doc, pull=False)
         await self._give_slot(doc)
         if doc["state"] == State.COMPLETE:
             await self._enqueue_chain(doc)
-            await self.jobs.unblock(doc["_id"])
-        else:
+            if doc.get("has_dependents"):
+                await self.jobs.unblock(doc["_id"])
+        elif doc.get("has_dependents"):
             await self._fail_dependents(doc)
+        if doc.get("started_at") and doc.get("finished_at") and doc.get("runtime") is None:
+            doc = {**doc, "runtime": (doc["finished_at"] - doc["started_at"]).total_seconds()}
         await self.jobs.move_to_journal(doc, [str(s) for s in FINAL])
 
     async def _enqueue_chain(self, doc: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ job's ``outbox`` in the same write. `relay` then copies the outbox into sys.even
 (under the event ids fixed in advance) and pulls it; `sweep_outboxes` does that
 for jobs whose writer died in between. Final jobs move to sys.journal by an
 upsert there followed by a delete here, so that a job is never in neither
-collection; `sweep_finished` completes moves cut short.
+collection; the queue's sweep completes moves cut short.
 """
 
 from __future__ import annotations
@@ -101,14 +101,18 @@ class JobStore:
                 query, update, sort=[("priority", -1), ("_id", 1)],
                 return_document=ReturnDocument.AFTER)
 
-    async def relay(self, doc: dict[str, Any], *, journal: bool = False) -> None:
-        """Copy the job's outbox into sys.event and pull what was copied."""
+    async def relay(self, doc: dict[str, Any], *, journal: bool = False,
+                    pull: bool = True) -> None:
+        """Copy the job's outbox into sys.event and pull what was copied (not needed
+        for a job about to move to the journal, which leaves its outbox behind)."""
         outbox = doc.get("outbox") or []
         if not outbox:
             return
         header = {"_id": doc["_id"], "number": doc["number"], "name": doc["name"]}
         await self.events.insert([{**e, "data": {**header, **e.get("data", {})}}
                                   for e in outbox])
+        if not pull:
+            return
         collection = self.journal if journal else self.queue
         async with self.store.errors():
             await collection.update_one(
@@ -245,6 +249,12 @@ class JobStore:
     async def dependents(self, job_id: ObjectId) -> list[dict[str, Any]]:
         async with self.store.errors():
             return await self.queue.find({"wait_for": job_id}, {"outbox": 0}).to_list(None)
+
+    async def mark_has_dependents(self, job_ids: Sequence[ObjectId]) -> None:
+        """Note on jobs that others wait for them, so that only those look for dependents."""
+        async with self.store.errors():
+            await self.queue.update_many({"_id": {"$in": list(job_ids)}},
+                                         {"$set": {"has_dependents": True}})
 
     async def unblock(self, job_id: ObjectId) -> None:
         """Drop a completed job from its dependents' wait lists; free those left with none."""
