@@ -181,6 +181,12 @@ class Job:
 
     # Class-level helpers ----------------------------------------------------
     @classmethod
+    def precheck(cls) -> str | None:
+        """Why this worker cannot run jobs of this type (they are given back
+        unstarted, release_job), or None when it can."""
+        return None
+
+    @classmethod
     def qualname(cls) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
 

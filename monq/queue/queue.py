@@ -404,6 +404,10 @@ class Queue:
         default = self.config.queue.zombie_time_s
         times = {job_id: (zombie_time_s or {}).get(job_id) or default for job_id, _ in leases}
         await self.jobs.heartbeat(leases, now, times)
+        return await self.check_leases(leases)
+
+    async def check_leases(self, leases: Sequence[tuple[ObjectId, str]]) -> HeartbeatReply:
+        """Which of these running jobs are to be killed, removed, or lost (one read)."""
         tokens = dict(leases)
         views = {d["_id"]: d for d in await self.jobs.lease_view(list(tokens))}
         kill, remove, lost = set(), set(), set()

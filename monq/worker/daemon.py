@@ -1,0 +1,337 @@
+"""The worker daemon: claims jobs, runs each in an executor process, reports
+progress and logs in batches, heartbeats its leases, honours kill and removal
+requests, maintenance and wall times, sweeps up after dead workers, and shuts
+down gracefully.
+
+Work arrives through a change stream on sys.queue where the server has one
+(new jobs wake the claim loop at once); otherwise, and for jobs whose time
+comes later, an adaptive poll between ``worker.poll_min_s`` and ``poll_max_s``.
+The claim loop takes jobs until every slot is busy or none is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+
+from monq.core.config import Config
+from monq.core.errors import DatabaseUnavailable, Error, LeaseLost
+from monq.core.services import wait_for_database
+from monq.core.store import Store
+from monq.core.store.workers import WorkerStore
+from monq.queue.queue import Claim, Maintenance, Queue, WorkerRef
+from monq.worker.executor import Executor, ExecutorDied, ExecutorPool
+
+log = logging.getLogger("monq.worker")
+
+LEASE_CHECK_S = 0.25
+PROGRESS_WRITE_S = 1.0
+MAINTENANCE_TTL_S = 1.0
+RELEASE_EXCLUDE_S = 30.0
+
+
+@dataclass
+class RunningJob:
+    claim: Claim
+    executor: Executor
+    started: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None  # kill, remove, lost, shutdown, wall
+    progress: tuple[float, str | None, dict[str, Any]] | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    wall_flagged: bool = False
+
+    @property
+    def id(self) -> ObjectId:
+        return self.claim.job.id
+
+    def on_message(self, message: tuple[Any, ...]) -> None:
+        if message[0] == "progress":
+            self.progress = (message[1], message[2], message[3])
+        elif message[0] == "log":
+            self.logs.extend(message[1])
+
+
+class Worker:
+    """One worker process; `run` it until `stop` is set."""
+
+    name = "worker"
+
+    def __init__(self, store: Store, config: Config, *, concurrency: int | None = None,
+                 pool: str | None = None, tags: list[str] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.concurrency = max(1, concurrency or config.worker.concurrency)
+        self.pool_name = pool or config.worker.pool
+        self.tags = list(tags if tags is not None else config.worker.tags)
+        host = socket.gethostname()
+        self.ref = WorkerRef(f"{host}-{os.getpid()}-{secrets.token_hex(3)}", host, os.getpid())
+        self.queue = Queue(store, config, author=self.ref.id)
+        self.workers = WorkerStore(store)
+        self.executors = ExecutorPool(self.concurrency)
+        self.running: dict[ObjectId, RunningJob] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self._maintenance = Maintenance(False, frozenset())
+        self._maintenance_at = 0.0
+        self.started_at = datetime.now(UTC)
+        self.released: dict[str, float] = {}  # job names given back, until when
+
+    # Life -------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        if not await wait_for_database(self.store, stop, "worker"):
+            return
+        await self.executors.start()
+        await self._register()
+        log.info("worker %s started: pool %s, %d slots, tags %s", self.ref.id, self.pool_name,
+                 self.concurrency, self.tags, extra={"action": "worker_started"})
+        helpers = [asyncio.create_task(coro) for coro in (
+            self._lease_loop(stop), self._sweep_loop(stop), self._watch_loop(stop))]
+        try:
+            await self._claim_loop(stop)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._shutdown()
+
+    async def _register(self) -> None:
+        await self.workers.register({
+            "_id": self.ref.id, "host": self.ref.host, "pid": self.ref.pid,
+            "pool": self.pool_name, "concurrency": self.concurrency, "tags": self.tags,
+            "started_at": self.started_at, "heartbeat": datetime.now(UTC), "jobs": []})
+
+    async def _shutdown(self) -> None:
+        grace = self.config.worker.shutdown_grace_s
+        if self.tasks:
+            log.info("waiting up to %.0fs for %d running jobs", grace, len(self.tasks),
+                     extra={"action": "worker_draining"})
+            await asyncio.wait(self.tasks, timeout=grace)
+        for job in list(self.running.values()):
+            job.stop_reason = "shutdown"
+            await job.executor.kill(self.config.worker.kill_grace_s)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=10)
+        with contextlib.suppress(Error):
+            await self.workers.unregister(self.ref.id)
+        await self.executors.close()
+        log.info("worker %s stopped", self.ref.id, extra={"action": "worker_stopped"})
+
+    # Claiming ---------------------------------------------------------------
+    async def maintenance(self) -> Maintenance:
+        if time.monotonic() - self._maintenance_at > MAINTENANCE_TTL_S:
+            self._maintenance = await self.queue.maintenance()
+            self._maintenance_at = time.monotonic()
+        return self._maintenance
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        interval = self.config.worker.poll_min_s
+        while not stop.is_set():
+            try:
+                claimed = await self._claim_all()
+            except DatabaseUnavailable as exc:
+                log.warning("worker lost the database: %s", exc,
+                            extra={"action": "database_lost"})
+                if not await wait_for_database(self.store, stop, "worker"):
+                    return
+                continue
+            interval = (self.config.worker.poll_min_s if claimed
+                        else min(interval * 2, self.config.worker.poll_max_s))
+            self.wake.clear()
+            waiters = [asyncio.ensure_future(self.wake.wait()),
+                       asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _claim_all(self) -> int:
+        claimed = 0
+        while len(self.running) < self.concurrency:
+            maintenance = await self.maintenance()
+            if maintenance.global_pause:
+                break
+            now = time.monotonic()
+            self.released = {n: t for n, t in self.released.items() if t > now}
+            claim = await self.queue.claim(
+                self.ref, pool=self.pool_name, tags=self.tags,
+                exclude_names=sorted(maintenance.paused_names | set(self.released)))
+            if claim is None:
+                break
+            executor = await self.executors.acquire()
+            job = RunningJob(claim, executor)
+            self.running[job.id] = job
+            task = asyncio.create_task(self._execute(job), name=f"job-{claim.job.number}")
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            claimed += 1
+        return claimed
+
+    # Running ------------------------------------------------------------------
+    async def _execute(self, job: RunningJob) -> None:
+        record, token = job.claim.job, job.claim.token
+        flusher = asyncio.create_task(self._flush_loop(job))
+        try:
+            spec = {"id": record.id, "number": record.number, "name": record.name,
+                    "args": record.args, "attempt": record.attempt}
+            try:
+                async def started() -> None:
+                    await self.queue.start(record.id, token)
+
+                outcome: tuple[Any, ...] = await job.executor.run(spec, job.on_message,
+                                                                  started)
+                self.executors.release(job.executor)
+            except ExecutorDied as died:
+                await self.executors.discard(job.executor)
+                outcome = ("died", str(died))
+            flusher.cancel()
+            await self._flush(job)
+            await self._report(job, outcome)
+        except LeaseLost as exc:
+            log.warning("job #%s: %s", record.number, exc, extra={"action": "lease_lost"})
+        except Error as exc:
+            log.error("job #%s: %s", record.number, exc, extra={"action": "report_failed"})
+        finally:
+            flusher.cancel()
+            self.running.pop(job.id, None)
+            self.wake.set()
+
+    async def _report(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
+        record, token, kind = job.claim.job, job.claim.token, outcome[0]
+        reason = job.stop_reason
+        if reason in ("kill", "wall"):
+            await self.queue.mark_killed(record.id, token)
+        elif reason == "remove":
+            await self.queue.mark_removed(record.id, token)
+        elif reason == "lost":
+            log.warning("job #%s was stopped: this worker lost its lease", record.number,
+                        extra={"action": "lease_lost", "job": str(record.id)})
+        elif reason == "shutdown":
+            await self.queue.release(record.id, token, "worker shut down")
+        elif kind == "complete":
+            await self.queue.complete(record.id, token, result=outcome[1])
+        elif kind == "defer":
+            await self.queue.defer(record.id, token, outcome[1], outcome[2])
+        elif kind == "release":
+            # other workers may run it; this one leaves the type alone for a while
+            self.released[record.name] = time.monotonic() + RELEASE_EXCLUDE_S
+            await self.queue.release(record.id, token, outcome[1])
+        elif kind == "failed_start":
+            await self.queue.fail_start(record.id, token, outcome[1])
+        else:  # failed, or its process died
+            await self.queue.fail(record.id, token, outcome[1])
+        log.info("job #%s %s", record.number, reason or kind,
+                 extra={"action": "job_" + (reason or kind), "job": str(record.id)})
+
+    async def _flush_loop(self, job: RunningJob) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_WRITE_S)
+            with contextlib.suppress(Error):
+                await self._flush(job)
+
+    async def _flush(self, job: RunningJob) -> None:
+        """Write what the job reported since the last flush: one write for the log
+        lines, one for the latest progress."""
+        lines, job.logs = job.logs, []
+        if lines:
+            await self.queue.append_logs(job.id, lines)
+        if job.progress is not None and job.stop_reason is None:
+            value, message, data = job.progress
+            job.progress = None
+            await self.queue.progress(job.id, job.claim.token, value, message, data)
+
+    # Leases -------------------------------------------------------------------
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        last_beat = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() - last_beat >= self.config.worker.heartbeat_s:
+                    await self._heartbeat()
+                    last_beat = time.monotonic()
+                elif self.running:
+                    await self._apply(await self.queue.check_leases(self._leases()))
+                await self._check_wall_times()
+            except Error as exc:
+                log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
+            await asyncio.sleep(LEASE_CHECK_S)
+
+    def _leases(self) -> list[tuple[ObjectId, str]]:
+        return [(job.id, job.claim.token) for job in self.running.values()
+                if job.stop_reason is None]
+
+    async def _heartbeat(self) -> None:
+        times = {job.id: job.claim.job.options.get("zombie_time_s")
+                 or self.config.queue.zombie_time_s for job in self.running.values()}
+        reply = await self.queue.heartbeat(self.ref.id, self._leases(), times)
+        await self.workers.beat(self.ref.id, datetime.now(UTC), [
+            {"_id": j.id, "number": j.claim.job.number, "name": j.claim.job.name}
+            for j in self.running.values()])
+        await self._apply(reply)
+
+    async def _apply(self, reply: Any) -> None:
+        for job_id, reason in ([(i, "kill") for i in reply.kill]
+                               + [(i, "remove") for i in reply.remove]
+                               + [(i, "lost") for i in reply.lost]):
+            job = self.running.get(job_id)
+            if job is not None and job.stop_reason is None:
+                await self._stop(job, reason)
+
+    async def _stop(self, job: RunningJob, reason: str) -> None:
+        job.stop_reason = reason
+        log.info("stopping job #%s (%s)", job.claim.job.number, reason,
+                 extra={"action": "job_stopping", "reason": reason})
+        await job.executor.kill(self.config.worker.kill_grace_s)
+
+    async def _check_wall_times(self) -> None:
+        for job in list(self.running.values()):
+            wall = job.claim.job.options.get("wall_time_s")
+            if not wall or job.wall_flagged or time.monotonic() - job.started < wall:
+                continue
+            job.wall_flagged = True
+            await self.queue.flag_nonstop(job.id)
+            if job.claim.job.options.get("kill_on_wall") and job.stop_reason is None:
+                await self._stop(job, "wall")
+
+    # Sweeping and waking ------------------------------------------------------
+    async def _sweep_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                report = await self.queue.sweep()
+                if report.zombies or report.unblocked:
+                    self.wake.set()
+            except Error as exc:
+                log.warning("sweep failed: %s", exc, extra={"action": "sweep_failed"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.queue.sweep_interval_s)
+
+    async def _watch_loop(self, stop: asyncio.Event) -> None:
+        """Wake the claim loop on new work; without change streams the poll does it."""
+        if not await self.store.supports_change_streams():
+            return
+        while not stop.is_set():
+            try:
+                async with self.workers.queue_changes() as stream, self.store.errors():
+                    async for change in stream:
+                        self.wake.set()
+                        key = change.get("documentKey", {}).get("_id")
+                        fields = change.get("updateDescription", {}).get("updatedFields", {})
+                        if key in self.running and ("killed_at" in fields
+                                                    or "removed_at" in fields):
+                            await self._apply(await self.queue.check_leases(self._leases()))
+            except Error as exc:
+                log.warning("change stream failed, polling: %s", exc,
+                            extra={"action": "watch_failed"})
+                await asyncio.sleep(1)
+
+
+def services(config: Config, store: Store) -> list[Worker]:
+    """The worker of `monq up`."""
+    return [Worker(store, config)]

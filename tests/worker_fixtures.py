@@ -1,0 +1,56 @@
+"""Real worker processes for tests: `start_worker` runs ``monq worker`` against the
+test database; `wait_job` polls a job until it reaches one of the given states."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from monq.queue.model import JobRecord
+from monq.queue.queue import Queue
+from monq.queue.states import FINAL
+from tests.conftest import ROOT
+from tests.helpers import MONQ
+
+
+async def wait_job(queue: Queue, job: Any, states: set[str] | str,
+                   timeout_s: float = 30) -> JobRecord:
+    wanted = {states} if isinstance(states, str) else states
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = await queue.get(job)
+        # a finished job's events are relayed before it moves to the journal
+        if record.state in wanted and (record.state not in FINAL
+                                       or await queue.jobs.in_both(record.id) == (False, True)):
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job #{record.number} is {record.state}, not {wanted}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    env = {**monq_env, "PYTHONPATH": str(ROOT), "MONQ_WORKER_POLL_MAX_S": "0.2",
+           "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_QUEUE_SWEEP_INTERVAL_S": "0.5",
+           "MONQ_WORKER_SHUTDOWN_GRACE_S": "5"}
+
+    def start(*args: str, **extra_env: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([MONQ, "worker", *args], env={**env, **extra_env},
+                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGKILL if process.poll() is None else 0)
+        process.communicate()
