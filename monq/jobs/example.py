@@ -90,3 +90,22 @@ class ArgsJob(Job):
 
     def execute(self, **args: Any) -> dict[str, Any]:
         return args
+
+
+class RecordingJob(Job):
+    """Sleeps a little, then records that it ran (for chaos tests: runs per job)."""
+
+    attempts = 20
+    params = {"db_url": Param(str, required=True, description="where to record the run"),
+              "sleep": Param(float, default=0.1, description="seconds to sleep")}
+
+    def execute(self, db_url: str = "", sleep: float = 0.1, **_: Any) -> None:
+        import pymongo
+
+        time.sleep(sleep)
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(db_url)
+        try:
+            client.get_default_database()["chaos.runs"].insert_one(
+                {"job_id": self.id, "attempt": self.attempt, "pid": os.getpid()})
+        finally:
+            client.close()

@@ -49,6 +49,7 @@ class RunningJob:
     progress: tuple[float, str | None, dict[str, Any]] | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
     wall_flagged: bool = False
+    done: bool = False  # its process has answered: it is no longer ours to stop
 
     @property
     def id(self) -> ObjectId:
@@ -188,10 +189,16 @@ class Worker:
 
                 outcome: tuple[Any, ...] = await job.executor.run(spec, job.on_message,
                                                                   started)
+                job.done = True  # before the executor serves another job
                 self.executors.release(job.executor)
             except ExecutorDied as died:
                 await self.executors.discard(job.executor)
                 outcome = ("died", str(died))
+            except BaseException:
+                # the process may be mid-job: it cannot serve another one
+                await job.executor.kill(self.config.worker.kill_grace_s)
+                await self.executors.discard(job.executor)
+                raise
             flusher.cancel()
             await self._flush(job)
             await self._report(job, outcome)
@@ -199,6 +206,9 @@ class Worker:
             log.warning("job #%s: %s", record.number, exc, extra={"action": "lease_lost"})
         except Error as exc:
             log.error("job #%s: %s", record.number, exc, extra={"action": "report_failed"})
+        except Exception:
+            log.exception("job #%s: unexpected error", record.number,
+                          extra={"action": "job_crashed"})
         finally:
             flusher.cancel()
             self.running.pop(job.id, None)
@@ -265,7 +275,7 @@ class Worker:
 
     def _leases(self) -> list[tuple[ObjectId, str]]:
         return [(job.id, job.claim.token) for job in self.running.values()
-                if job.stop_reason is None]
+                if job.stop_reason is None and not job.done]
 
     async def _heartbeat(self) -> None:
         times = {job.id: job.claim.job.options.get("zombie_time_s")
@@ -281,10 +291,12 @@ class Worker:
                                + [(i, "remove") for i in reply.remove]
                                + [(i, "lost") for i in reply.lost]):
             job = self.running.get(job_id)
-            if job is not None and job.stop_reason is None:
+            if job is not None and job.stop_reason is None and not job.done:
                 await self._stop(job, reason)
 
     async def _stop(self, job: RunningJob, reason: str) -> None:
+        if job.done:
+            return
         job.stop_reason = reason
         log.info("stopping job #%s (%s)", job.claim.job.number, reason,
                  extra={"action": "job_stopping", "reason": reason})

@@ -68,7 +68,10 @@ class Executor:
                   on_started: Callable[[], Awaitable[None]]) -> tuple[Any, ...]:
         """Run a job; `on_started` is awaited once it is loaded and about to execute,
         progress, log and heartbeat messages go to `on_message`; returns the outcome."""
-        self.conn.send(("run", spec))
+        try:
+            self.conn.send(("run", spec))
+        except OSError:
+            raise ExecutorDied(self.process.exitcode) from None
         while True:
             message = await self.messages.get()
             if message is None:

@@ -31,6 +31,7 @@ PROGRESS_INTERVAL_S = 0.5
 LOG_FLUSH_S = 0.5
 LOG_BATCH = 200
 RESULT_MAX_CHARS = 10_000
+PARENT_CHECK_S = 0.2
 
 
 class Runtime:
@@ -141,12 +142,21 @@ def run_job(spec: dict[str, Any], conn: Connection, loop: asyncio.AbstractEventL
     return outcome
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """An executor must not outlive its worker (a SIGKILLed worker cannot stop it)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
 def executor_main(conn: Connection) -> None:
     """The executor process: run jobs until told to exit or the pipe closes."""
-    os.setpgrp() if hasattr(os, "setpgrp") else None  # Ctrl-C goes to the worker only
     import signal
+    import threading
 
+    os.setpgrp()  # Ctrl-C in a terminal goes to the worker, which stops jobs in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     conn.send(("ready",))

@@ -41,9 +41,18 @@ class WorkerStore:
 
     @contextlib.asynccontextmanager
     async def queue_changes(self) -> AsyncIterator[Any]:
-        """A change stream of new jobs and state changes in sys.queue; raises
+        """A change stream of what may give a worker work (new jobs, jobs waiting
+        again, released or unblocked) or stop one (kill, removal) in sys.queue; raises
         `StoreError` where the server has no change streams."""
-        pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+        waiting = ["pending", "deferred", "failed"]
+        pipeline = [{"$match": {"$or": [
+            {"operationType": "insert"},
+            {"updateDescription.updatedFields.state": {"$in": waiting}},
+            {"updateDescription.updatedFields.held": False},
+            {"updateDescription.updatedFields.blocked": False},
+            {"updateDescription.updatedFields.killed_at": {"$exists": True}},
+            {"updateDescription.updatedFields.removed_at": {"$exists": True}},
+        ]}}]
         async with self.store.errors():
             stream = await self.store.collection(layout.QUEUE).watch(pipeline)
         try:
