@@ -19,7 +19,7 @@ from monq.core import embedded
 from monq.core.config import Config
 from monq.core.store import Store
 
-pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures"]
+pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures", "tests.api_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from monq.core.store import Store, layout
 from monq.queue.queue import Queue
 from monq.queue.states import State
 from tests.queue_fixtures import DUMMY, event_names
-from tests.worker_fixtures import wait_job
+from tests.worker_fixtures import wait_event, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,7 @@ async def test_shutdown_grace_over_releases_the_job(queue: Queue, start_worker) 
     worker.send_signal(signal.SIGTERM)
     released = await wait_job(queue, job.id, "pending", timeout_s=10)
     assert released.attempts_left == released.attempts
-    assert (await event_names(queue, job.id))[-1] == "release_job"
+    assert (await wait_event(queue, job.id, "release_job"))[-1] == "release_job"
     assert await asyncio.to_thread(worker.wait, 15) == 0
 
 

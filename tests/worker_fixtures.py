@@ -35,6 +35,16 @@ async def wait_job(queue: Queue, job: Any, states: set[str] | str,
         await asyncio.sleep(0.05)
 
 
+async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 10) -> list[str]:
+    """Poll until the job's events include `name` (events follow the state change)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        names = [e["name"] for e in await queue.events(job)]
+        if name in names or time.monotonic() > deadline:
+            return names
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     processes: list[subprocess.Popen[str]] = []

@@ -74,6 +74,7 @@ def env_default(name: str, default: Any = None) -> Any:
 COMMAND_MODULES = (
     "monq.cli.up",
     "monq.cli.db",
+    "monq.cli.serve",
     "monq.cli.worker",
     "monq.cli.jobs",
 )

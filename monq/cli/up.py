@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 # role name -> "module:function" building its services from (config, store);
 # one a line, added as each role is built.
 ROLE_FACTORIES: dict[str, str] = {
+    "serve": "monq.api.server:services",
     "worker": "monq.worker.daemon:services",
 }
 

@@ -87,7 +87,8 @@ INDEXES: tuple[Index, ...] = (
     Index(EVENT, (("channel", 1), ("_id", 1)), "channel"),
     Index(HISTORY, (("resolution", 1), ("created", -1)), "resolution_created", {"unique": True}),
     Index(WORKER, (("heartbeat", 1),), "heartbeat"),
-    Index(ROLE, (("name", 1),), "name", {"unique": True}),
+    # a user and a role may share a name (the user admin has the role admin)
+    Index(ROLE, (("kind", 1), ("name", 1)), "kind_name", {"unique": True}),
     Index(ROLE, (("email", 1),), "email",
           {"unique": True, "partialFilterExpression": {"email": {"$type": "string"}}}),
     Index(LOG, (("job_id", 1), ("_id", 1)), "job"),

@@ -1,0 +1,43 @@
+"""The Tornado application: the route table of /api/v1 and its context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from monq.api import auth, meta, roles
+from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
+from monq.core.auth.accounts import Accounts
+from monq.core.auth.tokens import Tokens, load_secret
+from monq.core.config import Config
+from monq.core.store import Store
+
+PREFIX = "/api/v1"
+
+ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    (PREFIX + "/login", auth.LoginHandler),
+    (PREFIX + "/logout", auth.LogoutHandler),
+    (PREFIX + "/profile", auth.ProfileHandler),
+    (PREFIX + "/roles", roles.RolesHandler),
+    (PREFIX + r"/roles/(?P<record_id>[^/]+)", roles.RoleHandler),
+    (PREFIX + "/health", meta.HealthHandler),
+    (PREFIX + "/openapi.json", meta.OpenApiHandler),
+]
+
+
+def make_context(config: Config, store: Store) -> ApiContext:
+    return ApiContext(config=config, store=store, accounts=Accounts(store, config),
+                      tokens=Tokens(load_secret(config), config.api.token_expiry_s))
+
+
+def make_app(ctx: ApiContext) -> tornado.web.Application:
+    handlers: list[Any] = []
+    for pattern, handler in ROUTES:
+        kwargs: dict[str, Any] = {"ctx": ctx}
+        if handler is meta.OpenApiHandler:
+            kwargs["routes"] = ROUTES
+        handlers.append((pattern, handler, kwargs))
+    return tornado.web.Application(
+        handlers, default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
+        log_function=access_log, xheaders=False, compress_response=True)

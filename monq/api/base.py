@@ -1,0 +1,261 @@
+"""The base handler every API handler derives from: authentication, authorisation
+against the handler's permission name, typed query parameters, JSON bodies, the
+reply envelope, and the one mapping of monq errors to HTTP statuses.
+
+A handler declares::
+
+    class RolesHandler(BaseHandler):
+        permission = "monq.api.roles"          # api://monq.api.roles grants it
+        query = {"GET": {"page": int, "per_page": int, "name": str}}
+
+        async def get(self):
+            docs, total = ...
+            self.reply_page([...], total)
+
+``self.args`` holds the parsed query parameters; an unknown parameter or a
+value of the wrong type is a 400 naming it. ``self.body()`` is the JSON (or
+form) body as a dict whose keys never start with ``$`` or contain ``.``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import tornado.web
+from bson import ObjectId
+
+from monq.core.auth.accounts import Accounts
+from monq.core.auth.permissions import Principal, may_call
+from monq.core.auth.tokens import Tokens
+from monq.core.config import Config
+from monq.core.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    Error,
+    PermissionDenied,
+    TooManyRequests,
+)
+from monq.core.store import Store
+
+log = logging.getLogger("monq.api")
+
+COOKIE = "monq_token"
+TOKEN_HEADER = "X-Monq-Token"  # noqa: S105 - a header name
+MAX_PER_PAGE = 1000
+DEFAULT_PER_PAGE = 25
+
+
+@dataclass
+class ApiContext:
+    """What every handler gets through ``initialize``."""
+
+    config: Config
+    store: Store
+    accounts: Accounts
+    tokens: Tokens
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, ObjectId):
+        return str(value)
+    return str(value)
+
+
+def check_keys(value: Any, where: str = "body") -> None:
+    """Refuse operator-looking keys (``$...`` or with ``.``) anywhere in a body."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or key.startswith("$") or "." in key:
+                raise BadRequest(f"{where}: invalid key {key!r}")
+            check_keys(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            check_keys(item, where)
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes"):
+                return True
+            if raw.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError
+        if kind is datetime:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if value.tzinfo is None:
+                raise BadRequest(f"parameter {name!r}: give a time zone")
+            return value.astimezone(UTC)
+        return kind(raw)
+    except (ValueError, TypeError):
+        label = {int: "an integer", float: "a number", bool: "true or false",
+                 datetime: "an ISO 8601 time", str: "a string"}.get(kind, kind.__name__)
+        raise BadRequest(f"parameter {name!r}: expected {label}, got {raw!r}") from None
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    permission: ClassVar[str | None] = None  # None: any logged-in user
+    public: ClassVar[bool] = False           # True: no login needed
+    query: ClassVar[dict[str, dict[str, type]]] = {}
+    summary: ClassVar[str] = ""
+
+    def initialize(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self.request_id = str(ObjectId())
+        self.principal: Principal | None = None
+        self.args: dict[str, Any] = {}
+        self._via_cookie = False
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def prepare(self) -> None:
+        self.set_header("X-Request-Id", self.request_id)
+        self.args = self._parse_query()
+        if not self.public:
+            self.principal = await self.authenticate()
+            if self.permission and not may_call(self.principal, self.permission):
+                raise PermissionDenied(f"permission denied: api://{self.permission}")
+
+    # Parameters and bodies ------------------------------------------------------
+    def _parse_query(self) -> dict[str, Any]:
+        spec = self.query.get(self.request.method or "GET", {})
+        args: dict[str, Any] = {}
+        for name, values in self.request.query_arguments.items():
+            if name == "token":
+                continue
+            if name not in spec:
+                raise BadRequest(f"unknown parameter {name!r}")
+            if len(values) != 1:
+                raise BadRequest(f"parameter {name!r}: give it once")
+            raw = values[0].decode("utf-8", "replace")
+            args[name] = _parse(name, raw, spec[name])
+        return args
+
+    def body(self) -> dict[str, Any]:
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.startswith("application/x-www-form-urlencoded") or \
+                content_type.startswith("multipart/form-data"):
+            data: Any = {k: v[0].decode() for k, v in self.request.body_arguments.items()}
+        elif not self.request.body:
+            data = {}
+        else:
+            try:
+                data = json.loads(self.request.body)
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        check_keys(data)
+        return data
+
+    def page_args(self) -> tuple[int, int]:
+        page = self.args.get("page", 0)
+        per_page = self.args.get("per_page", DEFAULT_PER_PAGE)
+        if page < 0:
+            raise BadRequest("parameter 'page': must be 0 or more")
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise BadRequest(f"parameter 'per_page': must be 1 to {MAX_PER_PAGE}")
+        return page, per_page
+
+    # Authentication -------------------------------------------------------------
+    def _token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            return header[7:].strip()
+        token = self.get_query_argument("token", None)
+        if token:
+            return token
+        cookie = self.get_cookie(COOKIE)
+        if cookie:
+            self._via_cookie = True
+        return cookie
+
+    async def authenticate(self) -> Principal:
+        token = self._token()
+        if not token:
+            raise AuthenticationFailed("log in first: no token given")
+        claims = self.ctx.tokens.verify(token)
+        principal = await self.ctx.accounts.principal(claims.user)
+        if principal is None or principal.token_version != claims.version:
+            raise AuthenticationFailed("invalid or expired token")
+        if claims.expires_at - time.time() < self.ctx.config.api.token_refresh_s:
+            self.issue_token(principal)  # refreshed before it expires
+        return principal
+
+    def issue_token(self, principal: Principal) -> str:
+        token = self.ctx.tokens.issue(principal.name, principal.token_version)
+        self.set_header(TOKEN_HEADER, token)
+        self.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
+                        secure=self.request.protocol == "https",
+                        expires_days=self.ctx.config.api.token_expiry_s / 86400, path="/")
+        return token
+
+    # Replies --------------------------------------------------------------------
+    def envelope(self, code: int, message: str, data: Any = None, **extra: Any
+                 ) -> dict[str, Any]:
+        return {"_id": self.request_id, "code": code, "message": message,
+                "timestamp": datetime.now(UTC).isoformat(), "data": data, **extra}
+
+    def reply(self, data: Any, code: int = 200, message: str = "OK", **extra: Any) -> None:
+        self.set_status(code)
+        self.finish(json.dumps(self.envelope(code, message, data, **extra),
+                               default=_json_default))
+
+    def reply_page(self, items: list[Any], total: int, page: int, per_page: int) -> None:
+        self.reply(items, page=page, per_page=per_page, count=len(items), total_count=total,
+                   page_count=math.ceil(total / per_page) if per_page else 0)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The one place monq errors become HTTP statuses; never a traceback."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = self._reason
+        if isinstance(exc, Error):
+            status_code, message = exc.status, exc.message
+            if isinstance(exc, TooManyRequests):
+                self.set_header("Retry-After", str(exc.retry_after_s))
+            if isinstance(exc, AuthenticationFailed):
+                self.set_header("WWW-Authenticate", "Bearer")
+        elif isinstance(exc, tornado.web.HTTPError):
+            message = exc.log_message or self._reason
+        elif status_code >= 500:
+            message = "internal error (request " + self.request_id + ")"
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(self.envelope(status_code, message), default=_json_default))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, Error | tornado.web.HTTPError) and not (
+                isinstance(value, Error) and value.status >= 500):
+            return
+        log.error("request %s failed: %s", self.request_id,
+                  "".join(traceback.format_exception(typ, value, tb)),
+                  extra={"action": "request_failed", "request_id": self.request_id})
+
+
+class NotFoundHandler(BaseHandler):
+    public = True
+
+    async def prepare(self) -> None:
+        self.set_header("X-Request-Id", self.request_id)
+        raise tornado.web.HTTPError(404, "no such route")
+
+
+def access_log(handler: tornado.web.RequestHandler) -> None:
+    """Access log lines without query strings (they may hold tokens or passwords)."""
+    request = handler.request
+    log.info("%s %s %d %.1fms", request.method, request.path, handler.get_status(),
+             request.request_time() * 1000,
+             extra={"action": "access", "request_id": getattr(handler, "request_id", None),
+                    "remote": request.remote_ip})

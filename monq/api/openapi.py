@@ -1,0 +1,66 @@
+"""Builds the OpenAPI document from the route table and each handler's declarations
+(permission, query parameters, summary)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from monq import __version__
+from monq.api.base import BaseHandler
+
+_TYPES = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
+          str: {"type": "string"}}
+_ENVELOPE = {"type": "object", "required": ["_id", "code", "message", "timestamp"],
+             "properties": {"_id": {"type": "string"}, "code": {"type": "integer"},
+                            "message": {"type": "string"}, "timestamp": {"type": "string"},
+                            "data": {}}}
+METHODS = ("get", "post", "put", "delete")
+
+
+def _path(pattern: str) -> tuple[str, list[str]]:
+    names: list[str] = []
+
+    def group(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        return "{" + match.group(1) + "}"
+
+    path = re.sub(r"\(\?P<(\w+)>[^)]*\)", group, pattern).rstrip("$")
+    return path, names
+
+
+def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for pattern, handler in routes:
+        path, names = _path(pattern)
+        item: dict[str, Any] = {}
+        for method in METHODS:
+            if getattr(handler, method) is getattr(BaseHandler, method):
+                continue
+            params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for n in names]
+            for name, kind in handler.query.get(method.upper(), {}).items():
+                params.append({"name": name, "in": "query", "required": False,
+                               "schema": _TYPES.get(kind, {"type": "string",
+                                                           "format": "date-time"})})
+            operation: dict[str, Any] = {
+                "summary": handler.summary or (handler.__doc__ or "").strip().split("\n")[0],
+                "operationId": f"{handler.__name__}.{method}",
+                "parameters": params,
+                "responses": {code: {"description": text, "content": {
+                    "application/json": {"schema": _ENVELOPE}}} for code, text in (
+                    ("200", "OK"), ("400", "bad request"), ("401", "not logged in"),
+                    ("403", "permission denied"), ("404", "not found"))},
+                "x-permission": None if handler.public else (
+                    f"api://{handler.permission}" if handler.permission else "logged in"),
+            }
+            if method in ("post", "put"):
+                operation["requestBody"] = {"content": {"application/json": {
+                    "schema": {"type": "object"}}}}
+            if not handler.public:
+                operation["security"] = [{"bearer": []}]
+            item[method] = operation
+        paths[path] = item
+    return {"openapi": "3.1.0", "info": {"title": "monq", "version": __version__},
+            "paths": paths, "components": {"securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}

@@ -1,0 +1,60 @@
+"""The API server as a service: bootstraps the admin user and roles on first start,
+listens, and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+
+from monq.api.app import make_app, make_context
+from monq.core.config import Config
+from monq.core.services import wait_for_database
+from monq.core.store import Store
+
+log = logging.getLogger("monq.api")
+
+
+class ApiServer:
+    name = "serve"
+
+    def __init__(self, config: Config, store: Store, out: Any = None) -> None:
+        self.config = config
+        self.store = store
+        self.out = out or sys.stdout
+        self.port: int | None = None
+        self.started = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        if self.config.api.public_url:
+            return self.config.api.public_url
+        return f"http://{self.config.api.host}:{self.port}/"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not await wait_for_database(self.store, stop, "serve"):
+            return
+        ctx = make_context(self.config, self.store)
+        generated = await ctx.accounts.bootstrap()
+        server = tornado.httpserver.HTTPServer(make_app(ctx), xheaders=False)
+        sockets = tornado.netutil.bind_sockets(self.config.api.port, self.config.api.host)
+        self.port = sockets[0].getsockname()[1]
+        server.add_sockets(sockets)
+        print(f"API at {self.url}api/v1 (log in as {self.config.api.admin_username!r}"
+              + (f" with the password {generated!r}: it is shown only this once)"
+                 if generated else ")"), file=self.out, flush=True)
+        log.info("API server listening on %s", self.url, extra={"action": "api_started"})
+        self.started.set()
+        try:
+            await stop.wait()
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+
+def services(config: Config, store: Store) -> list[ApiServer]:
+    return [ApiServer(config, store)]

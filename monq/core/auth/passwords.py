@@ -1,0 +1,27 @@
+"""Password hashing with argon2id (argon2-cffi); hashes are rehashed at login when
+the parameters change."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+_DUMMY = _hasher.hash("monq-dummy-password")
+MIN_LENGTH = 8
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether `password` matches; an unknown user (`stored` None) costs the same time."""
+    try:
+        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    return _hasher.check_needs_rehash(stored)
