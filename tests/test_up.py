@@ -14,11 +14,15 @@ from tests.helpers import spawn_monq, wait_for_line
 def test_up_starts_and_stops_the_embedded_database(monq_env: dict[str, str],
                                                    tmp_path: Path) -> None:
     port = embedded.free_port()
+    api_port = embedded.free_port()
     monq_env.update(MONQ_MONGODB_URL=f"mongodb://127.0.0.1:{port}/monq",
-                    MONQ_MONGODB_EMBEDDED="auto", MONQ_API_PORT=str(embedded.free_port()))
+                    MONQ_MONGODB_EMBEDDED="auto", MONQ_API_PORT=str(api_port))
     with spawn_monq("up", env=monq_env, cwd=tmp_path) as process:
         output = wait_for_line(process, "monq is up")
+        output += wait_for_line(process, "API at")
         assert f"embedded database at mongodb://127.0.0.1:{port}/" in output
+        assert f"API at http://127.0.0.1:{api_port}/api/v1 (log in as 'admin' with the " \
+               f"password '" in output  # generated, shown once
         assert embedded.is_listening("127.0.0.1", port)
         assert (tmp_path / "var" / "db").is_dir()
         process.send_signal(signal.SIGINT)

@@ -16,6 +16,10 @@ class LoginHandler(BaseHandler):
     public = True
     summary = "log in: returns a token"
     query = {"GET": {"username": str, "password": str}}
+    required = {"GET": ("username", "password")}
+    bodies = {"POST": {"type": "object", "required": ["username", "password"],
+                       "properties": {"username": {"type": "string"},
+                                      "password": {"type": "string"}}}}
 
     async def _login(self, username: Any, password: Any) -> None:
         if not isinstance(username, str) or not isinstance(password, str) or not username:
@@ -51,6 +55,10 @@ class ProfileHandler(BaseHandler):
 
     permission = "monq.api.auth.profile"
     summary = "the logged-in user's profile"
+    bodies = {"PUT": {"type": "object", "required": ["etag"], "properties": {
+        "etag": {"type": "string"}, "realname": {"type": "string"},
+        "email": {"type": "string"}, "password": {"type": "string"},
+        "language": {"type": "string"}}, "additionalProperties": False}}
 
     async def _record(self) -> dict[str, Any]:
         assert self.principal is not None

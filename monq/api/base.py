@@ -106,6 +106,8 @@ class BaseHandler(tornado.web.RequestHandler):
     permission: ClassVar[str | None] = None  # None: any logged-in user
     public: ClassVar[bool] = False           # True: no login needed
     query: ClassVar[dict[str, dict[str, type]]] = {}
+    required: ClassVar[dict[str, tuple[str, ...]]] = {}  # required query parameters
+    bodies: ClassVar[dict[str, dict[str, Any]]] = {}  # JSON schema of bodies, per method
     summary: ClassVar[str] = ""
 
     def initialize(self, ctx: ApiContext) -> None:
@@ -125,7 +127,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.args = self._parse_query()
         if not self.public:
             self.principal = await self.authenticate()
-            if self.permission and not may_call(self.principal, self.permission):
+            if self.permission and not may_call(self.principal, self.permission,
+                                                self.request.method or "GET"):
                 raise PermissionDenied(f"permission denied: api://{self.permission}")
 
     # Parameters and bodies ------------------------------------------------------
@@ -140,7 +143,12 @@ class BaseHandler(tornado.web.RequestHandler):
             if len(values) != 1:
                 raise BadRequest(f"parameter {name!r}: give it once")
             raw = values[0].decode("utf-8", "replace")
+            if "$" in raw and spec[name] is str:
+                raise BadRequest(f"parameter {name!r}: may not contain '$'")
             args[name] = _parse(name, raw, spec[name])
+        for name in self.required.get(self.request.method or "GET", ()):
+            if name not in args:
+                raise BadRequest(f"parameter {name!r}: required")
         return args
 
     def body(self) -> dict[str, Any]:

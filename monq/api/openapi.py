@@ -39,8 +39,9 @@ def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
                 continue
             params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                       for n in names]
+            required = handler.required.get(method.upper(), ())
             for name, kind in handler.query.get(method.upper(), {}).items():
-                params.append({"name": name, "in": "query", "required": False,
+                params.append({"name": name, "in": "query", "required": name in required,
                                "schema": _TYPES.get(kind, {"type": "string",
                                                            "format": "date-time"})})
             operation: dict[str, Any] = {
@@ -49,14 +50,18 @@ def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
                 "parameters": params,
                 "responses": {code: {"description": text, "content": {
                     "application/json": {"schema": _ENVELOPE}}} for code, text in (
-                    ("200", "OK"), ("400", "bad request"), ("401", "not logged in"),
-                    ("403", "permission denied"), ("404", "not found"))},
+                    ("200", "OK"), ("201", "created"), ("400", "bad request"),
+                    ("401", "not logged in"), ("403", "permission denied"),
+                    ("404", "not found"), ("409", "conflict"),
+                    ("412", "the etag is not current"), ("429", "too many attempts"),
+                    ("503", "MongoDB does not answer"))},
                 "x-permission": None if handler.public else (
                     f"api://{handler.permission}" if handler.permission else "logged in"),
             }
             if method in ("post", "put"):
-                operation["requestBody"] = {"content": {"application/json": {
-                    "schema": {"type": "object"}}}}
+                body = handler.bodies.get(method.upper(), {"type": "object"})
+                operation["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": body}}}
             if not handler.public:
                 operation["security"] = [{"bearer": []}]
             item[method] = operation

@@ -6,11 +6,19 @@ from __future__ import annotations
 from monq.api.base import BaseHandler
 from monq.core.auth.accounts import parse_etag, parse_id, public
 
+RECORD = {"name": {"type": "string"}, "realname": {"type": "string"},
+          "email": {"type": "string"}, "password": {"type": "string"},
+          "role": {"type": "array", "items": {"type": "string"}},
+          "perm": {"type": "array", "items": {"type": "string"}},
+          "is_active": {"type": "boolean"}, "language": {"type": "string"}}
+
 
 class RolesHandler(BaseHandler):
     permission = "monq.api.roles"
     summary = "list (paginated, filter by name or role) and create users and roles"
     query = {"GET": {"page": int, "per_page": int, "name": str, "role": str}}
+    bodies = {"POST": {"type": "object", "required": ["name"], "properties": RECORD,
+                       "additionalProperties": False}}
 
     async def get(self) -> None:
         page, per_page = self.page_args()
@@ -29,6 +37,10 @@ class RoleHandler(BaseHandler):
     permission = "monq.api.roles"
     summary = "one user or role: read, change (with etag), delete (with etag)"
     query = {"DELETE": {"etag": str}}
+    required = {"DELETE": ("etag",)}
+    bodies = {"PUT": {"type": "object", "required": ["etag"],
+                      "properties": {"etag": {"type": "string"}, **RECORD},
+                      "additionalProperties": False}}
 
     async def get(self, record_id: str) -> None:
         self.reply(public(await self.ctx.accounts.get(parse_id(record_id))))

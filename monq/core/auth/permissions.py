@@ -5,9 +5,11 @@ Permission strings:
 
 ``cop``
     everything (the built-in role ``admin`` has it).
-``api://<pattern>``
+``api://<pattern>`` or ``api://<pattern>/<crud>``
     may call handlers whose permission name matches, e.g.
-    ``api://monq.api.jobs.history`` or ``api://monq.api.jobs.*``.
+    ``api://monq.api.jobs.history`` or ``api://monq.api.jobs.*``; a ``/crud``
+    suffix limits it to some methods (c POST, r GET, u PUT, d DELETE), e.g.
+    ``api://monq.api.roles/r`` may list users and roles but not change them.
 ``job://<pattern>/r`` and ``job://<pattern>/x``
     may see jobs whose name matches (their events, logs, args); ``x`` also
     enqueue, kill, remove, restart, hold and resume them.
@@ -25,7 +27,9 @@ from dataclasses import dataclass
 from monq.core.errors import ValidationError
 
 ADMIN_PERMISSION = "cop"
-_PERMISSION = re.compile(r"^(cop|api://[A-Za-z0-9_.*?]+|job://[A-Za-z0-9_.*?]+/[rx])$")
+_PERMISSION = re.compile(
+    r"^(cop|api://[A-Za-z0-9_.*?]+(/[crud]+)?|job://[A-Za-z0-9_.*?]+/[rx])$")
+_CRUD = {"POST": "c", "GET": "r", "HEAD": "r", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ def check_permission(permission: str) -> str:
     """`permission` if it is well-formed, else a `ValidationError` naming it."""
     if not isinstance(permission, str) or not _PERMISSION.match(permission):
         raise ValidationError(f"invalid permission {permission!r}: expected cop, "
-                              f"api://<pattern> or job://<pattern>/r|x", field="perm")
+                              f"api://<pattern>[/crud] or job://<pattern>/r|x", field="perm")
     return permission
 
 
@@ -55,11 +59,17 @@ def _matches(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
-def may_call(principal: Principal, handler: str) -> bool:
+def may_call(principal: Principal, handler: str, method: str = "GET") -> bool:
+    """Whether the user may call the handler named `handler` with `method`."""
     if principal.is_admin:
         return True
-    return any(p.startswith("api://") and _matches(p[6:], handler)
-               for p in principal.permissions)
+    for permission in principal.permissions:
+        if not permission.startswith("api://"):
+            continue
+        pattern, _, crud = permission[6:].partition("/")
+        if _matches(pattern, handler) and (not crud or _CRUD.get(method, "") in crud):
+            return True
+    return False
 
 
 def _job_grants(principal: Principal, job_name: str, modes: str) -> bool:
