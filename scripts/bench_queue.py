@@ -16,16 +16,12 @@ import asyncio
 import sys
 import time
 import uuid
-from contextlib import ExitStack
-from pathlib import Path
 
 from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from monq.core import embedded
 from monq.core.config import Config
-from monq.core.store import Store
+from monq.core.embedded import server_for
+from monq.core.store import Store, with_database
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue, WorkerRef
 
@@ -45,13 +41,6 @@ class Counter(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
-
-
-def database_url(server: str, name: str) -> str:
-    scheme, _, rest = server.partition("://")
-    hosts, _, tail = rest.partition("/")
-    _, _, query = tail.partition("?")
-    return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
 
 
 async def raw_baseline(url: str, jobs: int, counter: Counter) -> dict[str, float]:
@@ -134,17 +123,12 @@ def main() -> int:
     parser.add_argument("--url", help="MongoDB server URL (default: embedded SecantusDB)")
     parser.add_argument("--jobs", type=int, default=300)
     args = parser.parse_args()
-    with ExitStack() as stack:
-        server_url = args.url
-        if not server_url:
-            server = embedded.EmbeddedServer("127.0.0.1", embedded.free_port(), ":memory:")
-            stack.enter_context(server)
-            server_url = server.url
+    with server_for(args.url) as server_url:
         suffix = uuid.uuid4().hex[:8]
         counter = Counter()
-        raw = asyncio.run(raw_baseline(database_url(server_url, f"bench_raw_{suffix}"),
+        raw = asyncio.run(raw_baseline(with_database(server_url, f"bench_raw_{suffix}"),
                                        args.jobs, counter))
-        ours = asyncio.run(monq_queue(database_url(server_url, f"bench_monq_{suffix}"),
+        ours = asyncio.run(monq_queue(with_database(server_url, f"bench_monq_{suffix}"),
                                       args.jobs, counter))
     print(f"server: {server_url}   jobs: {args.jobs}")
     print(f"{'measure':<34}{'monq':>12}{'raw driver':>14}{'ratio':>9}")

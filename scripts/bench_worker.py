@@ -20,30 +20,20 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import ExitStack
 from pathlib import Path
 
 import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from monq.core import embedded
 from monq.core.config import Config
-from monq.core.store import Store
+from monq.core.embedded import server_for
+from monq.core.store import Store, with_database
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue
 from monq.worker.executor import ExecutorPool
 
 NOOP = "monq.jobs.example.DummyJob"
-
-
-def database_url(server: str, name: str) -> str:
-    scheme, _, rest = server.partition("://")
-    hosts, _, tail = rest.partition("/")
-    _, _, query = tail.partition("?")
-    return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
 
 
 def raw_rate(url: str, jobs: int) -> float:
@@ -156,15 +146,10 @@ def main() -> int:
     parser.add_argument("--url", help="MongoDB server URL (default: embedded SecantusDB)")
     parser.add_argument("--jobs", type=int, default=300)
     args = parser.parse_args()
-    with ExitStack() as stack:
-        server = args.url
-        if not server:
-            srv = embedded.EmbeddedServer("127.0.0.1", embedded.free_port(), ":memory:")
-            stack.enter_context(srv)
-            server = srv.url
+    with server_for(args.url) as server:
         tag = uuid.uuid4().hex[:8]
-        baseline = raw_rate(database_url(server, f"bench_raw_{tag}"), args.jobs)
-        rows = [(n, *run_workers(database_url(server, f"bench_w{n}_{tag}"), args.jobs, n))
+        baseline = raw_rate(with_database(server, f"bench_raw_{tag}"), args.jobs)
+        rows = [(n, *run_workers(with_database(server, f"bench_w{n}_{tag}"), args.jobs, n))
                 for n in (1, 2, 4)]
     inline, isolated = asyncio.run(isolation(200))
     print(f"server: {server}   jobs: {args.jobs}   raw driver baseline: "

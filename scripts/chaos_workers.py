@@ -31,24 +31,14 @@ from typing import Any
 
 import pymongo
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from monq.core import embedded  # noqa: E402
-from monq.core.config import Config  # noqa: E402
-from monq.core.store import Store  # noqa: E402
-from monq.queue.enqueue import EnqueueRequest  # noqa: E402
-from monq.queue.queue import Queue  # noqa: E402
+from monq.core.config import Config
+from monq.core.embedded import server_for
+from monq.core.store import Store, with_database
+from monq.queue.enqueue import EnqueueRequest
+from monq.queue.queue import Queue
 
 JOB = "monq.jobs.example.RecordingJob"
 ZOMBIE_S = 2.0
-
-
-def database_url(server: str, name: str) -> str:
-    scheme, _, rest = server.partition("://")
-    hosts, _, tail = rest.partition("/")
-    _, _, query = tail.partition("?")
-    return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
 
 
 class Fleet:
@@ -165,13 +155,8 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with ExitStack() as stack:
-        server = args.url
-        if not server:
-            embedded_server = embedded.EmbeddedServer("127.0.0.1", embedded.free_port(),
-                                                      ":memory:")
-            stack.enter_context(embedded_server)
-            server = embedded_server.url
-        url = database_url(server, f"chaos_{uuid.uuid4().hex[:8]}")
+        server = stack.enter_context(server_for(args.url))
+        url = with_database(server, f"chaos_{uuid.uuid4().hex[:8]}")
         log_dir = Path(args.log_dir or stack.enter_context(
             __import__("tempfile").TemporaryDirectory()))
         log_dir.mkdir(parents=True, exist_ok=True)

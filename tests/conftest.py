@@ -17,19 +17,11 @@ import pytest
 
 from monq.core import embedded
 from monq.core.config import Config
-from monq.core.store import Store
+from monq.core.store import Store, with_database
 
 pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures", "tests.api_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def with_database(url: str, name: str) -> str:
-    """The server URL with its database path replaced by `name`."""
-    scheme, _, rest = url.partition("://")
-    hosts, _, tail = rest.partition("/")
-    _, _, query = tail.partition("?")
-    return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture(scope="session")

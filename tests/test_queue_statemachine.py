@@ -28,10 +28,9 @@ from hypothesis.stateful import (
 
 from monq.core.config import Config
 from monq.core.errors import LeaseLost, TransitionRefused
-from monq.core.store import Store, layout
+from monq.core.store import Store, layout, with_database
 from monq.queue.queue import Queue, WorkerRef
 from monq.queue.states import FINAL, STOPPED, WAITING, State
-from tests.conftest import with_database
 
 NAME = "monq.jobs.example.DummyJob"
 WORKER = WorkerRef("hypo", "host", 1)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,17 @@ def free_port() -> int:
 
 def installed() -> bool:
     return importlib.util.find_spec("secantus") is not None
+
+
+@contextlib.contextmanager
+def server_for(url: str | None) -> Iterator[str]:
+    """`url`, or, when it is None, the URL of a throw-away embedded server that runs
+    for the block (benchmark and chaos scripts run on either)."""
+    if url:
+        yield url
+        return
+    with EmbeddedServer("127.0.0.1", free_port(), ":memory:") as server:
+        yield server.url
 
 
 class EmbeddedServer:

@@ -44,6 +44,14 @@ def database_name(url: str) -> str:
         raise StoreError(f"invalid MongoDB URL {mask_url(url)}: {exc}") from exc
 
 
+def with_database(url: str, name: str) -> str:
+    """The server URL with its database path replaced by `name` (options kept)."""
+    scheme, _, rest = url.partition("://")
+    hosts, _, tail = rest.partition("/")
+    _, _, query = tail.partition("?")
+    return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
+
+
 def unavailable(url: str, exc: BaseException | None = None) -> DatabaseUnavailable:
     detail = f" ({type(exc).__name__})" if exc is not None else ""
     return DatabaseUnavailable(
