@@ -139,8 +139,7 @@ class Queue:
         if waited_for:  # before the insert: a dependency completing now must see it
             await self.jobs.mark_has_dependents(sorted(waited_for))
         await self.jobs.insert(docs)
-        for doc in docs:
-            await self.jobs.relay(doc)
+        await self.jobs.relay_many(docs)
         return [JobRecord.from_document(d) for d in docs]
 
     async def _open_dependencies(self, wait_for: Sequence[ObjectId]) -> list[ObjectId]:

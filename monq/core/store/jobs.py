@@ -101,6 +101,19 @@ class JobStore:
                 query, update, sort=[("priority", -1), ("_id", 1)],
                 return_document=ReturnDocument.AFTER)
 
+    async def relay_many(self, docs: Sequence[dict[str, Any]]) -> None:
+        """`relay` for many queued jobs in two round trips."""
+        events = [{**e, "data": {"_id": d["_id"], "number": d["number"], "name": d["name"],
+                                 **e.get("data", {})}}
+                  for d in docs for e in d.get("outbox") or []]
+        if not events:
+            return
+        await self.events.insert(events)
+        async with self.store.errors():
+            await self.queue.update_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}},
+                {"$pull": {"outbox": {"_id": {"$in": [e["_id"] for e in events]}}}})
+
     async def relay(self, doc: dict[str, Any], *, journal: bool = False,
                     pull: bool = True) -> None:
         """Copy the job's outbox into sys.event and pull what was copied (not needed
