@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, meta, roles
+from monq.api import auth, jobs, meta, roles
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.tokens import Tokens, load_secret
@@ -21,6 +21,15 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/profile", auth.ProfileHandler),
     (PREFIX + "/roles", roles.RolesHandler),
     (PREFIX + r"/roles/(?P<record_id>[^/]+)", roles.RoleHandler),
+    (PREFIX + "/jobs", jobs.JobsHandler),
+    (PREFIX + r"/jobs/(?P<job_id>[^/]+)", jobs.JobHandler),
+    (PREFIX + r"/jobs/(?P<job_id>[^/]+)/log", jobs.JobLogHandler),
+    (PREFIX + r"/jobs/(?P<job_id>[^/]+)/events", jobs.JobEventsHandler),
+    (PREFIX + r"/jobs/(?P<job_id>[^/]+)/(?P<action>kill|remove|restart|hold|resume)",
+     jobs.JobActionHandler),
+    (PREFIX + "/jobtypes", jobs.JobTypesHandler),
+    (PREFIX + "/workers", jobs.WorkersHandler),
+    (PREFIX + "/maintenance", jobs.MaintenanceHandler),
     (PREFIX + "/health", meta.HealthHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]

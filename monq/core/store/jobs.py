@@ -201,9 +201,11 @@ class JobStore:
                 [(sort, direction), ("_id", direction)]).skip(skip).limit(limit).to_list(None)
         return docs, total
 
-    async def distinct_names(self) -> list[str]:
+    async def distinct_names(self, *, finished: bool = False) -> list[str]:
+        """The job names in the queue (or the journal)."""
+        collection = self.journal if finished else self.queue
         async with self.store.errors():
-            return sorted(await self.queue.distinct("name"))
+            return sorted(await collection.distinct("name"))
 
     async def count_queued(self, name: str, states: Iterable[str]) -> int:
         async with self.store.errors():

@@ -1,0 +1,270 @@
+"""Jobs over HTTP: list, read, enqueue, act on them, their log and events, job types,
+workers and maintenance.
+
+Jobs a user may not read (``job://<name>/r``) are invisible: a 404, never a 403,
+and never counted in totals. Acting needs ``job://<name>/x``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from monq.api.base import BaseHandler, _json_default
+from monq.core.auth.permissions import may_execute_job, may_read_job
+from monq.core.errors import BadRequest, NotFound, PermissionDenied
+from monq.core.store.jobs import JobFilter
+from monq.core.store.workers import WorkerStore
+from monq.queue.enqueue import Origin
+from monq.queue.job import Job, load_job_type
+from monq.queue.model import JobRecord
+from monq.queue.queue import Queue
+from monq.queue.states import State
+
+SORTS = {"number": "number", "priority": "priority", "enqueued": "enqueued.at"}
+ACTIONS = ("kill", "remove", "restart", "hold", "resume")
+FOLLOW_POLL_S = 0.5
+RECENTLY_DEAD_S = 600
+
+
+class JobsBase(BaseHandler):
+    def queue(self) -> Queue:
+        assert self.principal is not None
+        return Queue(self.ctx.store, self.ctx.config, author=self.principal.name,
+                     origin=Origin(by=self.principal.name, origin="api"))
+
+    async def visible_job(self, job_id: str) -> JobRecord:
+        """The job, if this user may see it; otherwise as if it did not exist."""
+        assert self.principal is not None
+        try:
+            job = await self.queue().get(job_id)
+        except BadRequest:
+            raise NotFound(f"no job {job_id}") from None
+        if not may_read_job(self.principal, job.name):
+            raise NotFound(f"no job {job_id}")
+        return job
+
+
+class JobsHandler(JobsBase):
+    """GET: jobs, paginated and filtered; POST: enqueue one."""
+
+    permission = "monq.api.jobs"
+    summary = "list jobs (filtered, paginated) or enqueue one"
+    query = {"GET": {"page": int, "per_page": int, "state": str, "name": str, "number": int,
+                     "worker": str, "enqueued_after": datetime, "enqueued_before": datetime,
+                     "sort": str, "descending": bool, "finished": bool}}
+    bodies = {"POST": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"}, "args": {"type": "object"},
+        "priority": {"type": "integer"}, "attempts": {"type": "integer", "minimum": 1},
+        "at": {"type": "string", "format": "date-time"},
+        "delay_s": {"type": "number", "minimum": 0}, "hold": {"type": "boolean"}}}}
+
+    async def get(self) -> None:
+        assert self.principal is not None
+        page, per_page = self.page_args()
+        states = tuple(s for s in (self.args.get("state") or "").split(",") if s)
+        for state in states:
+            if state not in State.__members__.values():
+                raise BadRequest(f"parameter 'state': unknown state {state!r}")
+        sort = self.args.get("sort", "number")
+        if sort not in SORTS:
+            raise BadRequest(f"parameter 'sort': one of {', '.join(SORTS)}")
+        finished = self.args.get("finished", False)
+        names = None
+        if not self.principal.is_admin:
+            names = tuple(n for n in await self.queue().jobs.distinct_names(finished=finished)
+                          if may_read_job(self.principal, n))
+        spec = JobFilter(states=states, name_glob=self.args.get("name"),
+                         number=self.args.get("number"), worker=self.args.get("worker"),
+                         enqueued_after=self.args.get("enqueued_after"),
+                         enqueued_before=self.args.get("enqueued_before"), names=names)
+        jobs, total = await self.queue().list_jobs(
+            spec, finished=finished, skip=page * per_page, limit=per_page, sort=SORTS[sort],
+            descending=self.args.get("descending", False))
+        self.reply_page([j.to_public() for j in jobs], total, page, per_page)
+
+    async def post(self) -> None:
+        assert self.principal is not None
+        body = self.body()
+        name = body.pop("name", None)
+        if not isinstance(name, str):
+            raise BadRequest("name: the job type's qualified name is required")
+        args = body.pop("args", None) or {}
+        if not isinstance(args, dict):
+            raise BadRequest("args: expected an object")
+        job_type = load_job_type(name)
+        if not may_execute_job(self.principal, job_type.qualname()):
+            raise PermissionDenied(f"permission denied: job://{job_type.qualname()}/x")
+        if "at" in body:
+            try:
+                at = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00"))
+            except ValueError:
+                raise BadRequest("at: not an ISO 8601 time") from None
+            if at.tzinfo is None:
+                raise BadRequest("at: give a time zone")
+            body["at"] = at
+        job = await self.queue().enqueue(name, args, **body)
+        self.reply(job.to_public(), code=201, message="Created")
+
+
+class JobHandler(JobsBase):
+    permission = "monq.api.jobs"
+    summary = "one job, by id or number"
+
+    async def get(self, job_id: str) -> None:
+        self.reply((await self.visible_job(job_id)).to_public())
+
+
+class JobActionHandler(JobsBase):
+    """POST /jobs/{id}/kill|remove|restart|hold|resume (needs job://<name>/x)."""
+
+    permission = "monq.api.jobs.action"
+    summary = "kill, remove, restart, hold or resume a job"
+
+    async def post(self, job_id: str, action: str) -> None:
+        assert self.principal is not None
+        if action not in ACTIONS:
+            raise NotFound(f"no action {action!r}")
+        job = await self.visible_job(job_id)
+        if not may_execute_job(self.principal, job.name):
+            raise PermissionDenied(f"permission denied: job://{job.name}/x")
+        result = await getattr(self.queue(), action)(job.id)
+        self.reply(result.to_public())
+
+
+class JobLogHandler(JobsBase):
+    """A job's log, paginated; ``follow=true`` streams it as Server-Sent Events until
+    the job ends."""
+
+    permission = "monq.api.jobs.log"
+    summary = "a job's log (paginated, or followed as server-sent events)"
+    query = {"GET": {"page": int, "per_page": int, "follow": bool}}
+
+    async def get(self, job_id: str) -> None:
+        job = await self.visible_job(job_id)
+        if self.args.get("follow"):
+            await self.follow(job)
+            return
+        page, per_page = self.page_args()
+        lines, total = await self.queue().read_log(job.id, skip=page * per_page,
+                                                   limit=per_page)
+        self.reply_page([_line(ln) for ln in lines], total, page, per_page)
+
+    async def follow(self, job: JobRecord) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        queue, last = self.queue(), None
+        while True:
+            lines, _ = await queue.read_log(job.id, after=last, limit=1000)
+            for line in lines:
+                last = line["_id"]
+                self.write(f"data: {json.dumps(_line(line), default=_json_default)}\n\n")
+            current = await queue.get(job.id)
+            if current.finished and not lines:
+                self.write(f"event: end\ndata: {json.dumps({'state': current.state})}\n\n")
+                await self.flush()
+                break
+            await self.flush()
+            await asyncio.sleep(FOLLOW_POLL_S)
+        self.finish()
+
+
+class JobEventsHandler(JobsBase):
+    permission = "monq.api.jobs"
+    summary = "a job's events, oldest first"
+
+    async def get(self, job_id: str) -> None:
+        job = await self.visible_job(job_id)
+        events = await self.queue().events(job.id)
+        self.reply([{"_id": str(e["_id"]), "name": e["name"], "created": e["created"],
+                     "author": e["author"], "data": e["data"]} for e in events])
+
+
+def _line(line: dict[str, Any]) -> dict[str, Any]:
+    return {"created": line["created"], "level": line["level"], "message": line["message"],
+            "extra": line.get("extra") or {}}
+
+
+def _known_job_types(names: list[str]) -> list[type[Job]]:
+    import monq.jobs.example  # noqa: F401 - the shipped examples are always offered
+
+    found: dict[str, type[Job]] = {}
+    pending: list[type[Job]] = list(Job.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        if cls.__module__ != "__main__" and not cls.__module__.startswith("tests."):
+            found[cls.qualname()] = cls
+    for name in names:
+        try:
+            found[name] = load_job_type(name)
+        except Exception:  # noqa: S112 - a type no longer importable is not offered
+            continue
+    return [found[n] for n in sorted(found)]
+
+
+class JobTypesHandler(JobsBase):
+    """Job types with their documentation, defaults and parameter declarations."""
+
+    permission = "monq.api.jobtypes"
+    summary = "job types: documentation, defaults and parameters (for enqueue forms)"
+
+    async def get(self) -> None:
+        assert self.principal is not None
+        store = self.queue().jobs
+        names = sorted(set(await store.distinct_names())
+                       | set(await store.distinct_names(finished=True)))
+        self.reply([t.describe() for t in _known_job_types(names)
+                    if may_read_job(self.principal, t.qualname())])
+
+
+class WorkersHandler(BaseHandler):
+    """Live and recently dead workers: pools, tags, jobs, heartbeat age."""
+
+    permission = "monq.api.workers"
+    summary = "workers, their pools, jobs and heartbeat age"
+
+    async def get(self) -> None:
+        now = datetime.now(UTC)
+        docs = await WorkerStore(self.ctx.store).list(now - timedelta(seconds=RECENTLY_DEAD_S))
+        dead_after = self.ctx.config.worker.dead_after_s
+        out = []
+        for doc in docs:
+            age = (now - doc["heartbeat"]).total_seconds()
+            out.append({"_id": doc["_id"], "host": doc.get("host"), "pid": doc.get("pid"),
+                        "pool": doc.get("pool"), "tags": doc.get("tags", []),
+                        "concurrency": doc.get("concurrency"), "jobs": doc.get("jobs", []),
+                        "started_at": doc.get("started_at"), "heartbeat_age_s": age,
+                        "alive": age < dead_after})
+        self.reply(out)
+
+
+class MaintenanceHandler(BaseHandler):
+    """GET the maintenance state; POST turns it on (for one job name with ``name``), DELETE
+    turns it off. Workers claim no new jobs while it is on."""
+
+    permission = "monq.api.maintenance"
+    summary = "maintenance: pause claiming everywhere or per job name"
+    query = {"POST": {"name": str}, "DELETE": {"name": str}}
+
+    def _queue(self) -> Queue:
+        return Queue(self.ctx.store, self.ctx.config)
+
+    async def _state(self) -> None:
+        state = await self._queue().maintenance()
+        self.reply({"global": state.global_pause, "names": sorted(state.paused_names)})
+
+    async def get(self) -> None:
+        await self._state()
+
+    async def post(self) -> None:
+        name = self.args.get("name")
+        await (self._queue().pause_name(name) if name else self._queue().set_maintenance(True))
+        await self._state()
+
+    async def delete(self) -> None:
+        name = self.args.get("name")
+        await (self._queue().resume_name(name) if name else
+               self._queue().set_maintenance(False))
+        await self._state()
