@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, jobs, meta, roles
+from monq.api import auth, history, jobs, meta, roles
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.tokens import Tokens, load_secret
@@ -21,6 +21,8 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/profile", auth.ProfileHandler),
     (PREFIX + "/roles", roles.RolesHandler),
     (PREFIX + r"/roles/(?P<record_id>[^/]+)", roles.RoleHandler),
+    (PREFIX + "/jobs/history", history.JobHistoryHandler),
+    (PREFIX + "/queue/history", history.QueueHistoryHandler),
     (PREFIX + "/jobs", jobs.JobsHandler),
     (PREFIX + r"/jobs/(?P<job_id>[^/]+)", jobs.JobHandler),
     (PREFIX + r"/jobs/(?P<job_id>[^/]+)/log", jobs.JobLogHandler),

@@ -76,6 +76,7 @@ COMMAND_MODULES = (
     "monq.cli.db",
     "monq.cli.serve",
     "monq.cli.worker",
+    "monq.cli.summarizer",
     "monq.cli.jobs",
 )
 

@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
 ROLE_FACTORIES: dict[str, str] = {
     "serve": "monq.api.server:services",
     "worker": "monq.worker.daemon:services",
+    "summarizer": "monq.queue.summarizer:services",
 }
 
 

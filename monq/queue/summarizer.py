@@ -1,0 +1,172 @@
+"""The summarizer: once a second, the queue's state into sys.history when it changed.
+
+Exactly one is active across the cluster: it holds the lease ``lease:summarizer``
+in sys.worker, renewed every tick; another instance takes over when the lease
+expires (``summarizer.lease_s``). A history write is made only right after a
+successful renewal, and history is unique per (resolution, second), so two
+writers never write the same second.
+
+The tick's cost does not grow with the queue: the counts live in memory
+(`QueueModel`), updated from the queue events since the last tick, and are
+reconciled with a full read of sys.queue only at takeover and every
+``RECONCILE_S``. Events are re-read over a short window behind the last one
+seen (ids already applied are skipped), because an event relayed late by a
+sweep keeps the id it was given before the crash.
+
+Every minute it rolls the seconds into per-minute documents and the minutes
+into per-hour ones (the maximum of each count) and deletes what is older than
+the retention of each resolution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from bson import ObjectId
+
+from monq.core.config import Config
+from monq.core.errors import Error
+from monq.core.services import wait_for_database
+from monq.core.store import Store
+from monq.core.store.events import EventStore, new_event
+from monq.core.store.history import HistoryStore
+from monq.queue.summary import QueueModel, Summary, history_document, rollup, summary_of
+
+log = logging.getLogger("monq.summarizer")
+
+LEASE = "summarizer"
+RECONCILE_S = 30.0
+REREAD_WINDOW_S = 3.0
+ROLLUP_EVERY_S = 60.0
+
+
+def second(now: datetime) -> datetime:
+    return now.replace(microsecond=0)
+
+
+class Summarizer:
+    name = "summarizer"
+
+    def __init__(self, store: Store, config: Config, *,
+                 clock: Callable[[], datetime] | None = None,
+                 holder: str | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.history = HistoryStore(store)
+        self.events = EventStore(store)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.holder = holder or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self.model = QueueModel()
+        self.active = False
+        self.last: Summary | None = None
+        self.cursor: ObjectId | None = None
+        self.seen: dict[ObjectId, float] = {}
+        self.reconciled_at = 0.0
+        self.rolled_at = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not await wait_for_database(self.store, stop, "summarizer"):
+            return
+        interval = self.config.summarizer.interval_s
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Error as exc:
+                log.warning("summarizer tick failed: %s", exc, extra={"action": "tick_failed"})
+                self.active = False
+            delay = interval - (time.time() % interval)  # on the second
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        if self.active:
+            with contextlib.suppress(Error):
+                await self.history.drop_lease(LEASE, self.holder)
+
+    async def tick(self) -> bool:
+        """One second's work; True if a history document was written."""
+        now = self.clock()
+        if not await self.history.take_lease(LEASE, self.holder, now,
+                                             self.config.summarizer.lease_s):
+            if self.active:
+                log.info("summarizer lease lost", extra={"action": "lease_lost"})
+            self.active = False
+            return False
+        if not self.active or time.monotonic() - self.reconciled_at > RECONCILE_S:
+            await self.reconcile()
+        await self.catch_up()
+        summary = self.model.summary()
+        written = False
+        if summary != self.last:
+            written = await self.history.write(history_document(summary, second(now)))
+            if written:
+                await self.events.insert([new_event(
+                    "summary", channel="queue", author=self.holder, now=now,
+                    data={"counts": summary.counts, "total": summary.total,
+                          "jobs": summary.rows()})])
+            self.last = summary
+        if time.monotonic() - self.rolled_at > ROLLUP_EVERY_S:
+            await self.roll_up(now)
+        return written
+
+    async def reconcile(self) -> None:
+        """Rebuild the counts from sys.queue (at takeover and now and then)."""
+        if not self.active:
+            log.info("summarizer active: %s", self.holder, extra={"action": "takeover"})
+            previous = await self.history.latest("second")
+            self.last = summary_of(previous) if previous else None
+        self.cursor = await self.history.last_event_id() or ObjectId.from_datetime(
+            self.clock() - timedelta(seconds=REREAD_WINDOW_S))
+        self.model.load(await self.history.queue_snapshot())
+        self.active = True
+        self.reconciled_at = time.monotonic()
+
+    async def catch_up(self) -> None:
+        """Apply the queue events since the last tick (re-reading a short window)."""
+        assert self.cursor is not None
+        floor = ObjectId.from_datetime(
+            self.cursor.generation_time - timedelta(seconds=REREAD_WINDOW_S))
+        now = time.monotonic()
+        while True:
+            events = await self.history.queue_events_since(floor)
+            fresh = [e for e in events if e["_id"] not in self.seen]
+            for event in fresh:
+                self.model.apply(event)
+                self.seen[event["_id"]] = now
+            if events:
+                self.cursor = max(self.cursor, events[-1]["_id"])
+                floor = events[-1]["_id"]
+            if len(events) < 5000:
+                break
+        horizon = now - 2 * REREAD_WINDOW_S - 5
+        self.seen = {k: v for k, v in self.seen.items() if v > horizon}
+
+    async def roll_up(self, now: datetime) -> None:
+        """Per-minute and per-hour documents for the last complete periods, and
+        retention of every resolution."""
+        cfg = self.config.summarizer
+        minute = now.replace(second=0, microsecond=0)
+        for start in (minute - timedelta(minutes=2), minute - timedelta(minutes=1)):
+            await self._roll("second", "minute", start, timedelta(minutes=1))
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        await self._roll("minute", "hour", hour - timedelta(hours=1), timedelta(hours=1))
+        await self.history.delete_before("second", now - timedelta(days=cfg.second_retention_days))
+        await self.history.delete_before("minute", now - timedelta(days=cfg.minute_retention_days))
+        await self.history.delete_before("hour", now - timedelta(days=cfg.hour_retention_days))
+        self.rolled_at = time.monotonic()
+
+    async def _roll(self, source: str, target: str, start: datetime, span: timedelta) -> None:
+        docs, _ = await self.history.between(source, start, start + span, newest_first=False)
+        carried = await self.history.latest(source, before=start)
+        doc = rollup(([carried] if carried else []) + docs, start, target)
+        if doc is not None:
+            await self.history.upsert(doc)
+
+
+def services(config: Config, store: Store) -> list[Summarizer]:
+    return [Summarizer(store, config)]

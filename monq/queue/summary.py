@@ -1,0 +1,139 @@
+"""The queue's state as counts: per state, and per job name, state and flags
+(DESIGN.md §5); history documents and roll-ups; masking for users who may not
+read a job's name. Pure functions and a small in-memory model, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from monq.queue.job import UNAUTHORIZED_NAME
+from monq.queue.states import FINAL, State
+
+WAITING_AND_RUNNING = ("pending", "running", "deferred", "failed")
+FLAGS = ("zombie", "wall", "killed", "removed")
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    name: str
+    state: str
+    zombie: bool = False
+    wall: bool = False
+    killed: bool = False
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class Summary:
+    counts: dict[str, int]
+    jobs: tuple[tuple[Key, int], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"name": k.name, "state": k.state, "n": n, "zombie": k.zombie,
+                 "wall": k.wall, "killed": k.killed, "removed": k.removed}
+                for k, n in self.jobs]
+
+
+def summarize(keys: Iterable[Key]) -> Summary:
+    counts: dict[str, int] = {}
+    jobs: dict[Key, int] = {}
+    for key in keys:
+        counts[key.state] = counts.get(key.state, 0) + 1
+        jobs[key] = jobs.get(key, 0) + 1
+    return Summary({s: counts[s] for s in WAITING_AND_RUNNING if counts.get(s)},
+                   tuple(sorted(jobs.items())))
+
+
+@dataclass
+class QueueModel:
+    """Each queued job's name, state and flags, kept up to date from queue events."""
+
+    jobs: dict[ObjectId, Key] = field(default_factory=dict)
+
+    def load(self, docs: Iterable[dict[str, Any]]) -> None:
+        self.jobs = {d["_id"]: Key(d["name"], d["state"], bool(d.get("zombie_at")),
+                                   bool(d.get("wall_at")), bool(d.get("killed_at")),
+                                   bool(d.get("removed_at")))
+                     for d in docs if d["state"] not in FINAL}
+
+    def apply(self, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        job_id, state = data.get("_id"), data.get("state")
+        if job_id is None or state is None:
+            return
+        if state in FINAL:
+            self.jobs.pop(job_id, None)
+            return
+        key = self.jobs.get(job_id) or Key(data.get("name", ""), state)
+        name = event["name"]
+        if name == "request_start_job":
+            key = replace(key, zombie=False, wall=False)
+        elif name == "flag_zombie":
+            key = replace(key, zombie=True)
+        elif name == "flag_nonstop":
+            key = replace(key, wall=True)
+        elif name == "request_kill_job":
+            key = replace(key, killed=True)
+        elif name == "request_remove_job":
+            key = replace(key, removed=True)
+        self.jobs[job_id] = replace(key, state=str(State(state)))
+
+    def summary(self) -> Summary:
+        return summarize(self.jobs.values())
+
+
+def history_document(summary: Summary, created: datetime, resolution: str = "second"
+                     ) -> dict[str, Any]:
+    """A sys.history document: non-zero state counts, total and the per-job rows."""
+    return {"resolution": resolution, "created": created, **summary.counts,
+            "total": summary.total, "jobs": summary.rows()}
+
+
+def summary_of(doc: dict[str, Any]) -> Summary:
+    counts = {s: doc[s] for s in WAITING_AND_RUNNING if doc.get(s)}
+    jobs = tuple(sorted((Key(r["name"], r["state"], r["zombie"], r["wall"], r["killed"],
+                             r["removed"]), r["n"]) for r in doc.get("jobs", [])))
+    return Summary(counts, jobs)
+
+
+def rollup(docs: Iterable[dict[str, Any]], created: datetime, resolution: str
+           ) -> dict[str, Any] | None:
+    """One document holding the maximum of each count over `docs` (None if empty)."""
+    counts: dict[str, int] = {}
+    jobs: dict[Key, int] = {}
+    total, any_doc = 0, False
+    for doc in docs:
+        any_doc = True
+        summary = summary_of(doc)
+        for state, n in summary.counts.items():
+            counts[state] = max(counts.get(state, 0), n)
+        for key, n in summary.jobs:
+            jobs[key] = max(jobs.get(key, 0), n)
+        total = max(total, doc.get("total", 0))
+    if not any_doc:
+        return None
+    summary = Summary(counts, tuple(sorted(jobs.items())))
+    return {**history_document(summary, created, resolution), "total": total}
+
+
+def mask_rows(rows: Iterable[dict[str, Any]], may_read: Callable[[str], bool]
+              ) -> list[dict[str, Any]]:
+    """Rows with names the user may not read replaced by UnauthorizedJob (merged)."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        name = row["name"] if may_read(row["name"]) else UNAUTHORIZED_NAME
+        key = (name, row["state"], *(row[f] for f in FLAGS))
+        if key in merged:
+            merged[key]["n"] += row["n"]
+        else:
+            merged[key] = {**row, "name": name}
+    return list(merged.values())
