@@ -4,6 +4,7 @@ read a job's name. Pure functions and a small in-memory model, no I/O."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -55,15 +56,29 @@ def summarize(keys: Iterable[Key]) -> Summary:
 
 @dataclass
 class QueueModel:
-    """Each queued job's name, state and flags, kept up to date from queue events."""
+    """Each queued job's name, state and flags, kept up to date from queue events,
+    and the number of jobs per key, so that a summary costs the number of distinct
+    keys, not the number of jobs."""
 
     jobs: dict[ObjectId, Key] = field(default_factory=dict)
+    counts: Counter[Key] = field(default_factory=Counter)
 
     def load(self, docs: Iterable[dict[str, Any]]) -> None:
         self.jobs = {d["_id"]: Key(d["name"], d["state"], bool(d.get("zombie_at")),
                                    bool(d.get("wall_at")), bool(d.get("killed_at")),
                                    bool(d.get("removed_at")))
                      for d in docs if d["state"] not in FINAL}
+        self.counts = Counter(self.jobs.values())
+
+    def _set(self, job_id: ObjectId, key: Key | None) -> None:
+        old = self.jobs.pop(job_id, None)
+        if old is not None:
+            self.counts[old] -= 1
+            if not self.counts[old]:
+                del self.counts[old]
+        if key is not None:
+            self.jobs[job_id] = key
+            self.counts[key] += 1
 
     def apply(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
@@ -71,7 +86,7 @@ class QueueModel:
         if job_id is None or state is None:
             return
         if state in FINAL:
-            self.jobs.pop(job_id, None)
+            self._set(job_id, None)
             return
         key = self.jobs.get(job_id) or Key(data.get("name", ""), state)
         name = event["name"]
@@ -85,10 +100,14 @@ class QueueModel:
             key = replace(key, killed=True)
         elif name == "request_remove_job":
             key = replace(key, removed=True)
-        self.jobs[job_id] = replace(key, state=str(State(state)))
+        self._set(job_id, replace(key, state=str(State(state))))
 
     def summary(self) -> Summary:
-        return summarize(self.jobs.values())
+        counts: dict[str, int] = {}
+        for key, n in self.counts.items():
+            counts[key.state] = counts.get(key.state, 0) + n
+        return Summary({s: counts[s] for s in WAITING_AND_RUNNING if counts.get(s)},
+                       tuple(sorted(self.counts.items())))
 
 
 def history_document(summary: Summary, created: datetime, resolution: str = "second"
