@@ -63,12 +63,6 @@ async def test_unknown_user_and_wrong_password_look_the_same(api: ApiClient) -> 
     assert a.body["message"] == b.body["message"] == "wrong user name or password"
 
 
-def forge(config: Config, **claims: object) -> str:
-    secret = load_secret(config.with_values(api={"host": "127.0.0.1", "port": 0}))
-    return jwt.encode({"sub": "admin", "ver": 0, "exp": int(time.time()) + 60, **claims},
-                      secret, algorithm="HS256")
-
-
 async def test_bad_tokens_get_401(api: ApiClient, config: Config) -> None:
     good = await api.admin()
     header, payload, signature = good.split(".")
@@ -245,3 +239,16 @@ async def test_openapi_describes_every_route(api: ApiClient) -> None:
     assert paths["/api/v1/roles"]["get"]["x-permission"] == "api://monq.api.roles"
     assert {p["name"] for p in paths["/api/v1/roles"]["get"]["parameters"]} == {
         "page", "per_page", "name", "role"}
+
+
+async def test_a_token_near_its_expiry_is_refreshed(api: ApiClient, config: Config) -> None:
+    secret = load_secret(config)
+    soon = jwt.encode({"sub": "admin", "ver": 0, "exp": int(time.time()) + 60}, secret,
+                      algorithm="HS256")
+    reply = await api.call("GET", "/profile", token=soon)
+    assert reply.code == 200
+    fresh = reply.headers["X-Monq-Token"]
+    claims = jwt.decode(fresh, secret, algorithms=["HS256"])
+    assert claims["exp"] > time.time() + config.api.token_expiry_s - 60
+    far = await api.admin()
+    assert "X-Monq-Token" not in (await api.call("GET", "/profile", token=far)).headers
