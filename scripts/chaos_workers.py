@@ -188,7 +188,10 @@ def main() -> int:
         print(f"server: {server}   workers: {args.workers}")
         if stopped:
             print(f"sigstop check:     {stopped}")
-        return report(db, args.jobs, kills)
+        code = report(db, args.jobs, kills)
+        fleet.stop_all()
+        client.drop_database(db.name)
+        return code
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pymongo
 import pytest
 
 from monq.core import embedded
@@ -46,8 +47,17 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db_url(mongo_server_url: str) -> str:
-    return with_database(mongo_server_url, f"monq_t_{uuid.uuid4().hex[:12]}")
+def db_url(mongo_server_url: str) -> Iterator[str]:
+    """A fresh database for this test, dropped afterwards (also when only processes
+    the test started used it)."""
+    name = f"monq_t_{uuid.uuid4().hex[:12]}"
+    yield with_database(mongo_server_url, name)
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        mongo_server_url, serverSelectionTimeoutMS=10_000)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
 
 
 @pytest.fixture

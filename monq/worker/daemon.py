@@ -86,6 +86,7 @@ class Worker:
         self._maintenance_at = 0.0
         self.started_at = datetime.now(UTC)
         self.released: dict[str, float] = {}  # job names given back, until when
+        self.stopping = False
 
     # Life -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -112,6 +113,7 @@ class Worker:
             "started_at": self.started_at, "heartbeat": datetime.now(UTC), "jobs": []})
 
     async def _shutdown(self) -> None:
+        self.stopping = True
         grace = self.config.worker.shutdown_grace_s
         if self.tasks:
             log.info("waiting up to %.0fs for %d running jobs", grace, len(self.tasks),
@@ -180,6 +182,7 @@ class Worker:
     async def _execute(self, job: RunningJob) -> None:
         record, token = job.claim.job, job.claim.token
         flusher = asyncio.create_task(self._flush_loop(job))
+        dead: Executor | None = None
         try:
             spec = {"id": record.id, "number": record.number, "name": record.name,
                     "args": record.args, "attempt": record.attempt}
@@ -192,12 +195,12 @@ class Worker:
                 job.done = True  # before the executor serves another job
                 self.executors.release(job.executor)
             except ExecutorDied as died:
-                await self.executors.discard(job.executor)
+                dead = job.executor  # replaced after the outcome is reported
                 outcome = ("died", str(died))
             except BaseException:
                 # the process may be mid-job: it cannot serve another one
                 await job.executor.kill(self.config.worker.kill_grace_s)
-                await self.executors.discard(job.executor)
+                dead = job.executor
                 raise
             flusher.cancel()
             await self._flush(job)
@@ -212,6 +215,8 @@ class Worker:
         finally:
             flusher.cancel()
             self.running.pop(job.id, None)
+            if dead is not None:
+                await self.executors.discard(dead, replace=not self.stopping)
             self.wake.set()
 
     async def _report(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:

@@ -139,9 +139,11 @@ class ExecutorPool:
     def release(self, executor: Executor) -> None:
         self.idle.put_nowait(executor)
 
-    async def discard(self, executor: Executor) -> None:
+    async def discard(self, executor: Executor, *, replace: bool = True) -> None:
         self.all.discard(executor)
         await executor.close()
+        if not replace:
+            return
         try:
             await self._spawn()
         except (ExecutorDied, TimeoutError) as exc:  # pragma: no cover - a broken install
