@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import os
 import sys
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -28,6 +29,7 @@ from monq import __version__
 from monq.core import errors
 from monq.core.config import Config, load_config
 from monq.core.logs import configure as configure_logging
+from monq.core.services import Service, install_signal_handlers, run_services
 from monq.core.store import Store
 
 EXIT_OK = 0
@@ -58,6 +60,23 @@ class Context:
             yield store
         finally:
             await store.close()
+
+
+async def run_daemon(ctx: Context, app_name: str,
+                     build: Callable[[Store], Sequence[Service]]) -> int:
+    """Run the services `build` makes until SIGINT or SIGTERM. MongoDB may be down at
+    start: the services wait for it; the indexes are made when it answers at once."""
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    store = Store(ctx.config.mongodb.url, timeout_s=ctx.config.mongodb.connect_timeout_s,
+                  app_name=app_name)
+    try:
+        with contextlib.suppress(errors.DatabaseUnavailable):
+            await store.ensure_indexes()
+        await run_services(build(store), stop)
+    finally:
+        await store.close()
+    return EXIT_OK
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,12 +1,10 @@
-"""``monq serve``: the API server (and dashboard) alone."""
+"""``monq serve``: the API server alone."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from monq.core.services import install_signal_handlers, run_services
-from monq.core.store import Store
+from monq.cli import Context, run_daemon
 
 
 def register(sub: Any) -> None:
@@ -14,15 +12,7 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=serve_command)
 
 
-async def serve_command(ctx: Any) -> int:
+async def serve_command(ctx: Context) -> int:
     from monq.api.server import ApiServer
 
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    store = Store(ctx.config.mongodb.url, timeout_s=ctx.config.mongodb.connect_timeout_s,
-                  app_name="monq-serve")
-    try:
-        await run_services([ApiServer(ctx.config, store)], stop)
-    finally:
-        await store.close()
-    return 0
+    return await run_daemon(ctx, "monq-serve", lambda store: [ApiServer(ctx.config, store)])

@@ -3,13 +3,11 @@ across the cluster), and ``monq history``: that history as a table."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monq.core.services import install_signal_handlers, run_services
-from monq.core.store import Store
+from monq.cli import Context, run_daemon
 from monq.core.store.history import HistoryStore
 from monq.queue.summary import WAITING_AND_RUNNING
 
@@ -25,18 +23,11 @@ def register(sub: Any) -> None:
     history.set_defaults(func=history_command)
 
 
-async def summarizer_command(ctx: Any) -> int:
+async def summarizer_command(ctx: Context) -> int:
     from monq.queue.summarizer import Summarizer
 
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    store = Store(ctx.config.mongodb.url, timeout_s=ctx.config.mongodb.connect_timeout_s,
-                  app_name="monq-summarizer")
-    try:
-        await run_services([Summarizer(store, ctx.config)], stop)
-    finally:
-        await store.close()
-    return 0
+    return await run_daemon(ctx, "monq-summarizer",
+                            lambda store: [Summarizer(store, ctx.config)])
 
 
 async def history_command(ctx: Any) -> int:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-from monq.cli import env_default
-from monq.core.services import install_signal_handlers, run_services
-from monq.core.store import Store
+from monq.cli import Context, env_default, run_daemon
 
 
 def register(sub: Any) -> None:
@@ -23,31 +20,12 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=worker_command)
 
 
-async def worker_command(ctx: Any) -> int:
+async def worker_command(ctx: Context) -> int:
     from monq.worker.daemon import Worker
 
     args = ctx.args
     tags = None if args.tags is None else [t.strip() for t in str(args.tags).split(",")
                                            if t.strip()]
     concurrency = int(args.concurrency) if args.concurrency else None
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    store = Store(ctx.config.mongodb.url, timeout_s=ctx.config.mongodb.connect_timeout_s,
-                  app_name="monq-worker")
-    try:
-        worker = Worker(store, ctx.config, concurrency=concurrency, pool=args.pool, tags=tags)
-        await store.ensure_indexes() if await _reachable(store) else None
-        await run_services([worker], stop)
-    finally:
-        await store.close()
-    return 0
-
-
-async def _reachable(store: Store) -> bool:
-    from monq.core.errors import DatabaseUnavailable
-
-    try:
-        await store.ping()
-        return True
-    except DatabaseUnavailable:
-        return False
+    return await run_daemon(ctx, "monq-worker", lambda store: [Worker(
+        store, ctx.config, concurrency=concurrency, pool=args.pool, tags=tags)])
