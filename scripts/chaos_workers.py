@@ -50,7 +50,7 @@ class Fleet:
                     "MONQ_MONGODB_URL": url, "MONQ_MONGODB_EMBEDDED": "never",
                     "MONQ_QUEUE_ZOMBIE_TIME_S": str(ZOMBIE_S),
                     "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_QUEUE_SWEEP_INTERVAL_S": "0.5",
-                    "MONQ_WORKER_POLL_MAX_S": "0.2", "MONQ_WORKER_CONCURRENCY": "2",
+                    "MONQ_WORKER_POLL_MAX_S": "0.2", "MONQ_WORKER_CONCURRENCY": "1",
                     "MONQ_LOG_LEVEL": "WARNING"}
         self.processes: list[subprocess.Popen[bytes]] = [self.spawn(i) for i in range(size)]
 
@@ -117,7 +117,10 @@ def sigstop_check(fleet: Fleet, db: Any, rng: random.Random) -> str:
     return f"stopped worker {process.pid} holding {len(held)} jobs; they moved on"
 
 
-def report(db: Any, jobs: int, kills: int) -> int:
+def report(db: Any, jobs: int, kills: int, stops: int) -> int:
+    """Each worker runs one job at a time, so each fault (a SIGKILL, or the SIGSTOP
+    whose job ran elsewhere while its own executor finished it) may run one job
+    once more: at least once, never lost."""
     journal = list(db["sys.journal"].find({}, {"state": 1}))
     completed = sum(1 for d in journal if d["state"] == "complete")
     runs: dict[Any, int] = {}
@@ -132,9 +135,9 @@ def report(db: Any, jobs: int, kills: int) -> int:
     print(f"jobs completed:    {completed}")
     print(f"jobs lost:         {lost}")
     print(f"workers killed:    {kills}")
-    print(f"extra runs:        {twice} (allowed: up to {kills})")
+    print(f"extra runs:        {twice} (allowed: up to {kills + stops}, one per fault)")
     print(f"completed twice:   {len(completes)}")
-    ok = lost == 0 and twice <= kills and not completes
+    ok = lost == 0 and twice <= kills + stops and not completes
     print("result:            " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1
 
@@ -188,7 +191,7 @@ def main() -> int:
         print(f"server: {server}   workers: {args.workers}")
         if stopped:
             print(f"sigstop check:     {stopped}")
-        code = report(db, args.jobs, kills)
+        code = report(db, args.jobs, kills, 1 if stopped.startswith("stopped") else 0)
         fleet.stop_all()
         client.drop_database(db.name)
         return code

@@ -16,6 +16,7 @@ The job's stdout and stderr become log lines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import io
 import logging
@@ -32,6 +33,7 @@ LOG_FLUSH_S = 0.5
 LOG_BATCH = 200
 RESULT_MAX_CHARS = 10_000
 PARENT_CHECK_S = 0.2
+PR_SET_PDEATHSIG = 1
 
 
 class Runtime:
@@ -149,14 +151,26 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this process when its worker dies."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def executor_main(conn: Connection) -> None:
     """The executor process: run jobs until told to exit or the pipe closes."""
     import signal
     import threading
 
+    parent = os.getppid()
     os.setpgrp()  # Ctrl-C in a terminal goes to the worker, which stops jobs in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _die_with_parent()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     conn.send(("ready",))
