@@ -1,13 +1,14 @@
 """`monq up` on the embedded database, as a newcomer runs it."""
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from monq.cli import main
 from monq.core import embedded
-from tests.helpers import spawn_monq, wait_for_line
+from tests.helpers import run_monq, spawn_monq, wait_for_line
 
 
 @pytest.mark.slow
@@ -50,3 +51,26 @@ def test_embedded_always_needs_a_local_url() -> None:
         embedded.wanted(MongoConfig(url="mongodb://db.example:27017/monq", embedded="always"))
     assert not embedded.wanted(MongoConfig(url="mongodb://db.example/monq"))
     assert not embedded.wanted(MongoConfig(embedded="never"))
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_still_stops_the_embedded_database(monq_env: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    port = embedded.free_port()
+    monq_env.update(MONQ_MONGODB_URL=f"mongodb://127.0.0.1:{port}/monq",
+                    MONQ_MONGODB_EMBEDDED="auto", MONQ_API_PORT=str(embedded.free_port()),
+                    MONQ_WORKER_SHUTDOWN_GRACE_S="30")
+    with spawn_monq("up", env=monq_env, cwd=tmp_path) as process:
+        wait_for_line(process, "API at")
+        assert run_monq("enqueue", "monq.jobs.example.DummyJob", "sleep=30",
+                        env=monq_env).returncode == 0
+        time.sleep(3)  # running: a first Ctrl-C would wait for it
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 128 + signal.SIGINT
+    for _ in range(100):
+        if not embedded.is_listening("127.0.0.1", port):
+            break
+        time.sleep(0.1)
+    assert not embedded.is_listening("127.0.0.1", port)

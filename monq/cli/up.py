@@ -59,7 +59,7 @@ def announce(config: Config, out: Any, embedded_server: embedded.EmbeddedServer 
 async def run_node(config: Config, roles: tuple[str, ...], out: Any = sys.stdout,
                    embedded_server: embedded.EmbeddedServer | None = None) -> int:
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, embedded_server.terminate if embedded_server else None)
     store = Store(config.mongodb.url, timeout_s=config.mongodb.connect_timeout_s,
                   app_name="monq-up")
     try:

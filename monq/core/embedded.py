@@ -146,6 +146,11 @@ class EmbeddedServer:
         self.stop()
         raise EmbeddedUnavailable(f"the embedded database did not answer within {timeout_s:.0f}s")
 
+    def terminate(self) -> None:
+        """Ask the server to stop and do not wait (for a forced exit)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:

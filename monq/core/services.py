@@ -65,13 +65,17 @@ async def resilient(name: str, body: Callable[[], Awaitable[None]], stop: asynci
                 return
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """First SIGINT/SIGTERM sets `stop`; a second one exits at once."""
+def install_signal_handlers(stop: asyncio.Event,
+                            on_forced_exit: Callable[[], None] | None = None) -> None:
+    """First SIGINT/SIGTERM sets `stop`; a second one exits at once (after
+    `on_forced_exit`, which stops what must not outlive the process)."""
     loop = asyncio.get_running_loop()
 
     def handle(signum: int) -> None:
         if stop.is_set():
             log.warning("second signal: stopping now", extra={"action": "forced_exit"})
+            if on_forced_exit is not None:
+                on_forced_exit()
             os._exit(128 + signum)
         log.info("stopping (signal %d)", signum, extra={"action": "stopping"})
         stop.set()
