@@ -6,8 +6,9 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, history, jobs, meta, roles
+from monq.api import auth, events, history, jobs, meta, roles
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
+from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.tokens import Tokens, load_secret
 from monq.core.config import Config
@@ -32,14 +33,18 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/jobtypes", jobs.JobTypesHandler),
     (PREFIX + "/workers", jobs.WorkersHandler),
     (PREFIX + "/maintenance", jobs.MaintenanceHandler),
+    (PREFIX + "/event", events.EventSocketHandler),
+    (PREFIX + "/event/history", events.EventHistoryHandler),
     (PREFIX + "/health", meta.HealthHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]
 
 
 def make_context(config: Config, store: Store) -> ApiContext:
-    return ApiContext(config=config, store=store, accounts=Accounts(store, config),
-                      tokens=Tokens(load_secret(config), config.api.token_expiry_s))
+    accounts = Accounts(store, config)
+    return ApiContext(config=config, store=store, accounts=accounts,
+                      tokens=Tokens(load_secret(config), config.api.token_expiry_s),
+                      hub=EventHub(store, accounts, config))
 
 
 def make_app(ctx: ApiContext) -> tornado.web.Application:

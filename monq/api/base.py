@@ -31,9 +31,10 @@ from typing import Any, ClassVar
 import tornado.web
 from bson import ObjectId
 
+from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.permissions import Principal, may_call
-from monq.core.auth.tokens import Tokens
+from monq.core.auth.tokens import Claims, Tokens
 from monq.core.config import Config
 from monq.core.errors import (
     AuthenticationFailed,
@@ -60,6 +61,7 @@ class ApiContext:
     store: Store
     accounts: Accounts
     tokens: Tokens
+    hub: EventHub | None = None
 
 
 def _json_default(value: Any) -> Any:
@@ -114,6 +116,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.ctx = ctx
         self.request_id = str(ObjectId())
         self.principal: Principal | None = None
+        self.claims: Claims | None = None
         self.args: dict[str, Any] = {}
         self._via_cookie = False
 
@@ -194,7 +197,7 @@ class BaseHandler(tornado.web.RequestHandler):
         token = self._token()
         if not token:
             raise AuthenticationFailed("log in first: no token given")
-        claims = self.ctx.tokens.verify(token)
+        claims = self.claims = self.ctx.tokens.verify(token)
         principal = await self.ctx.accounts.principal(claims.user)
         if principal is None or principal.token_version != claims.version:
             raise AuthenticationFailed("invalid or expired token")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import tornado.websocket
+
 from monq import __version__
 from monq.api.base import BaseHandler
 
@@ -31,8 +33,14 @@ def _path(pattern: str) -> tuple[str, list[str]]:
 
 def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    websockets: dict[str, Any] = {}
     for pattern, handler in routes:
         path, names = _path(pattern)
+        if issubclass(handler, tornado.websocket.WebSocketHandler):
+            # not an HTTP operation: listed apart (protocol: DESIGN.md section 8)
+            websockets[path] = {"summary": handler.summary,
+                                "x-permission": f"api://{handler.permission}"}
+            continue
         item: dict[str, Any] = {}
         for method in METHODS:
             if getattr(handler, method) is getattr(BaseHandler, method):
@@ -67,5 +75,5 @@ def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
             item[method] = operation
         paths[path] = item
     return {"openapi": "3.1.0", "info": {"title": "monq", "version": __version__},
-            "paths": paths, "components": {"securitySchemes": {
+            "paths": paths, "x-websockets": websockets, "components": {"securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}

@@ -12,6 +12,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from monq.api.app import make_app, make_context
+from monq.api.stream import EventHub
 from monq.core.config import Config
 from monq.core.services import wait_for_database
 from monq.core.store import Store
@@ -28,6 +29,7 @@ class ApiServer:
         self.out = out or sys.stdout
         self.port: int | None = None
         self.started = asyncio.Event()
+        self.hub: EventHub | None = None
 
     @property
     def url(self) -> str:
@@ -40,6 +42,9 @@ class ApiServer:
             return
         ctx = make_context(self.config, self.store)
         generated = await ctx.accounts.bootstrap()
+        assert ctx.hub is not None
+        self.hub = ctx.hub
+        await ctx.hub.start()
         server = tornado.httpserver.HTTPServer(make_app(ctx), xheaders=False)
         sockets = tornado.netutil.bind_sockets(self.config.api.port, self.config.api.host)
         self.port = sockets[0].getsockname()[1]
@@ -53,6 +58,7 @@ class ApiServer:
             await stop.wait()
         finally:
             server.stop()
+            await ctx.hub.stop()
             await server.close_all_connections()
 
 

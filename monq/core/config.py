@@ -51,6 +51,13 @@ class ApiConfig:
     login_max_failures: int = 5
     login_lockout_s: int = 60
     public_url: str = ""
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    ws_max_message_bytes: int = 65536
+    ws_send_queue: int = 1000
+    event_source: Literal["auto", "change_stream", "poll"] = "auto"
+    event_poll_s: float = 0.2
+    event_window_s: float = 10.0
 
 
 @dataclass(frozen=True)

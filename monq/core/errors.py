@@ -37,6 +37,10 @@ class DatabaseUnavailable(StoreError):
     status = 503
 
 
+class StreamHistoryLost(StoreError):
+    """A change stream can no longer be resumed from its token."""
+
+
 class EmbeddedUnavailable(Error):
     """The embedded database cannot be started."""
 

@@ -33,7 +33,8 @@ from monq.core.store.roles import RoleStore
 
 ADMIN_ROLE = "admin"
 STANDARD_ROLE = "standard_user"
-STANDARD_PERMISSIONS = ("api://monq.api.auth.profile", "api://monq.api.events.stream")
+STANDARD_PERMISSIONS = ("api://monq.api.auth.profile", "api://monq.api.events.stream",
+                        "api://monq.api.events.history")
 LOGIN_FAILED = "wrong user name or password"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s$]{1,64}@[^@\s$]{1,255}$")

@@ -5,20 +5,24 @@ processes (to within the clock skew of the machines), not only within one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pymongo.errors
 from bson import ObjectId
 
+from monq.core.errors import StreamHistoryLost
 from monq.core.store import Store, layout
 
 _TAIL = struct.Struct(">I")
+# ChangeStreamHistoryLost, ChangeStreamFatalError, InvalidResumeToken
+_HISTORY_LOST = frozenset({286, 280, 260})
 
 
 class _Clock:
@@ -76,6 +80,100 @@ class EventStore:
             query["channel"] = {"$in": list(channels)}
         async with self.store.errors():
             return await self.events.find(query).sort("_id", 1).limit(limit).to_list(None)
+
+    async def between(self, low: ObjectId | None, high: ObjectId | None = None, *,
+                      limit: int = 10_000) -> list[dict[str, Any]]:
+        """Events with ``low < _id <= high`` in ``_id`` order (the polling source)."""
+        query: dict[str, Any] = {}
+        if low is not None:
+            query["$gt"] = low
+        if high is not None:
+            query["$lte"] = high
+        async with self.store.errors():
+            return await self.events.find({"_id": query} if query else {}).sort(
+                "_id", 1).limit(limit).to_list(None)
+
+    async def latest_id(self) -> ObjectId | None:
+        async with self.store.errors():
+            doc = await self.events.find_one({}, {"_id": 1}, sort=[("_id", -1)])
+        return doc["_id"] if doc else None
+
+    @staticmethod
+    def _visible_query(channels: Sequence[str], job_ids: Sequence[ObjectId]
+                       ) -> dict[str, Any]:
+        """Events of these channels, or about these jobs (queue events by job id, and
+        events of the channels ``job:<id>``)."""
+        either: list[dict[str, Any]] = []
+        if channels:
+            either.append({"channel": {"$in": list(channels)}})
+        if job_ids:
+            either.append({"channel": "queue", "data._id": {"$in": list(job_ids)}})
+        return {"$or": either} if either else {"_id": None}
+
+    async def replay(self, since: ObjectId, channels: Sequence[str],
+                     job_ids: Sequence[ObjectId], limit: int) -> list[dict[str, Any]]:
+        """What a reconnecting client missed: events after `since` of its interests."""
+        query = {"_id": {"$gt": since}, **self._visible_query(channels, job_ids)}
+        async with self.store.errors():
+            return await self.events.find(query).sort("_id", 1).limit(limit).to_list(None)
+
+    async def page(self, channels: Sequence[str], job_ids: Sequence[ObjectId], *,
+                   start: datetime | None, end: datetime | None, newest_first: bool,
+                   skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of past events of some channels (or jobs) in a time range, and the
+        total. The range is on ``_id`` (event ids carry their time), so the channel
+        index serves it."""
+        query = self._visible_query(channels, job_ids)
+        if start is not None or end is not None:
+            window: dict[str, Any] = {}
+            if start is not None:
+                window["$gte"] = ObjectId.from_datetime(start)
+            if end is not None:
+                window["$lt"] = ObjectId.from_datetime(end)
+            query = {"_id": window, **query}
+        async with self.store.errors():
+            docs = await self.events.find(query).sort("_id", -1 if newest_first else 1).skip(
+                skip).limit(limit).to_list(None)
+            total = await self.events.count_documents(query)
+        return docs, total
+
+    @contextlib.asynccontextmanager
+    async def changes(self, resume_after: Any = None
+                      ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Inserts into sys.event as change events (``_id`` is the resume token,
+        ``fullDocument`` the event), resumed after `resume_after` when given. Raises
+        `StoreError` where the server has no change streams, and `StreamHistoryLost`
+        when the token can no longer be resumed."""
+        pipeline = [{"$match": {"operationType": "insert"}}]
+        async with self.store.errors():
+            try:
+                stream = await self.events.watch(pipeline, resume_after=resume_after)
+            except pymongo.errors.OperationFailure as exc:
+                raise self._lost(exc) from exc
+
+        async def iterate() -> AsyncIterator[dict[str, Any]]:
+            """Changes until the server ends the stream (its cursor closed)."""
+            while True:
+                async with self.store.errors():
+                    try:
+                        change = await stream.next()
+                    except StopAsyncIteration:
+                        return
+                    except pymongo.errors.OperationFailure as exc:
+                        raise self._lost(exc) from exc
+                yield change
+
+        try:
+            yield iterate()
+        finally:
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                await stream.close()
+
+    @staticmethod
+    def _lost(exc: pymongo.errors.OperationFailure) -> Exception:
+        if exc.code in _HISTORY_LOST:
+            return StreamHistoryLost(f"the event stream cannot resume: {exc}")
+        return exc
 
     async def count(self, name: str | None = None) -> int:
         async with self.store.errors():

@@ -1,0 +1,255 @@
+"""The event hub: one source of sys.event per server process, fanned out in memory
+to every websocket subscriber.
+
+The source is a change stream on sys.event where the server has one, resumed from
+its resume token after an error (and caught up by a read of sys.event when the
+token can no longer be resumed); elsewhere (a standalone server) a tailing poll.
+The poll reads events after the newest one seen, and every second re-reads a window
+of ``api.event_window_s`` behind it: event ids carry the writer's clock, so an event
+written a moment late by another process (or relayed by a sweep after a crash) can
+sort before one already seen. Ids already dispatched are remembered for that window,
+so nothing is delivered twice and nothing written within the window is missed.
+
+Subscribers get events through `Subscriber.offer`, which never blocks: a slow
+client has a bounded queue of its own and is disconnected when it overflows, so it
+never slows the others. Each event is rendered (masked and serialised) once per
+distinct view, not once per subscriber.
+
+Every ``REVOCATION_CHECK_S`` the hub re-reads the users of its subscribers: one who
+was deactivated, logged out or changed their password, or whose token expired, is
+disconnected; one whose permissions changed sees events by the new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from bson import ObjectId
+
+from monq.core.auth.accounts import Accounts
+from monq.core.auth.permissions import Principal
+from monq.core.config import Config
+from monq.core.errors import Error, StreamHistoryLost
+from monq.core.store import Store
+from monq.core.store.events import EventStore
+
+log = logging.getLogger("monq.api")
+
+REVOCATION_CHECK_S = 0.5
+RESCAN_EVERY_S = 1.0
+RETRY_MAX_S = 10.0
+RECENT_MAX = 100_000
+
+
+class Subscriber(Protocol):
+    principal: Principal
+    token_version: int
+    expires_at: float
+
+    def wants(self, event: dict[str, Any]) -> bool: ...
+
+    def view_key(self, event: dict[str, Any]) -> Hashable: ...
+
+    def render(self, event: dict[str, Any]) -> str: ...
+
+    def offer(self, event_id: ObjectId, text: str) -> None: ...
+
+    def revoke(self, reason: str) -> None: ...
+
+
+def dumps(message: Any) -> str:
+    """JSON for websocket messages: ObjectIds as strings, times in ISO 8601."""
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        return str(value)
+    return json.dumps(message, default=default, separators=(",", ":"))
+
+
+class RecentIds:
+    """Ids dispatched lately, oldest first, pruned by age and count."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.ids: OrderedDict[ObjectId, float] = OrderedDict()
+
+    def add(self, event_id: ObjectId) -> bool:
+        """False if the id was seen already."""
+        if event_id in self.ids:
+            return False
+        now = time.monotonic()
+        self.ids[event_id] = now
+        while self.ids and (len(self.ids) > RECENT_MAX
+                            or next(iter(self.ids.values())) < now - 2 * self.window_s):
+            self.ids.popitem(last=False)
+        return True
+
+
+class EventHub:
+    """The per-process fan-out of sys.event to websocket subscribers."""
+
+    def __init__(self, store: Store, accounts: Accounts, config: Config) -> None:
+        self.store = store
+        self.events = EventStore(store)
+        self.accounts = accounts
+        self.config = config
+        self.subscribers: set[Subscriber] = set()
+        self.recent = RecentIds(config.api.event_window_s)
+        self.last_id: ObjectId | None = None
+        self.mode = "stopped"
+        self.delivered = 0
+        self.lag_s = 0.0
+        self.ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Life -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.last_id = await self.events.latest_id()
+        self._tasks = [asyncio.create_task(self._source(), name="event-source"),
+                       asyncio.create_task(self._check_users(), name="event-revocation")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for subscriber in list(self.subscribers):
+            subscriber.revoke("server shutting down")
+        self.mode = "stopped"
+
+    def add(self, subscriber: Subscriber) -> None:
+        self.subscribers.add(subscriber)
+
+    def discard(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    # Fan-out --------------------------------------------------------------------
+    def dispatch(self, event: dict[str, Any]) -> None:
+        """Hand one event to every subscriber that wants it (once per event id)."""
+        event_id = event["_id"]
+        if not self.recent.add(event_id):
+            return
+        if self.last_id is None or event_id > self.last_id:
+            self.last_id = event_id
+        created = event.get("created")
+        if isinstance(created, datetime):
+            self.lag_s = max(0.0, (datetime.now(UTC) - created).total_seconds())
+        rendered: dict[Hashable, str] = {}
+        for subscriber in list(self.subscribers):
+            if not subscriber.wants(event):
+                continue
+            key = subscriber.view_key(event)
+            text = rendered.get(key)
+            if text is None:
+                text = rendered[key] = subscriber.render(event)
+            subscriber.offer(event_id, text)
+            self.delivered += 1
+
+    # Sources --------------------------------------------------------------------
+    async def _source(self) -> None:
+        choice = self.config.api.event_source
+        if choice == "auto":
+            try:
+                choice = "change_stream" if await self.store.supports_change_streams() \
+                    else "poll"
+            except Error:
+                choice = "poll"
+        if choice == "change_stream":
+            await self._follow_changes()
+        else:
+            await self._poll()
+
+    async def _catch_up(self) -> None:
+        """Dispatch what was written after the newest event seen (a gap closed by a read)."""
+        while True:
+            docs = await self.events.between(self.last_id, limit=1000)
+            for doc in docs:
+                self.dispatch(doc)
+            if len(docs) < 1000:
+                return
+
+    async def _follow_changes(self) -> None:
+        token: Any = None
+        delay = 0.1
+        while True:
+            try:
+                async with self.events.changes(resume_after=token) as changes:
+                    if token is None:
+                        await self._catch_up()  # between the last event seen and now
+                    self.mode = "change_stream"
+                    self.ready.set()
+                    delay = 0.1
+                    async for change in changes:
+                        token = change["_id"]
+                        self.dispatch(change["fullDocument"])
+                log.info("the event change stream ended; resuming",
+                         extra={"action": "event_stream_resume"})
+            except StreamHistoryLost as exc:
+                log.warning("%s; reopening and reading what was missed", exc,
+                            extra={"action": "event_stream_reopen"})
+                token = None  # a fresh stream, and a read of sys.event closes the gap
+            except Exception as exc:  # the source must outlive any failure
+                log.warning("event change stream failed (%s: %s); resuming in %.1fs",
+                            type(exc).__name__, exc, delay,
+                            extra={"action": "event_stream_resume", "delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _poll(self) -> None:
+        interval = self.config.api.event_poll_s
+        rescanned = 0.0
+        self.mode = "poll"
+        while True:
+            try:
+                low = self.last_id
+                if time.monotonic() - rescanned >= RESCAN_EVERY_S:
+                    floor = ObjectId.from_datetime(
+                        datetime.now(UTC) - timedelta(seconds=self.config.api.event_window_s))
+                    low = floor if low is None else min(low, floor)
+                    rescanned = time.monotonic()
+                docs = await self.events.between(low, limit=10_000)
+                for doc in docs:
+                    self.dispatch(doc)
+                self.ready.set()
+                if len(docs) == 10_000:
+                    continue
+            except Exception as exc:  # the source must outlive any failure
+                log.warning("event poll failed: %s: %s", type(exc).__name__, exc,
+                            extra={"action": "event_poll_failed"})
+            await asyncio.sleep(interval)
+
+    # Revocation -----------------------------------------------------------------
+    async def _check_users(self) -> None:
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK_S)
+            try:
+                await self.check_users()
+            except Error as exc:
+                log.warning("checking websocket users failed: %s", exc,
+                            extra={"action": "revocation_check_failed"})
+
+    async def check_users(self) -> None:
+        """Disconnect subscribers whose user is gone or whose token was revoked or
+        expired; give the others their current permissions."""
+        by_user: dict[str, list[Subscriber]] = {}
+        for subscriber in list(self.subscribers):
+            by_user.setdefault(subscriber.principal.name, []).append(subscriber)
+        now = time.time()
+        for name, subscribers in by_user.items():
+            principal = await self.accounts.principal(name)
+            for subscriber in subscribers:
+                if principal is None or principal.token_version != subscriber.token_version:
+                    subscriber.revoke("token revoked")
+                elif subscriber.expires_at <= now:
+                    subscriber.revoke("token expired")
+                else:
+                    subscriber.principal = principal
