@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, events, history, jobs, meta, roles
+from monq.api import auth, dashboard, events, history, jobs, meta, roles
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
@@ -54,6 +54,8 @@ def make_app(ctx: ApiContext) -> tornado.web.Application:
         if handler is meta.OpenApiHandler:
             kwargs["routes"] = ROUTES
         handlers.append((pattern, handler, kwargs))
+    handlers += dashboard.routes(ctx)
     return tornado.web.Application(
         handlers, default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
-        log_function=access_log, xheaders=False, compress_response=True)
+        log_function=access_log, xheaders=False, compress_response=True,
+        xsrf_cookie_kwargs={"samesite": "Strict", "path": "/"})

@@ -130,6 +130,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.args = self._parse_query()
         if not self.public:
             self.principal = await self.authenticate()
+            if self._via_cookie and self.request.method not in ("GET", "HEAD", "OPTIONS"):
+                # a browser sends the cookie on its own: a write must also prove it
+                # comes from our page (the _xsrf token as X-XSRFToken)
+                self.check_xsrf_cookie()
             if self.permission and not may_call(self.principal, self.permission,
                                                 self.request.method or "GET"):
                 raise PermissionDenied(f"permission denied: api://{self.permission}")

@@ -114,7 +114,11 @@ class JobHandler(JobsBase):
     summary = "one job, by id or number"
 
     async def get(self, job_id: str) -> None:
-        self.reply((await self.visible_job(job_id)).to_public())
+        """The job, with ``actions``: what this user may do to it."""
+        assert self.principal is not None
+        job = await self.visible_job(job_id)
+        allowed = list(ACTIONS) if may_execute_job(self.principal, job.name) else []
+        self.reply({**job.to_public(), "actions": allowed})
 
 
 class JobActionHandler(JobsBase):
