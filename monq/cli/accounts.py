@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monq.cli import Context, add_remote_options
 from monq.cli.output import print_json, short_time, table
-from monq.core.errors import ValidationError
+from monq.core.auth.accounts import STANDARD_ROLE
+from monq.core.errors import NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from monq.cli.backend import Backend
 
 USER_COLUMNS = ["name", "realname", "email", "active", "roles", "perms"]
 ROLE_COLUMNS = ["name", "realname", "roles", "perms"]
@@ -44,7 +48,7 @@ def register(sub: Any) -> None:
     create.add_argument("--email", required=True, help="the user's email address")
     create.add_argument("--realname", help="the user's full name")
     create.add_argument("--role", action="append", default=[],
-                        help="a role to give (repeat for more; default standard_user)")
+                        help="a role to give (repeat for more; default standard_user if it exists)")
     create.add_argument("--perm", action="append", default=[],
                         help="a permission to give (repeat for more)")
     create.add_argument("--password-stdin", action="store_true",
@@ -145,17 +149,27 @@ async def create_command(ctx: Context) -> int:
     if a.realname:
         fields["realname"] = a.realname
     if a.kind == "user":
-        fields.update(email=a.email, role=a.role or ["standard_user"],
-                      password=read_password(a.password_stdin))
-    else:
-        fields["role"] = a.role
+        fields.update(email=a.email, password=read_password(a.password_stdin))
     async with ctx.backend() as backend:
+        fields["role"] = a.role or await _default_roles(backend, a.kind)
         record = await backend.create_record(fields)
     if a.json:
         print_json(ctx.out, record)
     else:
         print(f"created {a.kind} {record['name']}", file=ctx.out)
     return 0
+
+
+async def _default_roles(backend: Backend, kind: str) -> list[str]:
+    """A new user gets standard_user (login, profile, events) when it exists (a monq
+    server creates it on its first start)."""
+    if kind != "user":
+        return []
+    try:
+        await backend.record("role", STANDARD_ROLE)
+    except NotFound:
+        return []
+    return [STANDARD_ROLE]
 
 
 async def passwd_command(ctx: Context) -> int:

@@ -89,8 +89,9 @@ def buckets(rows: Iterable[Mapping[str, Any]], start: datetime, end: datetime, c
                      key=lambda pair: pair[0] or start)
     index = 0
     for i, point in enumerate(points):
-        bucket_end = start + width * (i + 1)
-        members = [current] if current else []
+        bucket_start, bucket_end = start + width * i, start + width * (i + 1)
+        replaced_at_start = index < len(ordered) and (ordered[index][0] or start) <= bucket_start
+        members = [current] if current and not replaced_at_start else []
         while index < len(ordered) and (ordered[index][0] or start) < bucket_end:
             row = ordered[index][1]
             current = {"waiting": sum(int(row.get(s) or 0) for s in WAITING),
