@@ -2,6 +2,7 @@
 workers, history (table, chart, JSON), events, ``jobs --watch``, MONQ_ defaults, and
 bad input as one line with an exit code and nothing changed."""
 
+import io
 import json
 import signal
 import socket
@@ -12,7 +13,10 @@ from typing import Any
 import pymongo
 import pytest
 
-from monq.core.store import layout
+from monq.cli.backend import DirectBackend
+from monq.cli.jobs import follow
+from monq.core.config import Config
+from monq.core.store import Store, layout
 from tests.conftest import ROOT
 from tests.helpers import run_monq, spawn_monq, wait_for_line
 
@@ -234,3 +238,19 @@ def test_options_take_their_monq_environment_defaults(monq_env: dict[str, str]) 
     assert listing["total_count"] == 3 and len(listing["jobs"]) == 2
     ok({**monq_env, "MONQ_ENQUEUE_PRIORITY": "7"}, "enqueue", "monq.jobs.example.DummyJob")
     assert json.loads(ok(monq_env, "job", "4", "--json"))["job"]["priority"] == 7
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_wait_redraws_one_progress_bar_on_a_terminal(store: Store, config: Config
+                                                           ) -> None:
+    backend = DirectBackend(store, config, user="ann")
+    job = await backend.enqueue("monq.jobs.example.DummyJob", {}, {"hold": True})
+    await backend.act("kill", job["_id"])
+    err = Terminal()
+    final = await follow(backend, job["_id"], err, poll_s=0.01)
+    assert final["state"] == "killed" and final["enqueued"]["by"] == "ann"
+    assert err.getvalue() == "\r[                              ]   0% killed\n"
