@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from monq.api.base import BaseHandler, _json_default
 from monq.core.auth.permissions import may_execute_job, may_read_job
 from monq.core.errors import BadRequest, NotFound, PermissionDenied
 from monq.core.store.jobs import JobFilter
-from monq.core.store.workers import WorkerStore
 from monq.queue.enqueue import Origin
 from monq.queue.job import Job, load_job_type
 from monq.queue.model import JobRecord
 from monq.queue.queue import Queue
 from monq.queue.states import State
+from monq.queue.workers import list_workers
 
 SORTS = {"number": "number", "priority": "priority", "enqueued": "enqueued.at"}
 ACTIONS = ("kill", "remove", "restart", "hold", "resume")
 FOLLOW_POLL_S = 0.5
-RECENTLY_DEAD_S = 600
 
 
 class JobsBase(BaseHandler):
@@ -230,18 +229,8 @@ class WorkersHandler(BaseHandler):
     summary = "workers, their pools, jobs and heartbeat age"
 
     async def get(self) -> None:
-        now = datetime.now(UTC)
-        docs = await WorkerStore(self.ctx.store).list(now - timedelta(seconds=RECENTLY_DEAD_S))
-        dead_after = self.ctx.config.worker.dead_after_s
-        out = []
-        for doc in docs:
-            age = (now - doc["heartbeat"]).total_seconds()
-            out.append({"_id": doc["_id"], "host": doc.get("host"), "pid": doc.get("pid"),
-                        "pool": doc.get("pool"), "tags": doc.get("tags", []),
-                        "concurrency": doc.get("concurrency"), "jobs": doc.get("jobs", []),
-                        "started_at": doc.get("started_at"), "heartbeat_age_s": age,
-                        "alive": age < dead_after})
-        self.reply(out)
+        self.reply(await list_workers(self.ctx.store, datetime.now(UTC),
+                                      self.ctx.config.worker.dead_after_s))
 
 
 class MaintenanceHandler(BaseHandler):

@@ -5,9 +5,19 @@ function that adds its parser and sets ``func``: a callable taking a
 `Context` and returning an exit code (a coroutine function is run in a fresh
 event loop).
 
-Exit codes: 0 success; 1 an error; 2 bad usage or configuration; 3 MongoDB
-unreachable; 4 not found; 5 a refused transition or conflict; 6 a job waited
-for did not complete; 130 interrupted.
+Every option also takes its default from the environment: ``MONQ_<COMMAND>_<OPTION>``
+(``MONQ_JOBS_LIMIT``, ``MONQ_USERS_CREATE_EMAIL``), and the options every command
+shares from ``MONQ_JSON``, ``MONQ_SERVER``, ``MONQ_TOKEN`` and ``MONQ_DEBUG``
+(`apply_environment`). Commands whose name is a configuration section (``worker``)
+take theirs from the configuration instead.
+
+Commands that read or change the queue ask a `monq.cli.backend.Backend`
+(`Context.backend`): MongoDB directly by default, or a monq server over HTTP with
+``--server URL`` (`monq.cli.remote`).
+
+Exit codes: 0 success; 1 an error (also refused login or permission); 2 bad usage
+or configuration; 3 MongoDB or the server unreachable; 4 not found; 5 a refused
+transition or conflict; 6 a job waited for did not complete; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from monq import __version__
 from monq.core import errors
@@ -31,6 +41,9 @@ from monq.core.config import Config, load_config
 from monq.core.logs import configure as configure_logging
 from monq.core.services import Service, install_signal_handlers, run_services
 from monq.core.store import Store
+
+if TYPE_CHECKING:
+    from monq.cli.backend import Backend
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -61,6 +74,24 @@ class Context:
         finally:
             await store.close()
 
+    @asynccontextmanager
+    async def backend(self) -> AsyncIterator[Backend]:
+        """The queue's operations: over HTTP with ``--server``, else MongoDB directly."""
+        server = getattr(self.args, "server", None)
+        if server:
+            from monq.cli.remote import RemoteBackend
+
+            remote = RemoteBackend(server, getattr(self.args, "token", None))
+            try:
+                yield remote
+            finally:
+                remote.close()
+            return
+        from monq.cli.backend import DirectBackend
+
+        async with self.store() as store:
+            yield DirectBackend(store, self.config)
+
 
 async def run_daemon(ctx: Context, app_name: str,
                      build: Callable[[Store], Sequence[Service]]) -> int:
@@ -86,7 +117,57 @@ class Parser(argparse.ArgumentParser):
 
 def env_default(name: str, default: Any = None) -> Any:
     """The default of an option from ``MONQ_<NAME>``."""
-    return os.environ.get("MONQ_" + name.upper().replace("-", "_"), default)
+    return os.environ.get(env_name(name), default)
+
+
+def env_name(*parts: str) -> str:
+    return "MONQ_" + "_".join(parts).upper().replace("-", "_")
+
+
+# Options every command shares: their variable is MONQ_<DEST> whatever the command.
+SHARED_OPTIONS = frozenset({"json", "server", "token", "debug", "config"})
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def add_remote_options(parser: argparse.ArgumentParser) -> None:
+    """``--server`` and ``--token`` after the command too (before it works everywhere)."""
+    parser.add_argument("--server", default=argparse.SUPPRESS, metavar="URL",
+                        help="talk to this monq server over HTTP instead of MongoDB")
+    parser.add_argument("--token", default=argparse.SUPPRESS,
+                        help="the API token for --server (else the one `monq login` stored)")
+
+
+def _env_default(parser: argparse.ArgumentParser, action: argparse.Action, var: str) -> None:
+    raw = os.environ.get(var)
+    if raw is not None and action.default is not argparse.SUPPRESS:
+        action.required = False  # the environment gives it
+        if isinstance(action, argparse._StoreTrueAction):
+            action.default = raw.strip().lower() in TRUE_WORDS
+        elif isinstance(action, argparse._AppendAction):
+            action.default = [v.strip() for v in raw.split(",") if v.strip()]
+            bad = [v for v in action.default if action.choices and v not in action.choices]
+            if bad:
+                parser.error(f"{var}: invalid choice {bad[0]!r}")
+        else:
+            if action.choices and raw not in action.choices:
+                parser.error(f"{var}: invalid choice {raw!r}")
+            action.default = raw  # a string: argparse converts it with the option's type
+    if action.help != argparse.SUPPRESS:
+        action.help = f"{action.help or ''} [${var}]".strip()
+
+
+def apply_environment(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> None:
+    """Give every option of `parser` and its sub-commands its MONQ_ environment default."""
+    sections = set(Config.__dataclass_fields__)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if name not in sections:
+                    apply_environment(child, (*path, name))
+        elif action.option_strings and action.dest not in ("help", "version"):
+            shared = action.dest in SHARED_OPTIONS
+            _env_default(parser, action, env_name(action.dest) if shared
+                         else env_name(*path, action.dest))
 
 
 # Sub-command modules, one a line; each has ``register(sub)``.
@@ -97,6 +178,11 @@ COMMAND_MODULES = (
     "monq.cli.worker",
     "monq.cli.summarizer",
     "monq.cli.jobs",
+    "monq.cli.history",
+    "monq.cli.events",
+    "monq.cli.workers",
+    "monq.cli.accounts",
+    "monq.cli.login",
 )
 
 
@@ -104,19 +190,23 @@ def build_parser() -> Parser:
     parser = Parser(prog="monq", description="monq: a MongoDB-backed job queue.")
     parser.add_argument("--version", action="version", version=f"monq {__version__}")
     parser.add_argument("--config", default=None, metavar="FILE",
-                        help="configuration file (default: $MONQ_CONFIG, else built-in defaults)")
-    parser.add_argument("--debug", action="store_true", default=bool(env_default("debug")),
-                        help="show tracebacks of errors ($MONQ_DEBUG)")
+                        help="configuration file (default: built-in defaults)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--server", metavar="URL",
+                        help="talk to this monq server over HTTP instead of MongoDB")
+    parser.add_argument("--token", help="the API token for --server (else the one "
+                        "`monq login` stored)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    apply_environment(parser)
     return parser
 
 
 def error_code(exc: errors.Error) -> int:
     if isinstance(exc, errors.ConfigError | errors.BadRequest):
         return EXIT_USAGE
-    if isinstance(exc, errors.DatabaseUnavailable):
+    if isinstance(exc, errors.DatabaseUnavailable | errors.ServerUnavailable):
         return EXIT_UNAVAILABLE
     if isinstance(exc, errors.NotFound):
         return EXIT_NOT_FOUND

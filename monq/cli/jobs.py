@@ -4,21 +4,24 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import sys
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
-from monq.cli import EXIT_JOB_FAILED, Context
+from monq.cli import EXIT_JOB_FAILED, Context, add_remote_options, error_code
+from monq.cli.live import redraw
+from monq.cli.output import final_line, print_json, progress_line, short_time, table
 from monq.core.errors import Error, ValidationError
-from monq.core.store.jobs import JobFilter
-from monq.queue.enqueue import Origin
-from monq.queue.queue import Queue
 from monq.queue.states import FINAL, State
+
+if TYPE_CHECKING:
+    from monq.cli.backend import Backend
 
 ACTIONS = ("kill", "remove", "restart", "hold", "resume")
 WAIT_POLL_S = 0.2
+WATCH_INTERVAL_S = 2.0
+FINAL_STATES = frozenset(s.value for s in FINAL)
 
 
 def register(sub: Any) -> None:
@@ -27,31 +30,41 @@ def register(sub: Any) -> None:
     enqueue.add_argument("values", nargs="*", metavar="key=value",
                          help="arguments; values parse as JSON when they can")
     enqueue.add_argument("--args", help="arguments as a JSON object")
-    enqueue.add_argument("--priority", type=int)
+    enqueue.add_argument("--priority", type=int, help="higher runs first")
     enqueue.add_argument("--at", help="not before this ISO 8601 time (with a time zone)")
     enqueue.add_argument("--hold", action="store_true", help="enqueue held back")
     enqueue.add_argument("--wait", action="store_true",
                          help="follow the job until it ends; exit 6 unless it completed")
     enqueue.add_argument("--json", action="store_true", help="print the job as JSON")
+    add_remote_options(enqueue)
     enqueue.set_defaults(func=enqueue_command)
 
     jobs = sub.add_parser("jobs", help="list jobs")
-    jobs.add_argument("--state", action="append", default=[], choices=[s.value for s in State])
+    jobs.add_argument("--state", action="append", default=[], choices=[s.value for s in State],
+                      help="only jobs in this state (repeat for more)")
     jobs.add_argument("--name", help="job name pattern (* and ? globs)")
     jobs.add_argument("--finished", action="store_true", help="finished jobs (the journal)")
-    jobs.add_argument("--limit", type=int, default=50)
-    jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.add_argument("--watch", action="store_true",
+                      help="a live table, redrawn every --interval until Ctrl-C")
+    jobs.add_argument("--interval", type=float, default=WATCH_INTERVAL_S, metavar="SECONDS",
+                      help=f"seconds between redraws of --watch (default {WATCH_INTERVAL_S:g})")
+    add_remote_options(jobs)
     jobs.set_defaults(func=jobs_command)
 
     job = sub.add_parser("job", help="a job's details, events and log")
     job.add_argument("id", help="job id or number")
-    job.add_argument("--json", action="store_true")
+    job.add_argument("--log-lines", type=int, default=200, help="log lines shown (default 200)")
+    job.add_argument("--json", action="store_true", help="print JSON")
+    add_remote_options(job)
     job.set_defaults(func=job_command)
 
     for action in ACTIONS:
         parser = sub.add_parser(action, help=f"{action} jobs")
         parser.add_argument("ids", nargs="+", metavar="ID", help="job ids or numbers")
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true", help="print the jobs as JSON")
+        add_remote_options(parser)
         parser.set_defaults(func=action_command, action=action)
 
 
@@ -87,20 +100,8 @@ def parse_time(text: str) -> datetime:
     return value
 
 
-def _queue(ctx: Context, store: Any) -> Queue:
-    user = getpass.getuser()
-    return Queue(store, ctx.config, author=user, origin=Origin(by=user, origin="cli"))
-
-
 def _print_json(ctx: Context, data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str), file=ctx.out)
-
-
-def _table(ctx: Context, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns), file=ctx.out)
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns), file=ctx.out)
+    print_json(ctx.out, data)
 
 
 async def enqueue_command(ctx: Context) -> int:
@@ -113,109 +114,120 @@ async def enqueue_command(ctx: Context) -> int:
         options["at"] = parse_time(a.at)
     if a.hold:
         options["hold"] = True
-    async with ctx.store() as store:
-        queue = _queue(ctx, store)
-        job = await queue.enqueue(a.name, args, **options)
-        if a.json and not a.wait:
-            _print_json(ctx, job.to_public())
-        elif not a.wait:
-            print(f"enqueued job #{job.number} {job.name} ({job.id})", file=ctx.out)
+    async with ctx.backend() as backend:
+        job = await backend.enqueue(a.name, args, options)
+        said = f"enqueued job #{job['number']} {job['name']} ({job['_id']})"
         if not a.wait:
+            if a.json:
+                _print_json(ctx, job)
+            else:
+                print(said, file=ctx.out)
             return 0
-        print(f"enqueued job #{job.number} {job.name} ({job.id})", file=sys.stderr)
-        final = await _follow(queue, job.id)
-        if a.json:
-            _print_json(ctx, final.to_public())
-        else:
-            error = (final.last_error or "").strip().splitlines()
-            print(f"job #{final.number} {final.state}" + (f": {error[-1]}" if error else ""),
-                  file=ctx.out)
-        return 0 if final.state == State.COMPLETE else EXIT_JOB_FAILED
+        print(said, file=sys.stderr, flush=True)
+        final = await follow(backend, job["_id"], sys.stderr)
+    if a.json:
+        _print_json(ctx, final)
+    else:
+        print(final_line(final), file=ctx.out)
+    return 0 if final["state"] == State.COMPLETE.value else EXIT_JOB_FAILED
 
 
-async def _follow(queue: Queue, job_id: Any) -> Any:
-    """Poll the job until it ends, drawing a progress bar on stderr when it is a terminal."""
-    tty = sys.stderr.isatty()
+async def follow(backend: Backend, job_id: str, err: TextIO,
+                 poll_s: float = WAIT_POLL_S) -> dict[str, Any]:
+    """Poll the job until it ends: a progress bar redrawn on `err` when it is a
+    terminal, else a plain line whenever its state or progress changes."""
+    tty = err.isatty()
+    shown = ""
     while True:
-        job = await queue.get(job_id)
+        job = await backend.job(job_id)
+        line = progress_line(job)
         if tty:
-            value = float(job.progress.get("value") or 0)
-            bar = "#" * int(value * 30)
-            print(f"\r[{bar:<30}] {value:4.0%} {job.state:<9} {job.progress.get('message') or ''}"
-                  [:100], end="", file=sys.stderr, flush=True)
-        if job.state in FINAL:
+            print("\r" + line.ljust(len(shown)), end="", file=err, flush=True)
+        elif line != shown:
+            print(line, file=err, flush=True)
+        shown = line
+        if job["state"] in FINAL_STATES:
             if tty:
-                print(file=sys.stderr)
+                print(file=err)
             return job
-        await asyncio.sleep(WAIT_POLL_S)
+        await asyncio.sleep(poll_s)
+
+
+def _job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"number": j["number"], "state": j["state"] + (" (held)" if j.get("held") else ""),
+             "name": j["name"], "priority": j["priority"],
+             "progress": f"{float((j.get('progress') or {}).get('value') or 0):.0%}",
+             "worker": (j.get("locked") or {}).get("worker") or "",
+             "enqueued": short_time((j.get("enqueued") or {}).get("at"))} for j in jobs]
+
+
+JOB_COLUMNS = ["number", "state", "name", "priority", "progress", "worker", "enqueued"]
 
 
 async def jobs_command(ctx: Context) -> int:
     a = ctx.args
-    spec = JobFilter(states=tuple(a.state), name_glob=a.name)
-    async with ctx.store() as store:
-        jobs, total = await _queue(ctx, store).list_jobs(spec, finished=a.finished,
-                                                         limit=max(1, a.limit))
+    if a.interval <= 0:
+        raise ValidationError("--interval: must be more than 0 seconds", field="interval")
+    async with ctx.backend() as backend:
+        async def listing() -> tuple[list[dict[str, Any]], int]:
+            return await backend.jobs(states=a.state, name=a.name, finished=a.finished,
+                                      limit=max(1, a.limit))
+
+        async def frame() -> str:
+            jobs, total = await listing()
+            if a.json:
+                return json.dumps({"total_count": total, "jobs": jobs})
+            return (f"monq jobs  {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC  "
+                    f"(every {a.interval:g}s, Ctrl-C to stop)\n"
+                    + table(_job_rows(jobs), JOB_COLUMNS) + f"\n{len(jobs)} of {total} jobs")
+
+        if a.watch:
+            return await redraw(ctx.out, frame, a.interval)
+        jobs, total = await listing()
     if a.json:
-        _print_json(ctx, {"total_count": total, "jobs": [j.to_public() for j in jobs]})
+        _print_json(ctx, {"total_count": total, "jobs": jobs})
         return 0
-    _table(ctx, [{"number": j.number, "state": j.state.value, "name": j.name,
-                  "priority": j.priority, "progress": f"{(j.progress.get('value') or 0):.0%}",
-                  "worker": j.locked.worker if j.locked else "",
-                  "enqueued": j.enqueued.get("at", "")} for j in jobs],
-           ["number", "state", "name", "priority", "progress", "worker", "enqueued"])
+    print(table(_job_rows(jobs), JOB_COLUMNS), file=ctx.out)
     print(f"{len(jobs)} of {total} jobs", file=ctx.out)
     return 0
 
 
 async def job_command(ctx: Context) -> int:
-    async with ctx.store() as store:
-        queue = _queue(ctx, store)
-        job = await queue.get(ctx.args.id)
-        events = await queue.events(job.id)
-        lines, _ = await queue.read_log(job.id, limit=200)
+    async with ctx.backend() as backend:
+        job = await backend.job(ctx.args.id)
+        events = await backend.job_events(job["_id"])
+        lines = await backend.job_log(job["_id"], ctx.args.log_lines)
     if ctx.args.json:
-        _print_json(ctx, {"job": job.to_public(),
-                          "events": [{"name": e["name"], "created": e["created"],
-                                      "state": e["data"].get("state")} for e in events],
-                          "log": [{"created": ln["created"], "level": ln["level"],
-                                   "message": ln["message"]} for ln in lines]})
+        _print_json(ctx, {"job": job, "events": events, "log": lines})
         return 0
-    for key, value in job.to_public().items():
+    for key, value in job.items():
         print(f"{key:>14}: {value}", file=ctx.out)
     print("\nevents:", file=ctx.out)
     for event in events:
-        print(f"  {event['created']:%Y-%m-%d %H:%M:%S}  {event['name']:<18} "
-              f"{event['data'].get('state')}", file=ctx.out)
+        print(f"  {short_time(event['created'])}  {event['name']:<18} "
+              f"{(event.get('data') or {}).get('state') or ''}", file=ctx.out)
     print("\nlog:", file=ctx.out)
     for line in lines:
-        print(f"  {line['created']:%H:%M:%S} {line['level']:<7} {line['message']}",
+        print(f"  {short_time(line['created'])} {line['level']:<7} {line['message']}",
               file=ctx.out)
     return 0
 
 
 async def action_command(ctx: Context) -> int:
-    failures = 0
     results = []
-    async with ctx.store() as store:
-        queue = _queue(ctx, store)
+    last: Error | None = None
+    async with ctx.backend() as backend:
         for job_id in ctx.args.ids:
             try:
-                job = await getattr(queue, ctx.args.action)(job_id)
-                results.append(job.to_public())
-                if not ctx.args.json:
-                    print(f"{ctx.args.action}: job #{job.number} is {job.state}"
-                          + (" (held)" if job.held else ""), file=ctx.out)
+                job = await backend.act(ctx.args.action, job_id)
             except Error as exc:
-                failures += 1
                 print(f"monq: error: {exc}", file=sys.stderr)
-                last: Error = exc
+                last = exc
+                continue
+            results.append(job)
+            if not ctx.args.json:
+                print(f"{ctx.args.action}: job #{job['number']} is {job['state']}"
+                      + (" (held)" if job.get("held") else ""), file=ctx.out)
     if ctx.args.json:
         _print_json(ctx, results)
-    if failures:
-        from monq.cli import error_code
-
-        return error_code(last)
-    return 0
-
-
+    return 0 if last is None else error_code(last)

@@ -45,6 +45,12 @@ class EmbeddedUnavailable(Error):
     """The embedded database cannot be started."""
 
 
+class ServerUnavailable(Error):
+    """The monq server does not answer."""
+
+    status = 503
+
+
 class BadRequest(Error):
     """The request is invalid."""
 

@@ -71,13 +71,19 @@ class EventStore:
             return await self.events.find({"data._id": job_id}).sort("_id", 1).to_list(None)
 
     async def after(self, last_id: ObjectId | None, *, channels: Sequence[str] | None = None,
+                    names: Sequence[str] | None = None, job_id: ObjectId | None = None,
                     limit: int = 1000) -> list[dict[str, Any]]:
-        """Events after `last_id` in ``_id`` order."""
+        """Events after `last_id` in ``_id`` order, of some channels, names or one job
+        (the ``_id``, ``channel`` and ``job`` indexes serve it)."""
         query: dict[str, Any] = {}
         if last_id is not None:
             query["_id"] = {"$gt": last_id}
         if channels is not None:
             query["channel"] = {"$in": list(channels)}
+        if names is not None:
+            query["name"] = {"$in": list(names)}
+        if job_id is not None:
+            query["data._id"] = job_id
         async with self.store.errors():
             return await self.events.find(query).sort("_id", 1).limit(limit).to_list(None)
 
