@@ -1,7 +1,9 @@
 """`monq up` on the embedded database, as a newcomer runs it."""
 
+import json
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,15 @@ def test_up_starts_and_stops_the_embedded_database(monq_env: dict[str, str],
         output = wait_for_line(process, "monq is up")
         output += wait_for_line(process, "API at")
         assert f"embedded database at mongodb://127.0.0.1:{port}/" in output
-        assert f"API at http://127.0.0.1:{api_port}/api/v1 (log in as 'admin' with the " \
-               f"password '" in output  # generated, shown once
+        assert f"dashboard at http://127.0.0.1:{api_port}/, API at http://127.0.0.1:" \
+               f"{api_port}/api/v1 (log in as 'admin' with the password '" in output
+        password = output.split("with the password '")[1].split("'")[0]  # shown once
+        login = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/api/v1/login", method="POST",
+            data=json.dumps({"username": "admin", "password": password}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=10) as reply:
+            assert json.load(reply)["data"]["username"] == "admin"
         assert embedded.is_listening("127.0.0.1", port)
         assert (tmp_path / "var" / "db").is_dir()
         process.send_signal(signal.SIGINT)

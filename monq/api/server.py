@@ -49,7 +49,8 @@ class ApiServer:
         sockets = tornado.netutil.bind_sockets(self.config.api.port, self.config.api.host)
         self.port = sockets[0].getsockname()[1]
         server.add_sockets(sockets)
-        print(f"API at {self.url}api/v1 (log in as {self.config.api.admin_username!r}"
+        print(f"dashboard at {self.url}, API at {self.url}api/v1 (log in as "
+              f"{self.config.api.admin_username!r}"
               + (f" with the password {generated!r}: it is shown only this once)"
                  if generated else ")"), file=self.out, flush=True)
         log.info("API server listening on %s", self.url, extra={"action": "api_started"})
