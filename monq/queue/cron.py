@@ -19,6 +19,7 @@ scheduler computes the same value.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -73,7 +74,8 @@ def _second_pass(tick: datetime, zone: ZoneInfo) -> bool:
     return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
 
-def _ticks(expression: str, zone: ZoneInfo, start: datetime, forward: bool = True):  # type: ignore[no-untyped-def]
+def _ticks(expression: str, zone: ZoneInfo, start: datetime, forward: bool = True
+           ) -> Iterator[datetime]:
     """Ticks strictly after (or before) `start`, in UTC, nearest first."""
     wildcard_hour = _hour_is_wildcard(expression)
     it = croniter(expression, start.astimezone(zone))
@@ -81,7 +83,7 @@ def _ticks(expression: str, zone: ZoneInfo, start: datetime, forward: bool = Tru
     previous = start
     while True:
         tick = step(datetime).astimezone(UTC)
-        if forward and tick <= previous or not forward and tick >= previous:
+        if (tick <= previous) if forward else (tick >= previous):
             continue  # croniter may repeat an instant around a change; keep it monotonic
         previous = tick
         if not wildcard_hour and _second_pass(tick, zone):
