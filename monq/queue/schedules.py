@@ -188,7 +188,7 @@ class Schedules:
         self.author = author
         self.clock = clock or (lambda: datetime.now(UTC))
 
-    async def list(self) -> list[ScheduleRecord]:
+    async def all(self) -> list[ScheduleRecord]:
         return [ScheduleRecord.from_document(d) for d in await self.schedules.all()]
 
     async def get(self, key: str | ObjectId) -> ScheduleRecord:
