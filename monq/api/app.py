@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, history, jobs, meta, roles
+from monq.api import auth, history, jobs, meta, roles, schedules
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.tokens import Tokens, load_secret
@@ -32,6 +32,8 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/jobtypes", jobs.JobTypesHandler),
     (PREFIX + "/workers", jobs.WorkersHandler),
     (PREFIX + "/maintenance", jobs.MaintenanceHandler),
+    (PREFIX + "/schedules", schedules.SchedulesHandler),
+    (PREFIX + r"/schedules/(?P<schedule_id>[^/]+)", schedules.ScheduleHandler),
     (PREFIX + "/health", meta.HealthHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]

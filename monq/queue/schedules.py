@@ -112,7 +112,7 @@ def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in spec.items():
         if key not in FIELDS:
-            raise ValidationError(f"unknown field {key!r}", field=key)
+            raise ValidationError(f"{key}: unknown field {key!r}", field=key)
         out[key] = _check_field(key, value)
     if "job" in out:
         job_type = _job_type(out["job"])
@@ -188,6 +188,11 @@ class Schedules:
         self.author = author
         self.clock = clock or (lambda: datetime.now(UTC))
 
+    def _now(self) -> datetime:
+        """Now, to the millisecond that MongoDB keeps."""
+        now = self.clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
     async def all(self) -> list[ScheduleRecord]:
         return [ScheduleRecord.from_document(d) for d in await self.schedules.all()]
 
@@ -207,7 +212,7 @@ class Schedules:
             if key not in spec:
                 raise ValidationError(f"{key}: required", field=key)
         values = check_spec({"args": {}, **spec})
-        now = self.clock()
+        now = self._now()
         schedule_id = ObjectId()
         values.setdefault("timezone", "UTC")
         values.setdefault("jitter_s", 0.0)
@@ -238,7 +243,7 @@ class Schedules:
         values = check_spec(changes)
         if "args" in values and "job" not in values:
             values["args"] = check_spec({"job": current.job, "args": values["args"]})["args"]
-        now = self.clock()
+        now = self._now()
         fields: dict[str, Any] = {**values, "updated": now}
         timing = {k: values.get(k, getattr(current, k)) for k in TIMING}
         if any(k in values and values[k] != getattr(current, k) for k in TIMING):
@@ -265,7 +270,7 @@ class Schedules:
 
     async def sync_types(self, modules: Sequence[str]) -> list[str]:
         """Create or follow the schedules of the job types in `modules`; their names."""
-        now = self.clock()
+        now = self._now()
         names = []
         for job_type in scheduled_types(modules):
             name = job_type.qualname()
