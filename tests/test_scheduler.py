@@ -295,3 +295,28 @@ async def test_the_scheduler_service_runs_until_stopped(
     stop.set()
     await asyncio.wait_for(task, 10)
     assert len(await jobs(store)) == 1
+
+
+async def test_a_broken_schedule_does_not_stop_the_others(
+        store: Store, config: Config, clock: Clock, schedules: Schedules,
+        caplog: pytest.LogCaptureFixture) -> None:
+    await schedules.create({"name": "broken", "job": DUMMY, "cron": "* * * * *"})
+    await schedules.create({"name": "fine", "job": DUMMY, "cron": "* * * * *"})
+    await store.collection(layout.SCHEDULE).update_one(
+        {"name": "broken"}, {"$set": {"timezone": "Gone/Away"}})  # e.g. tzdata changed
+    clock.now = T0 + timedelta(seconds=1)
+    await scheduler(store, config, clock).tick()
+    assert await ticks_of(store, "fine") == [T0]
+    assert any(getattr(r, "action", None) == "schedule_failed" for r in caplog.records)
+
+
+async def test_a_tick_whose_job_type_went_away_is_recorded_not_retried(
+        store: Store, config: Config, clock: Clock, schedules: Schedules) -> None:
+    await schedules.create({"name": "s", "job": DUMMY, "cron": "* * * * *"})
+    await store.collection(layout.SCHEDULE).update_one(
+        {"name": "s"}, {"$set": {"job": "monq.jobs.gone.Job"}})  # a deploy removed it
+    clock.now = T0 + timedelta(seconds=1)
+    await scheduler(store, config, clock).tick()
+    doc = await store.collection(layout.SCHEDULE).find_one({"name": "s"})
+    assert doc is not None and doc["pending"] == [] and await jobs(store) == []
+    assert "unknown job type 'monq.jobs.gone.Job'" in doc["last_error"]

@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,10 +111,21 @@ class Scheduler:
         enqueued = 0
         stale_before = now - timedelta(seconds=self.config.scheduler.stale_s)
         for doc in await self.schedules.stale_pending(stale_before, BATCH):
-            enqueued += await self._take_over(doc, stale_before, now)
+            enqueued += await self._isolated(doc, self._take_over(doc, stale_before, now))
         for doc in await self.schedules.due(now, BATCH):
-            enqueued += await self._fire(doc, now)
+            enqueued += await self._isolated(doc, self._fire(doc, now))
         return enqueued
+
+    async def _isolated(self, doc: dict[str, Any], work: Awaitable[int]) -> int:
+        """One schedule's work; its failure (other than the database's) spares the rest."""
+        try:
+            return await work
+        except DatabaseUnavailable:
+            raise
+        except (Error, ValueError, KeyError) as exc:
+            log.error("schedule %s failed: %s", doc.get("name"), exc,
+                      extra={"action": "schedule_failed", "schedule": doc.get("name")})
+            return 0
 
     async def _fire(self, doc: dict[str, Any], now: datetime) -> int:
         cfg = self.config.scheduler
