@@ -1,0 +1,15 @@
+"""The job number counter under concurrent first use (several schedulers or API
+servers enqueueing at once on a fresh database)."""
+
+import asyncio
+
+from monq.core.store import Store, layout
+from monq.core.store.counters import CounterStore
+
+
+async def test_concurrent_first_reservations_all_get_distinct_numbers(store: Store) -> None:
+    counters = [CounterStore(store) for _ in range(3)]
+    for _ in range(10):
+        await store.collection(layout.COUNTER).delete_many({})
+        firsts = await asyncio.gather(*(c.reserve_numbers(2) for c in counters))
+        assert sorted(firsts) == [1, 3, 5]
