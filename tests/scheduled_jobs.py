@@ -25,3 +25,17 @@ class EveryMinute(Job):
 class Unscheduled(Job):
     def execute(self, **_: Any) -> None:
         return None
+
+
+class Broken(Job):
+    schedule = "every day at noon"
+
+    def execute(self, **_: Any) -> None:
+        return None
+
+
+class OnlyOne(Job):
+    unique = True
+
+    def execute(self, **_: Any) -> None:
+        return None

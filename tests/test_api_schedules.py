@@ -81,7 +81,8 @@ async def test_bad_changes_are_refused_and_change_nothing(api: ApiClient) -> Non
     data = (await api.call("POST", "/schedules", token=admin, json_body=schedule())).data
     for change, field in (({"cron": "* * *"}, "cron"), ({"timezone": "Nowhere"}, "timezone"),
                           ({"job": "monq.nosuch.Job"}, "job"),
-                          ({"args": {"sleep": "long"}}, "args")):
+                          ({"args": {"sleep": "long"}}, "args"),
+                          ({"job": FAILING}, "args")):  # its arguments do not suit FailingJob
         reply = await api.call("PUT", f"/schedules/{data['_id']}", token=admin,
                                json_body={"etag": data["etag"], **change})
         assert reply.code == 400 and reply.body["message"].startswith(field), reply.body

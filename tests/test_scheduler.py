@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from monq.core.config import Config
+from monq.core.errors import Conflict, ValidationError
 from monq.core.store import Store, layout
 from monq.queue import cron
 from monq.queue.queue import Queue
@@ -259,19 +260,50 @@ async def test_a_schedule_changed_while_planned_is_not_fired_from_the_old_plan(
     assert (await schedules.get("s")).next_tick == datetime(2026, 1, 6, 5, tzinfo=UTC)
 
 
-async def test_job_types_schedules_are_synced(store: Store, config: Config,
-                                              clock: Clock, schedules: Schedules) -> None:
+async def test_job_types_schedules_are_synced(
+        store: Store, config: Config, clock: Clock, schedules: Schedules,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = scheduler(store, config, clock, job_modules=["tests.scheduled_jobs"])
     await runner.sync_types()
     await runner.sync_types()  # idempotent
     listed = {s.name: s for s in await schedules.all()}
     assert set(listed) == {"tests.scheduled_jobs.Nightly", "tests.scheduled_jobs.EveryMinute"}
+    assert any(getattr(r, "action", None) == "type_schedule_refused"
+               for r in caplog.records)  # Broken's schedule is not a cron expression
     nightly = listed["tests.scheduled_jobs.Nightly"]
     assert nightly.source == "type" and nightly.cron == "0 3 * * *"
     assert nightly.next_tick == datetime(2026, 1, 6, 3, tzinfo=UTC)
     clock.now = T0 + timedelta(seconds=1)
     await runner.tick()
     assert await ticks_of(store, "tests.scheduled_jobs.EveryMinute") == [T0]
+
+    # its cron comes from the class: refused here, followed when the class changes
+    with pytest.raises(ValidationError) as info:
+        await schedules.update(nightly.name, None, {"cron": "0 4 * * *"})
+    assert info.value.field == "cron"
+    with pytest.raises(Conflict, match="disable it instead"):
+        await schedules.remove(nightly.name, None)
+    tuned = await schedules.update(nightly.name, nightly.etag, {"timezone": "Europe/Berlin",
+                                                                "enabled": False})
+    assert tuned.timezone == "Europe/Berlin" and not tuned.enabled
+    from tests import scheduled_jobs
+    monkeypatch.setattr(scheduled_jobs.Nightly, "schedule", "0 5 * * *")
+    await runner.sync_types()
+    followed = await schedules.get(nightly.name)
+    assert followed.cron == "0 5 * * *" and not followed.enabled
+    assert followed.next_tick == datetime(2026, 1, 6, 4, tzinfo=UTC)  # 05:00 in Berlin
+
+
+async def test_a_unique_job_type_already_queued_makes_the_tick_a_skip(
+        store: Store, config: Config, clock: Clock, schedules: Schedules) -> None:
+    await Queue(store, config).enqueue("tests.scheduled_jobs.OnlyOne")
+    await schedules.create({"name": "s", "job": "tests.scheduled_jobs.OnlyOne",
+                            "cron": "* * * * *", "overlap": "enqueue"})
+    clock.now = T0 + timedelta(seconds=1)
+    await scheduler(store, config, clock).tick()
+    doc = await store.collection(layout.SCHEDULE).find_one({"name": "s"})
+    assert doc is not None and doc["last_skipped"] == T0 and doc["pending"] == []
+    assert await store.collection(layout.QUEUE).count_documents({}) == 1
 
 
 async def test_an_unknown_job_module_is_logged_not_fatal(

@@ -209,8 +209,12 @@ class Scheduler:
             enqueued = True
             log.info("schedule %s: enqueued tick %s", name, tick,
                      extra={"action": "tick_enqueued", "schedule": name})
-        except Conflict:
-            pass  # enqueued before (this id), or a unique job type already queued
+        except Conflict:  # enqueued before under this id, or a unique twin is queued
+            queued, journaled = await self.jobs.in_both(job_id)
+            if not (queued or journaled):
+                log.info("schedule %s: tick %s skipped, an identical unique job is queued",
+                         name, tick, extra={"action": "tick_skipped", "schedule": name})
+                done = {"last_skipped": tick}
         except (BadRequest, NotFound) as exc:  # the job type went away or changed
             log.error("schedule %s: tick %s not enqueued: %s", name, tick, exc,
                       extra={"action": "tick_failed", "schedule": name})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from monq.core.store import Store
 from monq.core.store.schedules import ScheduleStore
 from monq.queue import cron
 from monq.queue.job import Job, load_job_type
+
+log = logging.getLogger("monq.scheduler")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 DEFAULT_CATCHUP = "latest"
@@ -241,8 +244,9 @@ class Schedules:
                                       f"job type; change the job type's schedule",
                                       field=fixed[0])
         values = check_spec(changes)
-        if "args" in values and "job" not in values:
-            values["args"] = check_spec({"job": current.job, "args": values["args"]})["args"]
+        if ("job" in values) != ("args" in values):  # the arguments must suit the job
+            values.update(check_spec({"job": values.get("job", current.job),
+                                      "args": values.get("args", current.args)}))
         now = self._now()
         fields: dict[str, Any] = {**values, "updated": now}
         timing = {k: values.get(k, getattr(current, k)) for k in TIMING}
@@ -274,17 +278,29 @@ class Schedules:
         names = []
         for job_type in scheduled_types(modules):
             name = job_type.qualname()
-            expression = cron.check_cron(job_type.schedule or "")
-            schedule_id = ObjectId()
-            timing = next_fields(schedule_id, expression, "UTC", 0.0, now)
-            with contextlib.suppress(Conflict):  # another scheduler inserted it just now
-                await self.schedules.upsert_type(name, {
-                    "_id": schedule_id, "name": name, "job": name, "args": {},
-                    "cron": expression, "timezone": "UTC", "jitter_s": 0.0, "enabled": True,
-                    "catchup": DEFAULT_CATCHUP, "overlap": DEFAULT_OVERLAP,
-                    "source": "type", "etag": ObjectId(), "created": now, "updated": now,
-                    "created_by": None,
-                    "last_tick": None, "last_job_id": None, "pending": [], **timing},
-                    expression, timing)
+            try:
+                expression = cron.check_cron(job_type.schedule or "")
+            except ValidationError as exc:
+                log.error("job type %s: its schedule is refused: %s", name, exc.message,
+                          extra={"action": "type_schedule_refused", "job": name})
+                continue
+            current = await self.schedules.by_name(name)
+            if current is None:
+                schedule_id = ObjectId()
+                with contextlib.suppress(Conflict):  # another scheduler made it just now
+                    await self.schedules.insert({
+                        "_id": schedule_id, "name": name, "job": name, "args": {},
+                        "cron": expression, "timezone": "UTC", "jitter_s": 0.0,
+                        "enabled": True, "catchup": DEFAULT_CATCHUP,
+                        "overlap": DEFAULT_OVERLAP, "source": "type", "etag": ObjectId(),
+                        "created": now, "updated": now, "created_by": None,
+                        "last_tick": None, "last_job_id": None, "pending": [],
+                        **next_fields(schedule_id, expression, "UTC", 0.0, now)})
+            elif current.get("source") == "type" and current["cron"] != expression:
+                # the class changed: follow it (a concurrent change wins; next start retries)
+                await self.schedules.update(current["_id"], current["etag"], {
+                    "cron": expression, "updated": now,
+                    **next_fields(current["_id"], expression, current.get("timezone", "UTC"),
+                                  float(current.get("jitter_s", 0.0)), now)})
             names.append(name)
         return names

@@ -68,16 +68,6 @@ class ScheduleStore:
             result = await self.schedules.delete_one({"_id": schedule_id, "etag": etag})
         return result.deleted_count == 1
 
-    async def upsert_type(self, name: str, on_insert: dict[str, Any],
-                          cron: str, next_fields: dict[str, Any]) -> None:
-        """Create the schedule of a job type, or follow a change of its cron."""
-        async with self.store.errors():
-            await self.schedules.update_one({"name": name}, {"$setOnInsert": on_insert},
-                                            upsert=True)
-            await self.schedules.update_one(
-                {"name": name, "source": "type", "cron": {"$ne": cron}},
-                {"$set": {"cron": cron, **next_fields, "etag": ObjectId()}})
-
     # The scheduler ----------------------------------------------------------------
     async def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
         """Enabled schedules whose next tick has come (index ``due``)."""
