@@ -5,6 +5,7 @@ overlap policies, jitter, enable and disable, restarts, job types' schedules."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -352,3 +353,22 @@ async def test_a_tick_whose_job_type_went_away_is_recorded_not_retried(
     doc = await store.collection(layout.SCHEDULE).find_one({"name": "s"})
     assert doc is not None and doc["pending"] == [] and await jobs(store) == []
     assert "unknown job type 'monq.jobs.gone.Job'" in doc["last_error"]
+
+
+async def test_schedules_in_a_zone_across_the_autumn_change(
+        store: Store, config: Config, clock: Clock, schedules: Schedules) -> None:
+    berlin = cron.check_zone("Europe/Berlin")
+    clock.now = datetime(2026, 10, 24, 12, tzinfo=UTC)
+    await schedules.create({"name": "daily", "job": DUMMY, "cron": "30 2 * * *",
+                            "timezone": "Europe/Berlin", "overlap": "enqueue"})
+    await schedules.create({"name": "half-hourly", "job": DUMMY, "cron": "*/30 * * * *",
+                            "timezone": "Europe/Berlin", "overlap": "enqueue"})
+    runner = scheduler(store, config, clock)
+    for _ in range(6 * 48):  # two days in steps of ten minutes
+        clock.advance(minutes=10)
+        await runner.tick()
+    daily = [f"{t.astimezone(berlin):%d %H:%M%z}" for t in await ticks_of(store, "daily")]
+    assert daily == ["25 02:30+0200", "26 02:30+0100"]  # the repeated 02:30 once
+    half = await ticks_of(store, "half-hourly")
+    assert len(half) == 96 and len(set(half)) == 96
+    assert {b - a for a, b in itertools.pairwise(half)} == {timedelta(minutes=30)}
