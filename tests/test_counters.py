@@ -14,4 +14,4 @@ async def test_concurrent_first_reservations_all_get_distinct_numbers(store: Sto
         firsts = await asyncio.gather(*(c.reserve_numbers(2) for c in counters))
         numbers = [n for first in firsts for n in (first, first + 1)]
         # distinct ranges; a server may have applied a colliding try, leaving a gap
-        assert len(set(numbers)) == 6 and min(numbers) == 1
+        assert len(set(numbers)) == 6 and min(numbers) >= 1

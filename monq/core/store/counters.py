@@ -33,7 +33,8 @@ class CounterStore:
     async def reserve_numbers(self, count: int) -> int:
         """Reserve `count` job numbers; the first of them."""
         # Concurrent first upserts of the counter may collide (a duplicate key, or no
-        # document from some servers): the loser finds the counter made and retries.
+        # document from some servers): the loser finds the counter made and retries (a
+        # try the server applied anyway leaves a gap in the numbers, never a repeat).
         for _ in range(UPSERT_TRIES):
             with contextlib.suppress(Conflict):
                 async with self.store.errors():
