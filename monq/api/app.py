@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, dashboard, events, history, jobs, meta, roles
+from monq.api import auth, dashboard, events, history, jobs, meta, roles, schedules
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
@@ -35,6 +35,8 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/maintenance", jobs.MaintenanceHandler),
     (PREFIX + "/event", events.EventSocketHandler),
     (PREFIX + "/event/history", events.EventHistoryHandler),
+    (PREFIX + "/schedules", schedules.SchedulesHandler),
+    (PREFIX + r"/schedules/(?P<schedule_id>[^/]+)", schedules.ScheduleHandler),
     (PREFIX + "/health", meta.HealthHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]

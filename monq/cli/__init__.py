@@ -183,6 +183,7 @@ COMMAND_MODULES = (
     "monq.cli.workers",
     "monq.cli.accounts",
     "monq.cli.login",
+    "monq.cli.schedules",
 )
 
 

@@ -93,6 +93,9 @@ class SummarizerConfig:
 class SchedulerConfig:
     interval_s: float = 1.0
     catchup_cap: int = 100
+    grace_s: float = 60.0
+    stale_s: float = 60.0
+    job_modules: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Origin:
     host: str = HOST
     origin: str = "api"
     parent_id: ObjectId | None = None
+    detail: Mapping[str, Any] | None = None  # more about the origin, e.g. the schedule
 
 
 def unique_key(name: str, args: Mapping[str, Any]) -> str:
@@ -101,7 +102,7 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
         "state": str(State.PENDING), "priority": values["priority"],
         "attempts": values["attempts"], "attempts_left": values["attempts"],
         "enqueued": {"at": now, "by": origin.by, "host": origin.host, "origin": origin.origin,
-                     "parent_id": origin.parent_id},
+                     "parent_id": origin.parent_id, **dict(origin.detail or {})},
         "query_at": query_at, "locked": None, "progress": {"value": 0.0, "message": None},
         "held": bool(request.hold), "blocked": bool(request.wait_for),
         "wait_for": list(request.wait_for), "pool": values["pool"],

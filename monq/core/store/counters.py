@@ -11,15 +11,18 @@ the job leaves ``running``; the sweep gives back slots of jobs that no longer ru
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 
+from monq.core.errors import Conflict, StoreError
 from monq.core.store import Store, layout
 
 JOB_NUMBER = "job_number"
+UPSERT_TRIES = 5
 
 
 class CounterStore:
@@ -29,12 +32,18 @@ class CounterStore:
 
     async def reserve_numbers(self, count: int) -> int:
         """Reserve `count` job numbers; the first of them."""
-        async with self.store.errors():
-            doc = await self.counters.find_one_and_update(
-                {"_id": JOB_NUMBER}, {"$inc": {"n": count}}, upsert=True,
-                return_document=ReturnDocument.AFTER)
-        assert doc is not None  # upserted
-        return int(doc["n"]) - count + 1
+        # Concurrent first upserts of the counter may collide (a duplicate key, or no
+        # document from some servers): the loser finds the counter made and retries (a
+        # try the server applied anyway leaves a gap in the numbers, never a repeat).
+        for _ in range(UPSERT_TRIES):
+            with contextlib.suppress(Conflict):
+                async with self.store.errors():
+                    doc = await self.counters.find_one_and_update(
+                        {"_id": JOB_NUMBER}, {"$inc": {"n": count}}, upsert=True,
+                        return_document=ReturnDocument.AFTER)
+                if doc is not None:
+                    return int(doc["n"]) - count + 1
+        raise StoreError("could not reserve job numbers: the counter upsert kept colliding")
 
     async def full_names(self) -> list[str]:
         """Job names all of whose parallel slots are taken."""

@@ -31,7 +31,8 @@ sys.role
 sys.log
     Job log lines: ``{job_id, created, level, message, extra}``.
 sys.schedule
-    Cron schedules.
+    Cron schedules and the scheduler's per-tick outbox (``pending``); the
+    fields are listed in `monq.core.store.schedules`.
 sys.notification
     Notification deliveries that are pending or failed (outbox).
 sys.counter
@@ -95,5 +96,6 @@ INDEXES: tuple[Index, ...] = (
     Index(JOURNAL, (("parent_id", 1),), "parent", {"sparse": True}),
     Index(SCHEDULE, (("name", 1),), "name", {"unique": True}),
     Index(SCHEDULE, (("enabled", 1), ("next_at", 1)), "due"),
+    Index(SCHEDULE, (("pending.claimed_at", 1),), "pending_claimed", {"sparse": True}),
     Index(NOTIFICATION, (("state", 1), ("next_at", 1)), "due"),
 )
