@@ -34,6 +34,7 @@ ROLE_FACTORIES: dict[str, str] = {
     "serve": "monq.api.server:services",
     "worker": "monq.worker.daemon:services",
     "summarizer": "monq.queue.summarizer:services",
+    "notifier": "monq.queue.notifier:services",
 }
 
 

@@ -101,6 +101,10 @@ class NotifierConfig:
     smtp_from: str = "monq@localhost"
     webhook_secret: str = ""
     webhook_timeout_s: float = 10.0
+    smtp_timeout_s: float = 10.0
+    lease_s: float = 60.0
+    concurrency: int = 1
+    retention_days: int = 7
 
 
 @dataclass(frozen=True)
