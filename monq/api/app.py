@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, history, jobs, meta, roles
+from monq.api import auth, history, jobs, meta, notifications, roles
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.tokens import Tokens, load_secret
@@ -32,6 +32,10 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/jobtypes", jobs.JobTypesHandler),
     (PREFIX + "/workers", jobs.WorkersHandler),
     (PREFIX + "/maintenance", jobs.MaintenanceHandler),
+    (PREFIX + "/notifications", notifications.NotificationsHandler),
+    (PREFIX + r"/notifications/(?P<delivery_id>[^/]+)", notifications.NotificationHandler),
+    (PREFIX + r"/notifications/(?P<delivery_id>[^/]+)/resend",
+     notifications.NotificationResendHandler),
     (PREFIX + "/health", meta.HealthHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]

@@ -97,6 +97,7 @@ COMMAND_MODULES = (
     "monq.cli.worker",
     "monq.cli.summarizer",
     "monq.cli.jobs",
+    "monq.cli.notify",
 )
 
 
