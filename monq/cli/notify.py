@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from monq.cli import Context, run_daemon
-from monq.queue.notifications import STATES, Delivery, Notifications
+from monq.queue.notifications import STATES, Delivery, Notifications, check_delivery_id
 from monq.queue.queue import Queue
 
 
@@ -77,12 +77,14 @@ def _show(ctx: Context, delivery: Delivery) -> None:
 
 
 async def show_command(ctx: Context) -> int:
+    check_delivery_id(ctx.args.id)
     async with ctx.store() as store:
         _show(ctx, await Notifications(store).get(ctx.args.id))
     return 0
 
 
 async def resend_command(ctx: Context) -> int:
+    check_delivery_id(ctx.args.id)
     async with ctx.store() as store:
         delivery = await Notifications(store).resend(ctx.args.id)
     if ctx.args.json:

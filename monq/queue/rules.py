@@ -112,13 +112,6 @@ def notification_group(name: str, rules: Sequence[Mapping[str, Any]]) -> str:
     return name
 
 
-def group(name: str) -> tuple[Rule, ...]:
-    try:
-        return _Groups.rules[name]
-    except KeyError:
-        raise ValidationError(f"no notification group {name!r}", field="group") from None
-
-
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -140,10 +133,10 @@ def _addresses(value: Any, where: str) -> tuple[str, ...]:
 def _parse_on(value: Any, where: str) -> frozenset[str]:
     names = _strings(value, f"{where}.on")
     if not names:
-        raise ValidationError(f"{where}.on: name at least one transition", field="on")
+        raise ValidationError(f"{where}.on: name at least one transition", field=f"{where}.on")
     for name in names:
         if name != "*" and name not in EVENTS:
-            raise ValidationError(f"{where}.on: unknown transition {name!r}", field="on")
+            raise ValidationError(f"{where}.on: unknown transition {name!r}", field=f"{where}.on")
     return frozenset(names)
 
 
@@ -163,19 +156,19 @@ def _parse_languages(raw: Any, kind: str, where: str) -> dict[str, dict[str, str
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise ValidationError(f"{where}.languages: expected an object", field="languages")
+        raise ValidationError(f"{where}.languages: expected an object", field=f"{where}.languages")
     out = {}
     for language, variant in raw.items():
         if not isinstance(language, str) or not _LANGUAGE.match(language):
             raise ValidationError(f"{where}.languages: not a language code: {language!r}",
-                                  field="languages")
+                                  field=f"{where}.languages")
         if not isinstance(variant, Mapping):
             raise ValidationError(f"{where}.languages.{language}: expected an object",
-                                  field="languages")
+                                  field=f"{where}.languages")
         unknown = set(variant) - set(TEMPLATE_FIELDS[kind])
         if unknown:
             raise ValidationError(f"{where}.languages.{language}: unknown field "
-                                  f"{sorted(unknown)[0]!r}", field="languages")
+                                  f"{sorted(unknown)[0]!r}", field=f"{where}.languages")
         out[language] = _parse_templates(variant, kind, f"{where}.languages.{language}",
                                          defaults=False)
     return out
@@ -187,18 +180,17 @@ _KNOWN = {"on", "type", "languages", "language", "message", "level", "to", "cc",
 
 def _parse_rule(raw: Any, where: str) -> Rule:
     if not isinstance(raw, Mapping):
-        raise ValidationError(f"{where}: a rule must be an object", field="notifications")
+        raise ValidationError(f"{where}: a rule must be an object", field=where)
     unknown = set(raw) - _KNOWN
     if unknown:
-        raise ValidationError(f"{where}: unknown field {sorted(unknown)[0]!r}",
-                              field="notifications")
+        raise ValidationError(f"{where}: unknown field {sorted(unknown)[0]!r}", field=where)
     kind = raw.get("type")
     if kind not in TYPES:
-        raise ValidationError(f"{where}.type: one of {', '.join(TYPES)}", field="type")
+        raise ValidationError(f"{where}.type: one of {', '.join(TYPES)}", field=f"{where}.type")
     language = raw.get("language")
     if language is not None and (not isinstance(language, str)
                                  or not _LANGUAGE.match(language)):
-        raise ValidationError(f"{where}.language: not a language code", field="language")
+        raise ValidationError(f"{where}.language: not a language code", field=f"{where}.language")
     rule = Rule(on=_parse_on(raw.get("on"), where), type=kind,
                 templates=_parse_templates(raw, kind, where, defaults=True),
                 languages=_parse_languages(raw.get("languages"), kind, where),
@@ -208,18 +200,18 @@ def _parse_rule(raw: Any, where: str) -> Rule:
         cc = _addresses(raw.get("cc", []), f"{where}.cc")
         bcc = _addresses(raw.get("bcc", []), f"{where}.bcc")
         if not (to or cc or bcc):
-            raise ValidationError(f"{where}.to: name at least one recipient", field="to")
+            raise ValidationError(f"{where}.to: name at least one recipient", field=f"{where}.to")
         return dataclasses.replace(rule, to=to, cc=cc, bcc=bcc)
     if kind == "webhook":
         url = raw.get("url")
         if not isinstance(url, str) or not _URL.match(url) or len(url) > 2000:
-            raise ValidationError(f"{where}.url: expected an http(s) URL", field="url")
+            raise ValidationError(f"{where}.url: expected an http(s) URL", field=f"{where}.url")
         return dataclasses.replace(rule, url=url)
     if kind == "log":
         level = raw.get("level", "info")
         if level not in LEVELS:
             raise ValidationError(f"{where}.level: one of {', '.join(LEVELS)}",
-                                  field="level")
+                                  field=f"{where}.level")
         return dataclasses.replace(rule, level=level)
     return rule
 
@@ -230,9 +222,9 @@ def check_rules(raw: Any, where: str = "notifications") -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list | tuple):
-        raise ValidationError(f"{where}: expected a list of rules", field="notifications")
+        raise ValidationError(f"{where}: expected a list of rules", field=where)
     if len(raw) > MAX_RULES:
-        raise ValidationError(f"{where}: at most {MAX_RULES} rules", field="notifications")
+        raise ValidationError(f"{where}: at most {MAX_RULES} rules", field=where)
     out: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
         if isinstance(item, str):
@@ -240,8 +232,10 @@ def check_rules(raw: Any, where: str = "notifications") -> list[dict[str, Any]]:
         if isinstance(item, Mapping) and "group" in item:
             if set(item) != {"group"} or not isinstance(item["group"], str):
                 raise ValidationError(f"{where}[{i}]: a group reference is "
-                                      f"{{\"group\": <name>}}", field="notifications")
-            group(item["group"])
+                                      f"{{\"group\": <name>}}", field=f"{where}[{i}]")
+            if item["group"] not in _Groups.rules:
+                raise ValidationError(f"{where}[{i}]: no notification group "
+                                      f"{item['group']!r}", field=f"{where}[{i}].group")
             out.append({"group": item["group"]})
         else:
             out.append(_parse_rule(item, f"{where}[{i}]").to_document())
