@@ -30,3 +30,10 @@ class BadTemplate(Job):
 
     def execute(self, **_: Any) -> None:
         return None
+
+
+class Free(Job):
+    """Takes any arguments and does nothing."""
+
+    def execute(self, **_: Any) -> None:
+        return None
