@@ -362,3 +362,22 @@ async def test_language_follows_the_recipient(store: Store, config: Config, queu
     await Notifier(store, notifier_config(config, smtp.port), clock=clock).tick()
     subjects = sorted(m["Subject"] for m in smtp.mailbox.messages)
     assert subjects == ["Auftrag 1 erledigt", "Job 1 done"]
+
+
+async def test_first_start_looks_back_a_day_and_delivered_ones_expire(
+        store: Store, config: Config, queue: Queue, clock: Clock) -> None:
+    job = await run_job(queue, DUMMY, notifications=[{"on": ["hold_job"], "type": "log"}])
+    old = new_event("hold_job", channel="queue", author="x", data={
+        "_id": job.id, "number": job.number, "name": DUMMY, "state": "pending"})
+    old["_id"] = ObjectId.from_datetime(clock.now - timedelta(days=2))
+    await store.collection(layout.EVENT).insert_one(old)
+    await queue.enqueue(DUMMY, notifications=[{"on": ["enqueue_job"], "type": "log"}])
+    cfg = notifier_config(config, free_port(), retention_days=7)
+    await Notifier(store, cfg, clock=clock).tick()
+    assert [d["transition"] for d in await deliveries(store)] == ["enqueue_job"]
+    clock.advance(6 * 86400)
+    await Notifier(store, cfg, clock=clock).tick()
+    assert len(await deliveries(store)) == 1
+    clock.advance(2 * 86400)
+    await Notifier(store, cfg, clock=clock).tick()
+    assert await deliveries(store) == []

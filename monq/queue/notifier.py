@@ -6,7 +6,10 @@ deliveries are derived from events rather than written by every transition:
 1. *Derive.* The notifier reads the queue channel of sys.event after its cursor
    (kept in sys.counter, moved only forward and only after the events before it
    were derived), re-reading a window of `REREAD_WINDOW_S` behind it because an
-   event relayed late by a sweep keeps the id it was given before the crash. For
+   event relayed late by a sweep keeps the id it was given before the crash (ids
+   are re-read from the covering index; only unseen events are loaded). On its
+   very first start (no cursor) it looks back `FIRST_LOOKBACK_S`, so that an
+   existing installation is not flooded with notifications of old events. For
    each event it loads the job's rules (the job type's ``notifications``, the job
    document's ``notifications``, groups expanded), renders those that fire on the
    event, and inserts one delivery per rule under an ``_id`` hashed from the
@@ -56,7 +59,8 @@ from monq.queue.templates import RenderError, render, template_context
 
 log = logging.getLogger("monq.notifier")
 
-REREAD_WINDOW_S = 10.0
+REREAD_WINDOW_S = 30.0
+FIRST_LOOKBACK_S = 24 * 3600.0
 BATCH = 1000
 MAX_RETRY_DELAY_S = 3600.0
 CLEANUP_EVERY_S = 60.0
@@ -161,24 +165,27 @@ class Notifier:
 
     # Deriving -----------------------------------------------------------------
     async def derive(self) -> int:
-        """Deliveries for the events since the cursor; how many events were read."""
+        """Deliveries for the events since the cursor; how many events were new."""
         if not self.started:
             self.cursor = await self.deliveries.cursor()
             self.started = True
-        floor = None if self.cursor is None else ObjectId.from_datetime(
-            self.cursor.generation_time - timedelta(seconds=REREAD_WINDOW_S))
+        if self.cursor is None:  # first start: catch up on recent history only
+            floor = ObjectId.from_datetime(self.clock() - timedelta(seconds=FIRST_LOOKBACK_S))
+        else:
+            floor = ObjectId.from_datetime(
+                self.cursor.generation_time - timedelta(seconds=REREAD_WINDOW_S))
         newest, read, now = self.cursor, 0, time.monotonic()
         while True:
-            events = await self.deliveries.queue_events(floor, BATCH)
-            fresh = [e for e in events if e["_id"] not in self.seen]
-            await self.derive_from(fresh)
-            for event in fresh:
-                self.seen[event["_id"]] = now
+            ids = await self.deliveries.queue_event_ids(floor, BATCH)
+            fresh = [i for i in ids if i not in self.seen]
+            await self.derive_from(await self.deliveries.events_by_id(fresh))
+            for event_id in fresh:
+                self.seen[event_id] = now
             read += len(fresh)
-            if events:
-                floor = events[-1]["_id"]
+            if ids:
+                floor = ids[-1]
                 newest = max(newest, floor) if newest else floor
-            if len(events) < BATCH:
+            if len(ids) < BATCH:
                 break
         if newest is not None and newest != self.cursor:
             await self.deliveries.advance_cursor(newest)
