@@ -19,6 +19,7 @@ import pytest
 import tornado.httpserver
 import tornado.web
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from bson import ObjectId
 
 from monq.core.auth.accounts import Accounts
@@ -55,9 +56,21 @@ class SmtpServer:
         self.port = port
         self.mailbox = Mailbox()
         self.controller: Controller | None = None
+        self.logins: list[tuple[str, bool]] = []
 
-    def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+    def start(self, password: bytes | None = None) -> None:
+        options: dict[str, Any] = {}
+        if password is not None:
+            def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
+                             data: Any) -> AuthResult:
+                ok = isinstance(data, LoginPassword) and data.password == password
+                login = data.login
+                self.logins.append((login.decode() if isinstance(login, bytes) else login, ok))
+                return AuthResult(success=ok, handled=False)
+
+            options = {"authenticator": authenticate, "auth_require_tls": False}
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port,
+                                     **options)
         self.controller.start()
 
     def stop(self) -> None:
@@ -381,3 +394,28 @@ async def test_first_start_looks_back_a_day_and_delivered_ones_expire(
     clock.advance(2 * 86400)
     await Notifier(store, cfg, clock=clock).tick()
     assert await deliveries(store) == []
+
+
+@pytest.mark.filterwarnings("ignore:Session.login_data is deprecated")
+async def test_smtp_credentials_are_used_and_never_logged(
+        store: Store, config: Config, queue: Queue, smtp: SmtpServer, clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    smtp.start(password=b"right-password")
+    await run_job(queue, DUMMY, notifications=[
+        {"on": ["complete_job"], "type": "email", "to": ["ops@example.com"]}])
+    caplog.set_level(logging.DEBUG)
+    wrong = notifier_config(config, smtp.port, smtp_username="monq",
+                            smtp_password="wrong-password")
+    await Notifier(store, wrong, clock=clock).tick()
+    [doc] = await deliveries(store)
+    assert doc["state"] == "pending" and "SMTPAuthenticationError" in doc["last_error"]
+    assert "wrong-password" not in doc["last_error"] and "wrong-password" not in caplog.text
+    clock.advance(2)
+    right = notifier_config(config, smtp.port, smtp_username="monq",
+                            smtp_password="right-password")
+    await Notifier(store, right, clock=clock).tick()
+    assert (await deliveries(store))[0]["state"] == "delivered"
+    # smtplib tries each mechanism the server offers before giving up
+    assert smtp.logins[-1] == ("monq", True)
+    assert {ok for _, ok in smtp.logins[:-1]} == {False}
+    assert len(smtp.mailbox.messages) == 1

@@ -146,6 +146,8 @@ class Notifier:
                 except Error as exc:
                     log.warning("notifier tick failed: %s", exc,
                                 extra={"action": "tick_failed"})
+                except Exception:  # a bug must not stop the other services of monq up
+                    log.exception("notifier tick failed", extra={"action": "tick_failed"})
                 if not busy:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.cfg.interval_s)
@@ -298,7 +300,7 @@ class Notifier:
             await self._send(delivery)
         except SendError as exc:
             error = str(exc)
-        except Error as exc:
+        except Exception as exc:  # the database, or a malformed delivery: retried, then failed
             error = f"{type(exc).__name__}: {exc}"
         fields = outcome(delivery, error, self.clock(), self.cfg.backoff_s)
         await self.deliveries.finish(delivery["_id"], self.owner, fields)
