@@ -285,6 +285,7 @@ async def test_failed_after_the_last_attempt_then_resent_over_the_api(
     assert by_job.body["total_count"] == 0
     resent = await api.call("POST", f"/notifications/{doc['_id']}/resend", token=admin)
     assert resent.code == 200 and resent.data["state"] == "pending"
+    clock.advance(60)  # the API stamped "due now" by the real clock
     await notifier.tick()
     shown = await api.call("GET", f"/notifications/{doc['_id']}", token=admin)
     assert shown.data["state"] == "delivered" and shown.data["resent"] == 1
@@ -313,6 +314,8 @@ async def test_users_see_and_resend_only_what_their_jobs_allow(
     assert (await api.call("GET", "/notifications", token=reader,
                            query={"state": "sent"})).code == 400
     assert (await api.call("GET", "/notifications/nope", token=reader)).code == 404
+    assert (await api.call("GET", "/notifications", token=reader,
+                           query={"page": 10**20})).code == 400
     assert (await api.call("GET", "/notifications", token=reader,
                            query={"job": str(job.number)})).body["total_count"] == 1
 
@@ -419,3 +422,10 @@ async def test_smtp_credentials_are_used_and_never_logged(
     assert smtp.logins[-1] == ("monq", True)
     assert {ok for _, ok in smtp.logins[:-1]} == {False}
     assert len(smtp.mailbox.messages) == 1
+
+
+async def test_odd_job_filters_are_not_server_errors(api: ApiClient) -> None:
+    admin = await api.admin()
+    for job in ("99999999999999999999999", "zz", "#1"):
+        reply = await api.call("GET", "/notifications", token=admin, query={"job": job})
+        assert reply.code == 404, (job, reply.body)

@@ -125,6 +125,7 @@ class Notifier:
         self.seen: dict[ObjectId, float] = {}
         self.cleaned_at = 0.0
         self._http: AsyncHTTPClient | None = None
+        self._stop = asyncio.Event()  # set by run's stop: finish the send at hand, no more
 
     @property
     def http(self) -> AsyncHTTPClient:
@@ -133,6 +134,7 @@ class Notifier:
         return self._http
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         if not await wait_for_database(self.store, stop, "notifier"):
             return
         if not self.cfg.webhook_secret:
@@ -279,7 +281,7 @@ class Notifier:
     async def send_due(self) -> int:
         """Send due deliveries (``notifier.concurrency`` at a time); how many."""
         sent = 0
-        while sent < BATCH:
+        while sent < BATCH and not self._stop.is_set():
             claims = []
             for _ in range(max(1, self.cfg.concurrency)):
                 claimed = await self.deliveries.claim(self.owner, self.clock(),

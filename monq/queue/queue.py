@@ -82,7 +82,7 @@ def parse_job_id(value: str | int | ObjectId) -> ObjectId | int:
     if isinstance(value, ObjectId | int) and not isinstance(value, bool):
         return value
     text = str(value).strip().lstrip("#")
-    if text.isdigit():
+    if text.isdigit() and int(text) < 2**63:  # larger ones do not fit MongoDB's integers
         return int(text)
     try:
         return ObjectId(text)
