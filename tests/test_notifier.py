@@ -429,3 +429,22 @@ async def test_odd_job_filters_are_not_server_errors(api: ApiClient) -> None:
     for job in ("99999999999999999999999", "zz", "#1"):
         reply = await api.call("GET", "/notifications", token=admin, query={"job": job})
         assert reply.code == 404, (job, reply.body)
+
+
+async def test_jobs_without_rules_and_unknown_types_make_no_deliveries(
+        store: Store, config: Config, queue: Queue, clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    await run_job(queue, DUMMY)
+    for _ in range(2):
+        await store.collection(layout.EVENT).insert_one(new_event(
+            "complete_job", channel="queue", author="x", data={
+                "_id": ObjectId(), "number": 99, "name": "monq.nosuch.Job",
+                "state": "complete"}))
+    caplog.set_level(logging.WARNING, "monq.notifier")
+    notifier = Notifier(store, notifier_config(config, free_port()), clock=clock)
+    assert await notifier.tick() is False
+    await notifier.tick()
+    assert await deliveries(store) == []
+    failures = [r for r in caplog.records
+                if getattr(r, "action", None) == "job_type_rules_failed"]
+    assert len(failures) == 1 and "monq.nosuch.Job" in failures[0].getMessage()

@@ -64,6 +64,7 @@ FIRST_LOOKBACK_S = 24 * 3600.0
 BATCH = 1000
 MAX_RETRY_DELAY_S = 3600.0
 CLEANUP_EVERY_S = 60.0
+TYPE_RETRY_S = 60.0  # a job type that failed to import is tried again after this
 
 
 def delivery_id(event_id: ObjectId, place: str) -> str:
@@ -125,6 +126,7 @@ class Notifier:
         self.seen: dict[ObjectId, float] = {}
         self.cleaned_at = 0.0
         self._http: AsyncHTTPClient | None = None
+        self._type_failures: dict[str, float] = {}
         self._stop = asyncio.Event()  # set by run's stop: finish the send at hand, no more
 
     @property
@@ -199,10 +201,14 @@ class Notifier:
         return read
 
     def _type_rules(self, name: str) -> list[dict[str, Any]]:
+        failed_at = self._type_failures.get(name)
+        if failed_at is not None and time.monotonic() - failed_at < TYPE_RETRY_S:
+            return []
         try:
             job_type = load_job_type(name)
             return job_type_rules(job_type.qualname(), job_type.notifications)
         except Error as exc:
+            self._type_failures[name] = time.monotonic()
             log.warning("notifications of %s not loaded: %s", name, exc,
                         extra={"action": "job_type_rules_failed", "job_name": name})
             return []
@@ -232,12 +238,19 @@ class Notifier:
                     and isinstance((e.get("data") or {}).get("_id"), ObjectId)]
         if not relevant:
             return 0
-        jobs = await self.deliveries.jobs(sorted({e["data"]["_id"] for e in relevant}))
+        typed = sorted({n for n in {str(e["data"].get("name")) for e in relevant}
+                        if self._type_rules(n)})
+        jobs = await self.deliveries.jobs_with_rules(
+            sorted({e["data"]["_id"] for e in relevant}), typed)
         rules_cache: dict[ObjectId, list[tuple[str, Rule]]] = {}
         docs = []
         for event in relevant:
             job_id = event["data"]["_id"]
-            job = jobs.get(job_id) or {"_id": job_id, **event["data"]}
+            job = jobs.get(job_id)
+            if job is None:  # no rules of its own, and its type has none (or it is gone)
+                if event["data"].get("name") not in typed:
+                    continue
+                job = {"_id": job_id, **event["data"]}
             if job_id not in rules_cache:
                 rules_cache[job_id] = self.rules_of(job)
             for place, rule in rules_cache[job_id]:

@@ -65,8 +65,11 @@ class NotificationStore:
             return await self.events.find({"_id": {"$in": list(ids)}}).sort(
                 "_id", 1).to_list(None)
 
-    async def jobs(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
-        """Job documents by id, from the queue or the journal (without outboxes)."""
+    async def jobs_with_rules(self, job_ids: Sequence[ObjectId], names: Sequence[str]
+                              ) -> dict[ObjectId, dict[str, Any]]:
+        """The documents (without outboxes) of those jobs, from the queue or the journal,
+        that have rules of their own or whose type, one of `names`, has some: jobs
+        without notifications cost no transfer."""
         if not job_ids:
             return {}
         found: dict[ObjectId, dict[str, Any]] = {}
@@ -75,7 +78,9 @@ class NotificationStore:
                 missing = [j for j in job_ids if j not in found]
                 if not missing:
                     break
-                async for doc in collection.find({"_id": {"$in": missing}}, {"outbox": 0}):
+                query = {"_id": {"$in": missing}, "$or": [
+                    {"notifications.0": {"$exists": True}}, {"name": {"$in": list(names)}}]}
+                async for doc in collection.find(query, {"outbox": 0}):
                     found[doc["_id"]] = doc
         return found
 
