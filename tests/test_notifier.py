@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,8 +60,7 @@ class SmtpServer:
         self.controller: Controller | None = None
         self.logins: list[tuple[str, bool]] = []
 
-    def start(self, password: bytes | None = None) -> None:
-        options: dict[str, Any] = {}
+    def start(self, password: bytes | None = None, **options: Any) -> None:
         if password is not None:
             def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
                              data: Any) -> AuthResult:
@@ -68,7 +69,7 @@ class SmtpServer:
                 self.logins.append((login.decode() if isinstance(login, bytes) else login, ok))
                 return AuthResult(success=ok, handled=False)
 
-            options = {"authenticator": authenticate, "auth_require_tls": False}
+            options.update(authenticator=authenticate, auth_require_tls=False)
         self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port,
                                      **options)
         self.controller.start()
@@ -448,3 +449,39 @@ async def test_jobs_without_rules_and_unknown_types_make_no_deliveries(
     failures = [r for r in caplog.records
                 if getattr(r, "action", None) == "job_type_rules_failed"]
     assert len(failures) == 1 and "monq.nosuch.Job" in failures[0].getMessage()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made by the openssl command)."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = str(where / "cert.pem"), str(where / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                   capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+async def test_smtp_over_tls_checks_the_certificate(
+        store: Store, config: Config, queue: Queue, smtp: SmtpServer, clock: Clock,
+        certificate: tuple[str, str], mode: str) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if mode == "tls":
+        smtp.start(ssl_context=context)
+    else:
+        smtp.start(tls_context=context, require_starttls=True)
+    await run_job(queue, DUMMY, notifications=[
+        {"on": ["complete_job"], "type": "email", "to": ["ops@example.com"]}])
+    untrusted = notifier_config(config, smtp.port, smtp_tls=mode)
+    await Notifier(store, untrusted, clock=clock).tick()
+    [doc] = await deliveries(store)
+    assert doc["state"] == "pending" and "CERTIFICATE_VERIFY_FAILED" in doc["last_error"]
+    clock.advance(2)
+    trusted = notifier_config(config, smtp.port, smtp_tls=mode, smtp_ca_file=cert)
+    await Notifier(store, trusted, clock=clock).tick()
+    assert (await deliveries(store))[0]["state"] == "delivered"
+    assert len(smtp.mailbox.messages) == 1

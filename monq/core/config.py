@@ -96,6 +96,7 @@ class NotifierConfig:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_ca_file: str = ""
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_from: str = "monq@localhost"

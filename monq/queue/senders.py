@@ -84,14 +84,17 @@ def email_message(delivery: dict[str, Any], sender: str) -> EmailMessage:
 
 def _smtp_send(cfg: NotifierConfig, message: EmailMessage, recipients: list[str]) -> None:
     smtp: smtplib.SMTP
+    context = None
+    if cfg.smtp_tls != "none":
+        context = ssl.create_default_context(cafile=cfg.smtp_ca_file or None)
     if cfg.smtp_tls == "tls":
         smtp = smtplib.SMTP_SSL(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout_s,
-                                context=ssl.create_default_context())
+                                context=context)
     else:
         smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout_s)
     with smtp:
         if cfg.smtp_tls == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=context)
         if cfg.smtp_username:
             smtp.login(cfg.smtp_username, cfg.smtp_password)
         smtp.send_message(message, to_addrs=recipients)
@@ -103,7 +106,7 @@ async def send_email(delivery: dict[str, Any], cfg: NotifierConfig) -> None:
     message = email_message(delivery, cfg.smtp_from)
     try:
         await asyncio.to_thread(_smtp_send, cfg, message, recipients)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
         # the reply of the server or the socket error; never the credentials
         raise SendError(f"email via {cfg.smtp_host}:{cfg.smtp_port}: "
                         f"{type(exc).__name__}: {exc}") from None
