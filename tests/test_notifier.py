@@ -30,6 +30,7 @@ from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store, layout
 from monq.core.store.events import new_event
+from monq.queue.enqueue import EnqueueRequest
 from monq.queue.model import JobRecord
 from monq.queue.notifier import Notifier
 from monq.queue.queue import Queue
@@ -485,3 +486,20 @@ async def test_smtp_over_tls_checks_the_certificate(
     await Notifier(store, trusted, clock=clock).tick()
     assert (await deliveries(store))[0]["state"] == "delivered"
     assert len(smtp.mailbox.messages) == 1
+
+
+async def test_rules_travel_with_chains_and_restarts(store: Store, config: Config,
+                                                     queue: Queue, clock: Clock) -> None:
+    rule = {"on": ["complete_job", "failed_job"], "type": "log",
+            "message": "{{ number }} {{ transition }}"}
+    await run_job(queue, DUMMY, chain=[EnqueueRequest(name=DUMMY, notifications=[rule])])
+    claim = await queue.claim(WORKER)  # the chained job, #2
+    assert claim is not None and claim.job.number == 2
+    await queue.complete(claim.job.id, claim.token)
+    failed = await run_job(queue, DUMMY, fail="boom", notifications=[rule])
+    restarted = await queue.restart(failed.id)
+    await Notifier(store, notifier_config(config, free_port()), clock=clock).tick()
+    assert sorted((d["number"], d["transition"]) for d in await deliveries(store)) == [
+        (2, "complete_job"), (3, "failed_job")]
+    assert restarted.number == 4 and restarted.notifications == failed.notifications
+    assert [r["message"] for r in restarted.notifications] == ["{{ number }} {{ transition }}"]

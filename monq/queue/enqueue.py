@@ -131,5 +131,8 @@ def chain_spec(request: EnqueueRequest) -> dict[str, Any]:
     job_type = load_job_type(request.name)
     job_type.validate_args(request.args)
     _check_options(job_type, request.options)
-    return {"_id": request.job_id or ObjectId(), "name": job_type.qualname(),
+    spec = {"_id": request.job_id or ObjectId(), "name": job_type.qualname(),
             "args": dict(request.args or {}), "options": dict(request.options)}
+    if request.notifications:
+        spec["notifications"] = check_rules(request.notifications)
+    return spec
