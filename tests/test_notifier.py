@@ -4,6 +4,7 @@ tested by moving it, not by sleeping."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -94,6 +95,7 @@ def smtp() -> Iterator[SmtpServer]:
 class Hook:
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # replies to give, then 200
+    delay_s: float = 0.0  # how long to take over a reply
 
     @property
     def bodies(self) -> list[dict[str, Any]]:
@@ -104,8 +106,10 @@ class HookHandler(tornado.web.RequestHandler):
     def initialize(self, hook: Hook) -> None:
         self.hook = hook
 
-    def post(self) -> None:
+    async def post(self) -> None:
         self.hook.requests.append((dict(self.request.headers), self.request.body))
+        if self.hook.delay_s:
+            await asyncio.sleep(self.hook.delay_s)
         self.set_status(self.hook.statuses.pop(0) if self.hook.statuses else 200)
         self.finish("ok")
 
@@ -503,3 +507,17 @@ async def test_rules_travel_with_chains_and_restarts(store: Store, config: Confi
         (2, "complete_job"), (3, "failed_job")]
     assert restarted.number == 4 and restarted.notifications == failed.notifications
     assert [r["message"] for r in restarted.notifications] == ["{{ number }} {{ transition }}"]
+
+
+async def test_a_webhook_that_does_not_answer_in_time_is_retried(
+        store: Store, config: Config, queue: Queue, hook: tuple[Hook, str],
+        clock: Clock) -> None:
+    received, url = hook
+    received.delay_s = 2.0
+    await run_job(queue, DUMMY, notifications=[
+        {"on": ["complete_job"], "type": "webhook", "url": url}])
+    cfg = notifier_config(config, free_port(), webhook_timeout_s=0.2)
+    await Notifier(store, cfg, clock=clock).tick()
+    [doc] = await deliveries(store)
+    assert doc["state"] == "pending" and doc["last_error"].startswith(
+        "webhook: HTTPTimeoutError")

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from monq.core.config import NotifierConfig
 from monq.core.store import Store
@@ -59,7 +59,7 @@ async def send_webhook(delivery: dict[str, Any], cfg: NotifierConfig,
                           connect_timeout=cfg.webhook_timeout_s, follow_redirects=False)
     try:
         response = await client.fetch(request, raise_error=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, HTTPClientError) as exc:  # refused, bad URL, timed out
         raise SendError(f"webhook: {type(exc).__name__}: {exc}") from None
     if not 200 <= response.code < 300:
         reason = response.error if response.code == 599 else response.reason
