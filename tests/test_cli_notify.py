@@ -10,7 +10,7 @@ from monq.core.store import Store, layout
 from monq.queue.notifier import Notifier
 from monq.queue.queue import Queue
 from tests.helpers import run_monq
-from tests.test_notifier import Clock, notifier_config, run_job
+from tests.notify_fixtures import Clock, notifier_config, run_job
 
 
 async def test_list_show_resend_and_bad_input(store: Store, config: Config,

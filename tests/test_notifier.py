@@ -1,176 +1,39 @@
-"""The notifier against real receivers: an SMTP server (aiosmtpd) and an HTTP server in
-the test process, on free ports. Time is the notifier's injected clock: retries are
-tested by moving it, not by sleeping."""
+"""The notifier against real receivers (see `tests.notify_fixtures`): what each type
+sends, groups, idempotent derivation, late events, retention. Time is the notifier's
+injected clock: retries are tested by moving it, not by sleeping."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import logging
-import ssl
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.message import Message
-from typing import Any
+from datetime import timedelta
 
 import pytest
-import tornado.httpserver
-import tornado.web
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from bson import ObjectId
 
-from monq.core.auth.accounts import Accounts
-from monq.core.auth.permissions import Principal
 from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store, layout
 from monq.core.store.events import new_event
 from monq.queue.enqueue import EnqueueRequest
-from monq.queue.model import JobRecord
 from monq.queue.notifier import Notifier
 from monq.queue.queue import Queue
-from tests.api_fixtures import ApiClient
+from tests.notify_fixtures import (
+    DUMMY,
+    NOTIFIED,
+    SECRET,
+    Clock,
+    Hook,
+    SmtpServer,
+    deliveries,
+    notifier_config,
+    run_job,
+)
 from tests.queue_fixtures import WORKER
 
-SECRET = "webhook-secret-for-tests"
-NOTIFIED = "tests.notifyjobs.Notified"
-DUMMY = "tests.notifyjobs.Free"
 
-
-# Receivers ------------------------------------------------------------------------
-@dataclass
-class Mailbox:
-    messages: list[Message] = field(default_factory=list)
-    envelopes: list[list[str]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        self.envelopes.append(list(envelope.rcpt_tos))
-        return "250 OK"
-
-
-class SmtpServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.mailbox = Mailbox()
-        self.controller: Controller | None = None
-        self.logins: list[tuple[str, bool]] = []
-
-    def start(self, password: bytes | None = None, **options: Any) -> None:
-        if password is not None:
-            def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
-                             data: Any) -> AuthResult:
-                ok = isinstance(data, LoginPassword) and data.password == password
-                login = data.login
-                self.logins.append((login.decode() if isinstance(login, bytes) else login, ok))
-                return AuthResult(success=ok, handled=False)
-
-            options.update(authenticator=authenticate, auth_require_tls=False)
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port,
-                                     **options)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(free_port())
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@dataclass
-class Hook:
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # replies to give, then 200
-    delay_s: float = 0.0  # how long to take over a reply
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.requests]
-
-
-class HookHandler(tornado.web.RequestHandler):
-    def initialize(self, hook: Hook) -> None:
-        self.hook = hook
-
-    async def post(self) -> None:
-        self.hook.requests.append((dict(self.request.headers), self.request.body))
-        if self.hook.delay_s:
-            await asyncio.sleep(self.hook.delay_s)
-        self.set_status(self.hook.statuses.pop(0) if self.hook.statuses else 200)
-        self.finish("ok")
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[tuple[Hook, str]]:
-    received = Hook()
-    app = tornado.web.Application([("/hook", HookHandler, {"hook": received})])
-    server = tornado.httpserver.HTTPServer(app)
-    port = free_port()
-    server.listen(port, "127.0.0.1")
-    try:
-        yield received, f"http://127.0.0.1:{port}/hook"
-    finally:
-        server.stop()
-        await server.close_all_connections()
-
-
-# The notifier under a clock the test moves ------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)  # BSON keeps milliseconds
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def notifier_config(config: Config, smtp_port: int, **notifier: Any) -> Config:
-    return config.with_values(notifier={
-        "smtp_host": "127.0.0.1", "smtp_port": smtp_port, "smtp_from": "monq@example.com",
-        "webhook_secret": SECRET, "webhook_timeout_s": 5.0, "smtp_timeout_s": 5.0,
-        "backoff_s": 2.0, **notifier})
-
-
-async def run_job(queue: Queue, name: str, args: dict[str, Any] | None = None, *,
-                  fail: str | None = None, **options: Any) -> JobRecord:
-    """Enqueue a job and take it through claim, start, progress and complete (or fail)."""
-    job = await queue.enqueue(name, args, **options)
-    claim = await queue.claim(WORKER)
-    assert claim is not None and claim.job.id == job.id
-    await queue.start(job.id, claim.token)
-    await queue.progress(job.id, claim.token, 0.5, "half way", {"rows": 42})
-    if fail:
-        return await queue.fail(job.id, claim.token, fail)
-    return await queue.complete(job.id, claim.token)
-
-
-async def deliveries(store: Store) -> list[dict[str, Any]]:
-    collection = store.collection(layout.NOTIFICATION)
-    return await collection.find({}).sort("created", 1).to_list(None)
-
-
-# Tests ------------------------------------------------------------------------------
 async def test_each_type_sends_the_right_content(
         store: Store, config: Config, queue: Queue, smtp: SmtpServer,
         hook: tuple[Hook, str], clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
@@ -237,106 +100,6 @@ async def test_job_type_rules_and_groups_fire(store: Store, config: Config, queu
         ("WARNING", f"ops: job #{failed.number} ({NOTIFIED}) failed: disk full")]
 
 
-async def test_smtp_down_then_up_retries_until_it_arrives(
-        store: Store, config: Config, queue: Queue, smtp: SmtpServer, clock: Clock) -> None:
-    await run_job(queue, DUMMY, notifications=[
-        {"on": ["complete_job"], "type": "email", "to": ["ops@example.com"]}])
-    notifier = Notifier(store, notifier_config(config, smtp.port), clock=clock)
-    await notifier.tick()  # nothing listens: the first attempt fails
-    [doc] = await deliveries(store)
-    assert doc["state"] == "pending" and doc["attempts"] == 1
-    assert "ConnectionRefusedError" in doc["last_error"]
-    assert doc["next_at"] == clock.now + timedelta(seconds=2)
-    clock.advance(1)
-    await notifier.tick()  # not due yet
-    assert (await deliveries(store))[0]["attempts"] == 1
-    clock.advance(1)
-    await notifier.tick()  # due, still down
-    [doc] = await deliveries(store)
-    assert doc["attempts"] == 2 and doc["next_at"] == clock.now + timedelta(seconds=4)
-    smtp.start()
-    clock.advance(4)
-    await notifier.tick()
-    [doc] = await deliveries(store)
-    assert doc["state"] == "delivered" and doc["attempts"] == 3
-    assert len(smtp.mailbox.messages) == 1
-    await notifier.tick()
-    assert len(smtp.mailbox.messages) == 1
-
-
-async def test_failed_after_the_last_attempt_then_resent_over_the_api(
-        store: Store, config: Config, hook: tuple[Hook, str], clock: Clock,
-        api: ApiClient) -> None:
-    received, url = hook
-    received.statuses = [500, 503]
-    queue = Queue(store, config, author="admin")
-    job = await run_job(queue, DUMMY, notifications=[
-        {"on": ["complete_job"], "type": "webhook", "url": url}])
-    notifier = Notifier(store, notifier_config(config, free_port(), max_attempts=2),
-                        clock=clock)
-    await notifier.tick()
-    clock.advance(2)
-    await notifier.tick()
-    [doc] = await deliveries(store)
-    assert doc["state"] == "failed" and doc["attempts"] == 2
-    assert doc["last_error"] == "webhook: HTTP 503 Service Unavailable"
-    assert len(received.requests) == 2
-
-    admin = await api.admin()
-    listed = await api.call("GET", "/notifications", token=admin, query={"state": "failed"})
-    assert listed.code == 200 and listed.body["total_count"] == 1
-    assert listed.data[0]["_id"] == doc["_id"] and listed.data[0]["job_id"] == str(job.id)
-    by_job = await api.call("GET", "/notifications", token=admin,
-                            query={"job": str(job.number), "state": "delivered"})
-    assert by_job.body["total_count"] == 0
-    resent = await api.call("POST", f"/notifications/{doc['_id']}/resend", token=admin)
-    assert resent.code == 200 and resent.data["state"] == "pending"
-    clock.advance(60)  # the API stamped "due now" by the real clock
-    await notifier.tick()
-    shown = await api.call("GET", f"/notifications/{doc['_id']}", token=admin)
-    assert shown.data["state"] == "delivered" and shown.data["resent"] == 1
-    assert len(received.requests) == 3
-
-
-async def test_users_see_and_resend_only_what_their_jobs_allow(
-        store: Store, config: Config, clock: Clock, api: ApiClient) -> None:
-    queue = Queue(store, config, author="admin")
-    job = await run_job(queue, DUMMY, notifications=[
-        {"on": ["complete_job"], "type": "log"}])
-    await Notifier(store, notifier_config(config, free_port()), clock=clock).tick()
-    [doc] = await deliveries(store)
-    stranger = await api.user("stranger", perms=["api://monq.api.notifications"])
-    reader = await api.user("reader", perms=["api://monq.api.notifications",
-                                             "job://tests.notifyjobs.*/r"])
-    nobody = await api.user("nobody")
-    assert (await api.call("GET", "/notifications", token=stranger)).body["total_count"] == 0
-    assert (await api.call("GET", f"/notifications/{doc['_id']}", token=stranger)).code == 404
-    assert (await api.call("GET", "/notifications", token=nobody)).code == 403
-    assert (await api.call("GET", "/notifications", token=reader)).body["total_count"] == 1
-    assert (await api.call("GET", f"/notifications/{doc['_id']}", token=reader)).code == 200
-    refused = await api.call("POST", f"/notifications/{doc['_id']}/resend", token=reader)
-    assert refused.code == 403 and "job://tests.notifyjobs.Free/x" in \
-        refused.body["message"]
-    assert (await api.call("GET", "/notifications", token=reader,
-                           query={"state": "sent"})).code == 400
-    assert (await api.call("GET", "/notifications/nope", token=reader)).code == 404
-    assert (await api.call("GET", "/notifications", token=reader,
-                           query={"page": 10**20})).code == 400
-    assert (await api.call("GET", "/notifications", token=reader,
-                           query={"job": str(job.number)})).body["total_count"] == 1
-
-
-async def test_a_bad_rule_is_a_400_at_enqueue(api: ApiClient) -> None:
-    admin = await api.admin()
-    reply = await api.call("POST", "/jobs", token=admin, json_body={
-        "name": DUMMY, "notifications": [
-            {"on": ["complete_job"], "type": "log", "message": "{{ ''.__class__.__mro__ }}"}]})
-    assert reply.code == 400 and "notifications[0].message" in reply.body["message"]
-    ok = await api.call("POST", "/jobs", token=admin, json_body={
-        "name": DUMMY, "notifications": [{"on": ["complete_job"], "type": "websocket"}]})
-    assert ok.code == 201
-
-
 async def test_deriving_again_never_doubles_and_late_events_are_picked_up(
         store: Store, config: Config, queue: Queue, clock: Clock) -> None:
     job = await run_job(queue, DUMMY, notifications=[
@@ -367,25 +130,6 @@ async def test_a_template_failing_at_fire_time_is_a_failed_delivery(
         "template: ZeroDivisionError")
 
 
-async def test_language_follows_the_recipient(store: Store, config: Config, queue: Queue,
-                                              smtp: SmtpServer, clock: Clock) -> None:
-    admin = Principal("admin", frozenset({"cop"}))
-    await Accounts(store, config).create({
-        "name": "anna", "email": "anna@example.com", "password": "a-long-password-1",
-        "language": "de"}, by=admin)
-    smtp.start()
-    await run_job(queue, DUMMY, notifications=[
-        {"on": ["complete_job"], "type": "email", "to": ["anna@example.com"],
-         "subject": "Job {{ number }} done", "body": "done",
-         "languages": {"de": {"subject": "Auftrag {{ number }} erledigt", "body": "fertig"}}},
-        {"on": ["complete_job"], "type": "email", "to": ["bob@example.com"],
-         "subject": "Job {{ number }} done", "body": "done",
-         "languages": {"de": {"subject": "Auftrag {{ number }} erledigt"}}}])
-    await Notifier(store, notifier_config(config, smtp.port), clock=clock).tick()
-    subjects = sorted(m["Subject"] for m in smtp.mailbox.messages)
-    assert subjects == ["Auftrag 1 erledigt", "Job 1 done"]
-
-
 async def test_first_start_looks_back_a_day_and_delivered_ones_expire(
         store: Store, config: Config, queue: Queue, clock: Clock) -> None:
     job = await run_job(queue, DUMMY, notifications=[{"on": ["hold_job"], "type": "log"}])
@@ -405,38 +149,6 @@ async def test_first_start_looks_back_a_day_and_delivered_ones_expire(
     assert await deliveries(store) == []
 
 
-@pytest.mark.filterwarnings("ignore:Session.login_data is deprecated")
-async def test_smtp_credentials_are_used_and_never_logged(
-        store: Store, config: Config, queue: Queue, smtp: SmtpServer, clock: Clock,
-        caplog: pytest.LogCaptureFixture) -> None:
-    smtp.start(password=b"right-password")
-    await run_job(queue, DUMMY, notifications=[
-        {"on": ["complete_job"], "type": "email", "to": ["ops@example.com"]}])
-    caplog.set_level(logging.DEBUG)
-    wrong = notifier_config(config, smtp.port, smtp_username="monq",
-                            smtp_password="wrong-password")
-    await Notifier(store, wrong, clock=clock).tick()
-    [doc] = await deliveries(store)
-    assert doc["state"] == "pending" and "SMTPAuthenticationError" in doc["last_error"]
-    assert "wrong-password" not in doc["last_error"] and "wrong-password" not in caplog.text
-    clock.advance(2)
-    right = notifier_config(config, smtp.port, smtp_username="monq",
-                            smtp_password="right-password")
-    await Notifier(store, right, clock=clock).tick()
-    assert (await deliveries(store))[0]["state"] == "delivered"
-    # smtplib tries each mechanism the server offers before giving up
-    assert smtp.logins[-1] == ("monq", True)
-    assert {ok for _, ok in smtp.logins[:-1]} == {False}
-    assert len(smtp.mailbox.messages) == 1
-
-
-async def test_odd_job_filters_are_not_server_errors(api: ApiClient) -> None:
-    admin = await api.admin()
-    for job in ("99999999999999999999999", "zz", "#1"):
-        reply = await api.call("GET", "/notifications", token=admin, query={"job": job})
-        assert reply.code == 404, (job, reply.body)
-
-
 async def test_jobs_without_rules_and_unknown_types_make_no_deliveries(
         store: Store, config: Config, queue: Queue, clock: Clock,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -454,42 +166,6 @@ async def test_jobs_without_rules_and_unknown_types_make_no_deliveries(
     failures = [r for r in caplog.records
                 if getattr(r, "action", None) == "job_type_rules_failed"]
     assert len(failures) == 1 and "monq.nosuch.Job" in failures[0].getMessage()
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 (made by the openssl command)."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = str(where / "cert.pem"), str(where / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
-                   capture_output=True)
-    return cert, key
-
-
-@pytest.mark.parametrize("mode", ["starttls", "tls"])
-async def test_smtp_over_tls_checks_the_certificate(
-        store: Store, config: Config, queue: Queue, smtp: SmtpServer, clock: Clock,
-        certificate: tuple[str, str], mode: str) -> None:
-    cert, key = certificate
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    if mode == "tls":
-        smtp.start(ssl_context=context)
-    else:
-        smtp.start(tls_context=context, require_starttls=True)
-    await run_job(queue, DUMMY, notifications=[
-        {"on": ["complete_job"], "type": "email", "to": ["ops@example.com"]}])
-    untrusted = notifier_config(config, smtp.port, smtp_tls=mode)
-    await Notifier(store, untrusted, clock=clock).tick()
-    [doc] = await deliveries(store)
-    assert doc["state"] == "pending" and "CERTIFICATE_VERIFY_FAILED" in doc["last_error"]
-    clock.advance(2)
-    trusted = notifier_config(config, smtp.port, smtp_tls=mode, smtp_ca_file=cert)
-    await Notifier(store, trusted, clock=clock).tick()
-    assert (await deliveries(store))[0]["state"] == "delivered"
-    assert len(smtp.mailbox.messages) == 1
 
 
 async def test_rules_travel_with_chains_and_restarts(store: Store, config: Config,
