@@ -50,6 +50,7 @@ from monq.queue.job import load_job_type
 from monq.queue.rules import EVENTS, Rule, expand, job_type_rules
 from monq.queue.senders import (
     SendError,
+    WebhookBody,
     send_email,
     send_log,
     send_webhook,
@@ -96,14 +97,15 @@ def render_payload(rule: Rule, context: Mapping[str, Any], language: str | None,
         return {"subject": texts["subject"], "body": texts["body"], "to": list(rule.to),
                 "cc": list(rule.cc), "bcc": list(rule.bcc)}
     if rule.type == "webhook":
-        return {"url": rule.url, "body": {
-            "type": "notification", "delivery": delivery, "transition":
-            context["transition"], "description": context["description"],
+        body: WebhookBody = {
+            "type": "notification", "delivery": delivery,
+            "transition": context["transition"], "description": context["description"],
             "message": texts["message"],
             "job": {k: context[k] for k in ("job_id", "number", "name", "state", "progress",
                                             "cancelled", "worker", "error", "enqueued_by",
                                             "args")},
-            "data": context["data"]}}
+            "data": context["data"]}
+        return {"url": rule.url, "body": body}
     if rule.type == "log":
         return {"message": texts["message"], "level": rule.level}
     return {"message": texts["message"]}

@@ -18,8 +18,9 @@ import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import Any, Literal, TypedDict
 
+from bson import ObjectId
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from monq.core.config import NotifierConfig
@@ -31,6 +32,30 @@ log = logging.getLogger("monq.notifier")
 
 SIGNATURE_HEADER = "X-Monq-Signature"
 DELIVERY_HEADER = "X-Monq-Delivery"
+
+
+class WebhookBody(TypedDict):
+    """The JSON a webhook receives (signed over its exact bytes)."""
+
+    type: Literal["notification"]
+    delivery: str  # the delivery id: the same on every repeat, to drop duplicates
+    transition: str
+    description: str
+    message: str
+    job: dict[str, Any]  # job_id, number, name, state, progress, cancelled, worker, ...
+    data: dict[str, Any]  # the transition's data (e.g. given with progress)
+
+
+class WebsocketNotification(TypedDict):
+    """The data of the ``notification`` event on channel ``job:<id>`` (for websocket
+    subscribers of that job)."""
+
+    _id: ObjectId
+    number: int
+    name: str
+    transition: str
+    delivery: str
+    message: str
 
 
 class SendError(Exception):
@@ -126,8 +151,9 @@ async def send_log(delivery: dict[str, Any], store: Store) -> None:
 
 async def send_websocket(delivery: dict[str, Any], store: Store) -> None:
     job_id = delivery["job_id"]
+    data: WebsocketNotification = {
+        "_id": job_id, "number": delivery["number"], "name": delivery["job_name"],
+        "transition": delivery["transition"], "delivery": delivery["_id"],
+        "message": delivery["payload"]["message"]}
     await EventStore(store).insert([new_event(
-        "notification", channel=f"job:{job_id}", author="notifier",
-        data={"_id": job_id, "number": delivery["number"], "name": delivery["job_name"],
-              "transition": delivery["transition"], "delivery": delivery["_id"],
-              "message": delivery["payload"]["message"]})])
+        "notification", channel=f"job:{job_id}", author="notifier", data=dict(data))])
