@@ -20,7 +20,8 @@ from monq.core import embedded
 from monq.core.config import Config
 from monq.core.store import Store, with_database
 
-pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures", "tests.api_fixtures"]
+pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures", "tests.api_fixtures",
+                  "tests.notify_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

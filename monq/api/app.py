@@ -6,7 +6,17 @@ from typing import Any
 
 import tornado.web
 
-from monq.api import auth, dashboard, events, history, jobs, meta, roles, schedules
+from monq.api import (
+    auth,
+    dashboard,
+    events,
+    history,
+    jobs,
+    meta,
+    notifications,
+    roles,
+    schedules,
+)
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
 from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
@@ -37,6 +47,10 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/event/history", events.EventHistoryHandler),
     (PREFIX + "/schedules", schedules.SchedulesHandler),
     (PREFIX + r"/schedules/(?P<schedule_id>[^/]+)", schedules.ScheduleHandler),
+    (PREFIX + "/notifications", notifications.NotificationsHandler),
+    (PREFIX + r"/notifications/(?P<delivery_id>[^/]+)", notifications.NotificationHandler),
+    (PREFIX + r"/notifications/(?P<delivery_id>[^/]+)/resend",
+     notifications.NotificationResendHandler),
     (PREFIX + "/health", meta.HealthHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]

@@ -58,7 +58,8 @@ class JobsHandler(JobsBase):
         "name": {"type": "string"}, "args": {"type": "object"},
         "priority": {"type": "integer"}, "attempts": {"type": "integer", "minimum": 1},
         "at": {"type": "string", "format": "date-time"},
-        "delay_s": {"type": "number", "minimum": 0}, "hold": {"type": "boolean"}}}}
+        "delay_s": {"type": "number", "minimum": 0}, "hold": {"type": "boolean"},
+        "notifications": {"type": "array", "items": {"type": ["object", "string"]}}}}}
 
     async def get(self) -> None:
         assert self.principal is not None

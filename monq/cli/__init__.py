@@ -184,6 +184,7 @@ COMMAND_MODULES = (
     "monq.cli.accounts",
     "monq.cli.login",
     "monq.cli.schedules",
+    "monq.cli.notify",
 )
 
 

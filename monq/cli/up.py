@@ -35,6 +35,7 @@ ROLE_FACTORIES: dict[str, str] = {
     "worker": "monq.worker.daemon:services",
     "summarizer": "monq.queue.summarizer:services",
     "scheduler": "monq.queue.scheduler:services",
+    "notifier": "monq.queue.notifier:services",
 }
 
 

@@ -106,11 +106,16 @@ class NotifierConfig:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_ca_file: str = ""
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_from: str = "monq@localhost"
     webhook_secret: str = ""
     webhook_timeout_s: float = 10.0
+    smtp_timeout_s: float = 10.0
+    lease_s: float = 60.0
+    concurrency: int = 1
+    retention_days: int = 7
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from bson import ObjectId
 from monq.core.errors import ValidationError
 from monq.core.store.events import new_event
 from monq.queue.job import Job, load_job_type
+from monq.queue.rules import check_rules, job_type_rules
 from monq.queue.states import EventName, State
 
 HOST = socket.gethostname()
@@ -93,6 +94,8 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
     job_type = load_job_type(request.name)
     args = job_type.validate_args(request.args)
     values = _check_options(job_type, request.options)
+    job_type_rules(job_type.qualname(), job_type.notifications)
+    notifications = check_rules(request.notifications)
     query_at = request.at or now
     if request.delay_s:
         query_at = now + timedelta(seconds=float(request.delay_s))
@@ -109,7 +112,7 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
         "tags": sorted(set(values["tags"])), "max_parallel": values["max_parallel"],
         "options": {k: values[k] for k in RUNTIME_OPTIONS}, "defer_count": 0,
         "chain": [chain_spec(c) for c in request.chain],
-        "notifications": list(request.notifications),
+        "notifications": notifications,
         "parent_id": origin.parent_id, "killed_at": None, "removed_at": None,
         "zombie_at": None, "wall_at": None, "last_error": None, "started_at": None,
         "finished_at": None, "runtime": None,
@@ -129,5 +132,8 @@ def chain_spec(request: EnqueueRequest) -> dict[str, Any]:
     job_type = load_job_type(request.name)
     job_type.validate_args(request.args)
     _check_options(job_type, request.options)
-    return {"_id": request.job_id or ObjectId(), "name": job_type.qualname(),
+    spec = {"_id": request.job_id or ObjectId(), "name": job_type.qualname(),
             "args": dict(request.args or {}), "options": dict(request.options)}
+    if request.notifications:
+        spec["notifications"] = check_rules(request.notifications)
+    return spec

@@ -82,7 +82,7 @@ def parse_job_id(value: str | int | ObjectId) -> ObjectId | int:
     if isinstance(value, ObjectId | int) and not isinstance(value, bool):
         return value
     text = str(value).strip().lstrip("#")
-    if text.isdigit():
+    if text.isdigit() and int(text) < 2**63:  # larger ones do not fit MongoDB's integers
         return int(text)
     try:
         return ObjectId(text)
@@ -280,6 +280,7 @@ class Queue:
         options = {k: v for k, v in record.options.items()
                    if k not in ("zombie_time_s",) or v is not None}
         request = EnqueueRequest(name=record.name, args=record.args, job_id=child_id,
+                                 notifications=record.notifications,
                                  options={"priority": record.priority,
                                           "attempts": record.attempts,
                                           **{k: v for k, v in options.items() if v is not None}})
@@ -552,7 +553,8 @@ class Queue:
             return
         known = await self.jobs.states_of([s["_id"] for s in specs])
         requests = [EnqueueRequest(name=s["name"], args=s["args"], options=s["options"],
-                                   job_id=s["_id"]) for s in specs if s["_id"] not in known]
+                                   job_id=s["_id"], notifications=s.get("notifications", ()))
+                    for s in specs if s["_id"] not in known]
         if requests:
             enqueued = doc.get("enqueued") or {}
             queue = Queue(self.store, self.config, author=enqueued.get("by"), clock=self.clock,

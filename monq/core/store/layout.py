@@ -34,9 +34,15 @@ sys.schedule
     Cron schedules and the scheduler's per-tick outbox (``pending``); the
     fields are listed in `monq.core.store.schedules`.
 sys.notification
-    Notification deliveries that are pending or failed (outbox).
+    Notification deliveries (at-least-once outbox), derived from queue events by
+    the notifier (`monq.core.store.notifications`): ``{_id (hash of event id and
+    rule), job_id, number, job_name, event_id, transition, type, rule, payload,
+    language, state: pending|delivered|failed, attempts, max_attempts, next_at,
+    owner, last_error, created, delivered_at, resent}``. Delivered ones are
+    deleted after ``notifier.retention_days``.
 sys.counter
-    Counters, e.g. the job number sequence (``_id: "job_number"``).
+    Counters, e.g. the job number sequence (``_id: "job_number"``), and the
+    notifier's cursor in sys.event (``_id: "notifier_cursor", event_id``).
 """
 
 from __future__ import annotations
@@ -98,4 +104,8 @@ INDEXES: tuple[Index, ...] = (
     Index(SCHEDULE, (("enabled", 1), ("next_at", 1)), "due"),
     Index(SCHEDULE, (("pending.claimed_at", 1),), "pending_claimed", {"sparse": True}),
     Index(NOTIFICATION, (("state", 1), ("next_at", 1)), "due"),
+    Index(NOTIFICATION, (("state", 1), ("delivered_at", 1)), "delivered"),
+    Index(NOTIFICATION, (("created", -1),), "created"),
+    Index(NOTIFICATION, (("job_id", 1), ("created", -1)), "job"),
+    Index(NOTIFICATION, (("job_name", 1), ("created", -1)), "job_name"),
 )

@@ -1,0 +1,95 @@
+"""``monq notifier`` (the daemon deriving and sending notifications) and ``monq notify
+list|show|resend``: the deliveries, their state and errors, and resending one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from monq.cli import Context, run_daemon
+from monq.queue.notifications import STATES, Delivery, Notifications, check_delivery_id
+from monq.queue.queue import Queue
+
+
+def register(sub: Any) -> None:
+    sub.add_parser("notifier", help="derive notification deliveries from job events and "
+                   "send them (email, webhook, log, websocket)"
+                   ).set_defaults(func=notifier_command)
+    notify = sub.add_parser("notify", help="notification deliveries: list, show, resend")
+    actions = notify.add_subparsers(dest="notify_command", metavar="ACTION",
+                                    parser_class=type(notify), required=True)
+    listing = actions.add_parser("list", help="deliveries, newest first")
+    listing.add_argument("--state", action="append", default=[], choices=STATES)
+    listing.add_argument("--job", help="only this job's (id or number)")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=list_command)
+    show = actions.add_parser("show", help="one delivery: what was sent, attempts, error")
+    show.add_argument("id", help="the delivery id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=show_command)
+    resend = actions.add_parser("resend", help="send a delivery again now")
+    resend.add_argument("id", help="the delivery id")
+    resend.add_argument("--json", action="store_true")
+    resend.set_defaults(func=resend_command)
+
+
+async def notifier_command(ctx: Context) -> int:
+    from monq.queue.notifier import Notifier
+
+    return await run_daemon(ctx, "monq-notifier", lambda store: [Notifier(store, ctx.config)])
+
+
+def _print_json(ctx: Context, data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str), file=ctx.out)
+
+
+async def list_command(ctx: Context) -> int:
+    a = ctx.args
+    async with ctx.store() as store:
+        job_id = (await Queue(store, ctx.config).get(a.job)).id if a.job else None
+        deliveries, total = await Notifications(store).page(
+            states=tuple(a.state), job_id=job_id, limit=max(1, a.limit))
+    if a.json:
+        _print_json(ctx, {"total_count": total,
+                          "notifications": [d.to_public() for d in deliveries]})
+        return 0
+    columns = ("id", "job", "transition", "type", "state", "attempts", "error")
+    rows = [{"id": d.id, "job": f"#{d.number}", "transition": d.transition, "type": d.type,
+             "state": d.state, "attempts": f"{d.attempts}/{d.max_attempts}",
+             "error": (d.last_error or "")[:60]} for d in deliveries]
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=ctx.out)
+    for row in rows:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=ctx.out)
+    print(f"{len(rows)} of {total} notifications", file=ctx.out)
+    return 0
+
+
+def _show(ctx: Context, delivery: Delivery) -> None:
+    if ctx.args.json:
+        _print_json(ctx, delivery.to_public())
+        return
+    for key, value in delivery.to_public().items():
+        if key not in ("payload", "rule"):
+            print(f"{key:>13}: {value}", file=ctx.out)
+    print(f"{'payload':>13}: {json.dumps(delivery.payload, default=str)}", file=ctx.out)
+
+
+async def show_command(ctx: Context) -> int:
+    check_delivery_id(ctx.args.id)
+    async with ctx.store() as store:
+        _show(ctx, await Notifications(store).get(ctx.args.id))
+    return 0
+
+
+async def resend_command(ctx: Context) -> int:
+    check_delivery_id(ctx.args.id)
+    async with ctx.store() as store:
+        delivery = await Notifications(store).resend(ctx.args.id)
+    if ctx.args.json:
+        _print_json(ctx, delivery.to_public())
+    else:
+        print(f"notification {delivery.id} ({delivery.type} for job #{delivery.number}) "
+              f"will be sent again", file=ctx.out)
+    return 0
