@@ -59,7 +59,7 @@ def start_server(url: str, port: int, var: str) -> subprocess.Popen[str]:
            "MONQ_API_WS_SEND_QUEUE": "100000"}
     monq = str(Path(sys.executable).parent / "monq")
     process = subprocess.Popen([monq, "serve"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     for line in process.stdout:
         if "API at" in line:

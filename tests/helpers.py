@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +23,12 @@ def run_monq(*args: str, env: dict[str, str], timeout: float = 60,
 @contextlib.contextmanager
 def spawn_monq(*args: str, env: dict[str, str], cwd: Path | None = None,
                ) -> Iterator[subprocess.Popen[str]]:
-    """Start `monq ARGS` in the background; killed (if still running) and reaped after."""
-    with subprocess.Popen([MONQ, *args], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, cwd=cwd) as process:
+    """Start `monq ARGS` in the background; killed (if still running) and reaped after.
+    Its stderr (the log) goes to a file, never to a pipe nobody reads: a daemon that
+    fills a pipe's buffer blocks on its next log line."""
+    with tempfile.TemporaryFile("w+") as log, subprocess.Popen(
+            [MONQ, *args], env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+            cwd=cwd) as process:
         try:
             yield process
         finally:

@@ -143,6 +143,15 @@ def test_the_dashboard_walkthrough(browser: Browser, server: tuple[str, dict[str
     page.click("button[data-action=kill]")
     expect(page.locator("#job-state")).to_have_text("killed", timeout=15_000)
 
+    assert run_monq("schedules", "add", "hourly-dummy", JOB, "0 * * * *", env=env
+                    ).returncode == 0
+    page.goto(base + "/schedules")
+    schedule = page.locator("#schedules-table tbody tr", has_text="hourly-dummy")
+    expect(schedule).to_contain_text("0 * * * *")
+    schedule.locator("button", has_text="disable").click()
+    expect(schedule.locator("button")).to_have_text("enable")
+    assert cli(env, "schedules", "show", "hourly-dummy")["enabled"] is False
+
     for name, path, ready in (("jobs", "/jobs", "#jobs-table tbody tr"),
                               ("workers", "/workers", "#workers-table tbody tr"),
                               ("users", "/users", "#users-table tbody tr"),

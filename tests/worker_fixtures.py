@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -52,10 +53,14 @@ def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.
            "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_QUEUE_SWEEP_INTERVAL_S": "0.5",
            "MONQ_WORKER_SHUTDOWN_GRACE_S": "5"}
 
+    logs: list[Any] = []
+
     def start(*args: str, **extra_env: str) -> subprocess.Popen[str]:
+        # the worker's log goes to a file: a pipe nobody reads would block it once full
+        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed after the test
+        logs.append(log)
         process = subprocess.Popen([MONQ, "worker", *args], env={**env, **extra_env},
-                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
         processes.append(process)
         return process
 
@@ -63,4 +68,6 @@ def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.
     for process in processes:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGKILL if process.poll() is None else 0)
-        process.communicate()
+        process.wait()
+    for log in logs:
+        log.close()

@@ -383,7 +383,7 @@ pages.schedules = () => {
       const reply = await api("GET", "/schedules?per_page=200");
       fill("schedules-table", reply.data.map((s) => el("tr", {}, el("td", { text: s.name }),
         el("td", { text: s.job }), el("td", { text: s.cron }), el("td", { text: s.timezone || "UTC" }),
-        el("td", { text: when(s.next_at) }), el("td", { text: when(s.last_at) }),
+        el("td", { text: when(s.next_at) }), el("td", { text: when(s.last_tick) }),
         el("td", { text: s.enabled ? "yes" : "no" }),
         el("td", {}, el("button", { type: "button", text: s.enabled ? "disable" : "enable", onclick: async () => {
           try { await api("PUT", `/schedules/${s._id}`, { etag: s.etag, enabled: !s.enabled }); load(); }
