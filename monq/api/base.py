@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tornado.web
 from bson import ObjectId
@@ -45,6 +45,9 @@ from monq.core.errors import (
 )
 from monq.core.store import Store
 
+if TYPE_CHECKING:
+    from monq.api.instruments import Instruments
+
 log = logging.getLogger("monq.api")
 
 COOKIE = "monq_token"
@@ -62,6 +65,7 @@ class ApiContext:
     accounts: Accounts
     tokens: Tokens
     hub: EventHub | None = None
+    metrics: Instruments | None = None
 
 
 def _json_default(value: Any) -> Any:
@@ -111,6 +115,7 @@ class BaseHandler(tornado.web.RequestHandler):
     required: ClassVar[dict[str, tuple[str, ...]]] = {}  # required query parameters
     bodies: ClassVar[dict[str, dict[str, Any]]] = {}  # JSON schema of bodies, per method
     summary: ClassVar[str] = ""
+    produces: ClassVar[str] = "application/json"  # the media type of a 200 reply
 
     def initialize(self, ctx: ApiContext) -> None:
         self.ctx = ctx
