@@ -53,6 +53,8 @@ log = logging.getLogger("monq.api")
 COOKIE = "monq_token"
 TOKEN_HEADER = "X-Monq-Token"  # noqa: S105 - a header name
 MAX_PER_PAGE = 1000
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2106, 1, 1, tzinfo=UTC)
 DEFAULT_PER_PAGE = 25
 
 
@@ -100,7 +102,11 @@ def _parse(name: str, raw: str, kind: type) -> Any:
             value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             if value.tzinfo is None:
                 raise BadRequest(f"parameter {name!r}: give a time zone")
-            return value.astimezone(UTC)
+            value = value.astimezone(UTC)
+            if not EARLIEST <= value < LATEST:  # what ObjectIds (event times) can hold
+                raise BadRequest(f"parameter {name!r}: must be between {EARLIEST.year} "
+                                 f"and {LATEST.year - 1}")
+            return value
         return kind(raw)
     except (ValueError, TypeError):
         label = {int: "an integer", float: "a number", bool: "true or false",
