@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark monq against a peer queue, Celery with Redis, on the same machine.
+"""Benchmark monq against peer queues on the same machine: Celery with Redis, and
+(when installed) mongo-taskqueue on the same MongoDB server as monq.
 
-    python -m venv /tmp/peer && /tmp/peer/bin/pip install -e . 'celery[redis]'
+    python -m venv /tmp/peer
+    /tmp/peer/bin/pip install -e '.[embedded]' 'celery[redis]' mongo-taskqueue
     /tmp/peer/bin/python scripts/bench_peer_celery.py [--jobs 500] [--concurrency 2]
 
 Celery is not a dependency of monq: run this from a separate virtualenv that holds
@@ -16,6 +18,11 @@ Celery runs with its defaults (prefork pool, acknowledgement on receipt, prefetc
 no result backend); monq with its own (a MongoDB write and an event per state change,
 jobs in reused executor processes). The task of each records its start and end times
 (Celery in Redis, monq in its events and journal); no figure is taken from a log.
+
+mongo-taskqueue is a library with no worker daemon: the script runs ``--concurrency``
+consumer processes that lease a task, run the no-op, mark it done, and poll every
+50 ms when idle (monq's ``worker.poll_min_s``). It keeps one document per task and
+no events; it is left out when ``mongotq`` is not importable.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ try:
     from celery import Celery
 except ImportError:  # the --help of a venv without the peer still works
     Celery = None  # type: ignore[assignment,misc]
+try:
+    from mongotq import TaskQueue
+except ImportError:  # the MongoDB-backed peer is optional
+    TaskQueue = None  # type: ignore[assignment,misc]
 
 LATENCY_JOBS = 30
 NOOP = "monq.jobs.example.DummyJob"
@@ -200,6 +211,68 @@ def run_monq(url: str, jobs: int, concurrency: int) -> dict[str, float]:
             "p99": p99(latencies)}
 
 
+def mongotq_worker(url: str, database: str, stop: Any, out: Any) -> None:
+    """One mongo-taskqueue consumer: lease, run the no-op, mark it done; poll every
+    50 ms when idle (monq's worker.poll_min_s). Sends (sent, started, ended) per task."""
+    queue = TaskQueue(database, KEY, host=url, visibility_timeout=30)
+    times: list[tuple[float | None, float, float]] = []
+    while not stop.is_set():
+        task = queue.next()
+        if task is None:
+            time.sleep(0.05)
+            continue
+        started = time.time()
+        queue.on_success(task)
+        times.append(((task.payload or {}).get("sent"), started, time.time()))
+    out.put(times)
+
+
+def run_mongotq(url: str, jobs: int, concurrency: int) -> dict[str, float]:
+    """The same workload through mongo-taskqueue on the same MongoDB server: one
+    process per slot (it has no worker daemon of its own)."""
+    import multiprocessing
+
+    import pymongo
+
+    database = f"bench_mtq_{uuid.uuid4().hex[:8]}"
+    queue = TaskQueue(database, KEY, host=url, visibility_timeout=30)
+    queue.create_index()
+    started = time.perf_counter()
+    for _ in range(jobs):
+        queue.append({"sent": None})
+    enqueue_rate = jobs / (time.perf_counter() - started)
+    context = multiprocessing.get_context("spawn")
+    stop, out = context.Event(), context.Queue()
+    workers = [context.Process(target=mongotq_worker, args=(url, database, stop, out))
+               for _ in range(concurrency)]
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url)
+    collection = client[database][KEY]
+
+    def done() -> int:
+        return collection.count_documents({"status": "successful"})
+
+    for worker in workers:
+        worker.start()
+    try:
+        wait(lambda: done() >= jobs)
+        for _ in range(LATENCY_JOBS):
+            queue.append({"sent": time.time()})
+            time.sleep(0.05)
+        wait(lambda: done() >= jobs + LATENCY_JOBS)
+    finally:
+        stop.set()
+        times = [t for _ in workers for t in out.get(timeout=60)]
+        for worker in workers:
+            worker.join(30)
+    client.drop_database(database)
+    client.close()
+    bulk = [t for t in times if t[0] is None]
+    latencies = [(begun - sent) * 1000 for sent, begun, _ in times if sent is not None]
+    return {"enqueue": enqueue_rate,
+            "drain": jobs / max(1e-3, max(t[2] for t in bulk) - min(t[1] for t in bulk)),
+            "p50": statistics.median(latencies), "p99": p99(latencies)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500)
@@ -221,17 +294,21 @@ def main() -> int:
     with server_for(args.url) as server:
         monq = run_monq(with_database(server, f"bench_peer_{uuid.uuid4().hex[:8]}"),
                         args.jobs, args.concurrency)
+        mtq = run_mongotq(server, args.jobs, args.concurrency) if TaskQueue else None
     import celery as celery_module
 
     print(f"jobs: {args.jobs}   one worker process with {args.concurrency} slots each")
-    print(f"celery {celery_module.__version__} on redis {version}; monq on {server}")
-    print(f"{'measure':<34}{'celery':>10}{'monq':>10}{'monq/celery':>13}")
+    print(f"celery {celery_module.__version__} on redis {version}; monq on {server}"
+          + ("; mongo-taskqueue on the same MongoDB server" if mtq else ""))
+    print(f"{'measure':<34}{'celery':>10}{'monq':>10}{'monq/celery':>13}"
+          + (f"{'mongotq':>10}{'monq/mongotq':>14}" if mtq else ""))
     for key, label in (("enqueue", "enqueue one by one (jobs/s)"),
                        ("drain", "no-op jobs run (jobs/s)"),
                        ("p50", "enqueue-to-start p50 (ms)"),
                        ("p99", "enqueue-to-start p99 (ms)")):
         print(f"{label:<34}{celery[key]:>10.1f}{monq[key]:>10.1f}"
-              f"{monq[key] / max(celery[key], 1e-9):>13.2f}")
+              f"{monq[key] / max(celery[key], 1e-9):>13.2f}"
+              + (f"{mtq[key]:>10.1f}{monq[key] / max(mtq[key], 1e-9):>14.2f}" if mtq else ""))
     return 0
 
 
