@@ -91,9 +91,10 @@ def run_workers(url: str, jobs: int, processes: int) -> tuple[float, float, floa
     try:
         while not db["sys.worker"].count_documents({"kind": "worker"}) >= processes:
             time.sleep(0.05)
-        first = db["sys.event"].find_one({"name": "request_start_job"}, sort=[("_id", 1)])
         while db["sys.journal"].count_documents({}) < jobs:
             time.sleep(0.05)
+        # read once the jobs are done: read before, the first claim may not exist yet
+        first = db["sys.event"].find_one({"name": "request_start_job"}, sort=[("_id", 1)])
         last = max(d["finished_at"] for d in db["sys.journal"].find({}, {"finished_at": 1}))
         # latency on idle workers: jobs enqueued one at a time
         asyncio.run(enqueue_spaced(url, LATENCY_JOBS))

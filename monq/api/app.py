@@ -13,11 +13,13 @@ from monq.api import (
     history,
     jobs,
     meta,
+    metrics,
     notifications,
     roles,
     schedules,
 )
 from monq.api.base import ApiContext, BaseHandler, NotFoundHandler, access_log
+from monq.api.instruments import Instruments
 from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
 from monq.core.auth.tokens import Tokens, load_secret
@@ -52,15 +54,17 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + r"/notifications/(?P<delivery_id>[^/]+)/resend",
      notifications.NotificationResendHandler),
     (PREFIX + "/health", meta.HealthHandler),
+    (PREFIX + "/metrics", metrics.MetricsHandler),
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]
 
 
 def make_context(config: Config, store: Store) -> ApiContext:
     accounts = Accounts(store, config)
+    hub = EventHub(store, accounts, config)
     return ApiContext(config=config, store=store, accounts=accounts,
                       tokens=Tokens(load_secret(config), config.api.token_expiry_s),
-                      hub=EventHub(store, accounts, config))
+                      hub=hub, metrics=Instruments(config, hub))
 
 
 def make_app(ctx: ApiContext) -> tornado.web.Application:

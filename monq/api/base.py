@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tornado.web
 from bson import ObjectId
@@ -45,11 +45,16 @@ from monq.core.errors import (
 )
 from monq.core.store import Store
 
+if TYPE_CHECKING:
+    from monq.api.instruments import Instruments
+
 log = logging.getLogger("monq.api")
 
 COOKIE = "monq_token"
 TOKEN_HEADER = "X-Monq-Token"  # noqa: S105 - a header name
 MAX_PER_PAGE = 1000
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2106, 1, 1, tzinfo=UTC)
 DEFAULT_PER_PAGE = 25
 
 
@@ -62,6 +67,7 @@ class ApiContext:
     accounts: Accounts
     tokens: Tokens
     hub: EventHub | None = None
+    metrics: Instruments | None = None
 
 
 def _json_default(value: Any) -> Any:
@@ -96,7 +102,11 @@ def _parse(name: str, raw: str, kind: type) -> Any:
             value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
             if value.tzinfo is None:
                 raise BadRequest(f"parameter {name!r}: give a time zone")
-            return value.astimezone(UTC)
+            value = value.astimezone(UTC)
+            if not EARLIEST <= value < LATEST:  # what ObjectIds (event times) can hold
+                raise BadRequest(f"parameter {name!r}: must be between {EARLIEST.year} "
+                                 f"and {LATEST.year - 1}")
+            return value
         return kind(raw)
     except (ValueError, TypeError):
         label = {int: "an integer", float: "a number", bool: "true or false",
@@ -111,6 +121,7 @@ class BaseHandler(tornado.web.RequestHandler):
     required: ClassVar[dict[str, tuple[str, ...]]] = {}  # required query parameters
     bodies: ClassVar[dict[str, dict[str, Any]]] = {}  # JSON schema of bodies, per method
     summary: ClassVar[str] = ""
+    produces: ClassVar[str] = "application/json"  # the media type of a 200 reply
 
     def initialize(self, ctx: ApiContext) -> None:
         self.ctx = ctx

@@ -31,6 +31,14 @@ def _path(pattern: str) -> tuple[str, list[str]]:
     return path, names
 
 
+def _content(handler: type[BaseHandler], code: str) -> dict[str, Any]:
+    """A reply's media type and schema: the JSON envelope, but for the 200 reply of a
+    handler that produces something else (the text of /metrics)."""
+    if code == "200" and handler.produces != "application/json":
+        return {handler.produces: {"schema": {"type": "string"}}}
+    return {"application/json": {"schema": _ENVELOPE}}
+
+
 def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     websockets: dict[str, Any] = {}
@@ -56,8 +64,8 @@ def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
                 "summary": handler.summary or (handler.__doc__ or "").strip().split("\n")[0],
                 "operationId": f"{handler.__name__}.{method}",
                 "parameters": params,
-                "responses": {code: {"description": text, "content": {
-                    "application/json": {"schema": _ENVELOPE}}} for code, text in (
+                "responses": {code: {"description": text, "content": _content(handler, code)}
+                              for code, text in (
                     ("200", "OK"), ("201", "created"), ("400", "bad request"),
                     ("401", "not logged in"), ("403", "permission denied"),
                     ("404", "not found"), ("409", "conflict"),

@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -107,6 +107,7 @@ class EventHub:
         self.mode = "stopped"
         self.delivered = 0
         self.lag_s = 0.0
+        self.observers: list[Callable[[dict[str, Any]], None]] = []  # metrics, per event
         self.ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -143,6 +144,8 @@ class EventHub:
         created = event.get("created")
         if isinstance(created, datetime):
             self.lag_s = max(0.0, (datetime.now(UTC) - created).total_seconds())
+        for observe in self.observers:
+            observe(event)
         rendered: dict[Hashable, str] = {}
         for subscriber in list(self.subscribers):
             if not subscriber.wants(event):

@@ -58,6 +58,7 @@ class ApiConfig:
     event_source: Literal["auto", "change_stream", "poll"] = "auto"
     event_poll_s: float = 0.2
     event_window_s: float = 10.0
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,23 @@ class SweepReport:
     unblocked: int = 0
 
 
+def seconds_between(start: datetime, end: datetime) -> float:
+    """Seconds from `start` to `end`, never negative (clocks of two hosts may differ)."""
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return max(0.0, round((end - start).total_seconds(), 6))
+
+
+def annotate(doc: dict[str, Any], event_id: ObjectId, **figures: Any) -> None:
+    """Add figures known only once the write returned (how long the job waited to be
+    claimed, how long it ran) to the data of the event about to be relayed from the
+    job's outbox. They are measurements for metrics, not part of the state change: an
+    event relayed by a sweep after a crash goes out without them."""
+    for event in doc.get("outbox") or []:
+        if event.get("_id") == event_id:
+            event["data"] = {**event.get("data", {}), **figures}
+
+
 def parse_job_id(value: str | int | ObjectId) -> ObjectId | int:
     """A job id or number from what a person typed."""
     if isinstance(value, ObjectId | int) and not isinstance(value, bool):
@@ -309,14 +326,17 @@ class Queue:
             lock = {"worker": worker.id, "host": worker.host, "pid": worker.pid, "at": now,
                     "heartbeat": now, "token": token,
                     "expires": now + timedelta(seconds=self.config.queue.zombie_time_s)}
+            event = self._event(EventName.REQUEST_START_JOB, State.RUNNING, now,
+                                author=worker.id, worker=worker.id)
             doc = await self.jobs.claim(query, {
                 "$set": {"state": str(State.RUNNING), "locked": lock, "zombie_at": None,
                          "wall_at": None},
                 "$inc": {"attempts_left": -1},
-                "$push": {"outbox": self._event(EventName.REQUEST_START_JOB, State.RUNNING,
-                                                now, author=worker.id, worker=worker.id)}})
+                "$push": {"outbox": event}})
             if doc is None:
                 return None
+            if isinstance(doc.get("query_at"), datetime):
+                annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
             await self.jobs.relay(doc)
             if doc.get("max_parallel") and not await self.counters.take_slot(
                     doc["name"], doc["max_parallel"], doc["_id"], now):
@@ -425,11 +445,14 @@ class Queue:
     async def complete(self, job_id: ObjectId, token: str, result: Any = None,
                        warnings: Sequence[str] = ()) -> JobRecord:
         now = self.clock()
+        event = self._event(EventName.COMPLETE_JOB, State.COMPLETE, now)
         doc = await self._worker_transition(
             job_id, token, EventName.COMPLETE_JOB,
             set_fields={"state": str(State.COMPLETE), "finished_at": now, "result": result,
                         "warnings": list(warnings), "progress.value": 1.0},
-            event=self._event(EventName.COMPLETE_JOB, State.COMPLETE, now))
+            event=event)
+        if isinstance(doc.get("started_at"), datetime):
+            annotate(doc, event["_id"], runtime_s=seconds_between(doc["started_at"], now))
         await self._finish(doc)
         return JobRecord.from_document(doc)
 
