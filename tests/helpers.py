@@ -29,12 +29,21 @@ def spawn_monq(*args: str, env: dict[str, str], cwd: Path | None = None,
     with tempfile.TemporaryFile("w+") as log, subprocess.Popen(
             [MONQ, *args], env=env, stdout=subprocess.PIPE, stderr=log, text=True,
             cwd=cwd) as process:
+        process.log_file = log  # type: ignore[attr-defined]
         try:
             yield process
         finally:
             if process.poll() is None:
                 process.kill()
             process.communicate()
+
+
+def daemon_log(process: subprocess.Popen[str]) -> str:
+    """What a process started by `spawn_monq` wrote to stderr so far."""
+    log = process.log_file  # type: ignore[attr-defined]
+    log.flush()
+    log.seek(0)
+    return str(log.read())
 
 
 def wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float = 60) -> str:

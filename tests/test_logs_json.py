@@ -8,7 +8,7 @@ import signal
 import urllib.request
 
 from monq.core.embedded import free_port
-from tests.helpers import spawn_monq, wait_for_line
+from tests.helpers import daemon_log, spawn_monq, wait_for_line
 
 
 def test_json_logs_are_one_object_a_line_with_actions(monq_env: dict[str, str]) -> None:
@@ -21,7 +21,8 @@ def test_json_logs_are_one_object_a_line_with_actions(monq_env: dict[str, str]) 
                                     timeout=10) as reply:
             assert reply.status == 200
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        process.communicate(timeout=30)
+        stderr = daemon_log(process)
     lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
     assert lines, stderr
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)

@@ -53,6 +53,8 @@ log = logging.getLogger("monq.api")
 COOKIE = "monq_token"
 TOKEN_HEADER = "X-Monq-Token"  # noqa: S105 - a header name
 MAX_PER_PAGE = 1000
+MAX_SKIP = 1_000_000  # deeper pages cost the server more than any reader needs
+INT_LIMIT = 2**63  # MongoDB's integers are 64 bits
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2106, 1, 1, tzinfo=UTC)
 DEFAULT_PER_PAGE = 25
@@ -107,7 +109,10 @@ def _parse(name: str, raw: str, kind: type) -> Any:
                 raise BadRequest(f"parameter {name!r}: must be between {EARLIEST.year} "
                                  f"and {LATEST.year - 1}")
             return value
-        return kind(raw)
+        value = kind(raw)
+        if kind is int and not -INT_LIMIT <= value < INT_LIMIT:
+            raise BadRequest(f"parameter {name!r}: out of range: {raw!r}")
+        return value
     except (ValueError, TypeError):
         label = {int: "an integer", float: "a number", bool: "true or false",
                  datetime: "an ISO 8601 time", str: "a string"}.get(kind, kind.__name__)
@@ -193,6 +198,9 @@ class BaseHandler(tornado.web.RequestHandler):
             raise BadRequest("parameter 'page': must be 0 or more")
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise BadRequest(f"parameter 'per_page': must be 1 to {MAX_PER_PAGE}")
+        if page * per_page > MAX_SKIP:
+            raise BadRequest(f"parameter 'page': past the first {MAX_SKIP:,} items; narrow "
+                             f"the filters instead")
         return page, per_page
 
     # Authentication -------------------------------------------------------------

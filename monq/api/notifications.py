@@ -12,8 +12,6 @@ from monq.core.auth.permissions import may_execute_job, may_read_job
 from monq.core.errors import BadRequest, NotFound, PermissionDenied
 from monq.queue.notifications import Delivery, Notifications
 
-MAX_SKIP = 10**9  # MongoDB's skip is a 64-bit integer; no one pages this far
-
 
 class NotificationsBase(JobsBase):
     permission = "monq.api.notifications"
@@ -42,8 +40,6 @@ class NotificationsHandler(NotificationsBase):
     async def get(self) -> None:
         assert self.principal is not None
         page, per_page = self.page_args()
-        if page * per_page > MAX_SKIP:
-            raise BadRequest(f"parameter 'page': past {MAX_SKIP} notifications")
         states = tuple(s for s in (self.args.get("state") or "").split(",") if s)
         job_id = None
         if "job" in self.args:
