@@ -10,8 +10,9 @@ cookie (`monq.api.base.BaseHandler.prepare`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 import tornado.escape
@@ -32,7 +33,7 @@ NAVIGATION: tuple[tuple[str, str, str | None], ...] = (
     ("/jobs", "Jobs", "monq.api.jobs"),
     ("/enqueue", "Enqueue", "monq.api.jobtypes"),
     ("/workers", "Workers", "monq.api.workers"),
-    ("/schedules", "Schedules", "monq.api.schedules"),
+    ("/schedules", "Schedules", None),  # the API shows each user the schedules they may read
     ("/notifications", "Notifications", "monq.api.notifications"),
     ("/users", "Users and roles", "monq.api.roles"),
 )
@@ -50,18 +51,33 @@ def content_security_policy(host: str, secure: bool) -> str:
             "frame-ancestors 'none'")
 
 
+@dataclass(frozen=True)
+class Page:
+    """One dashboard page: its template, title, and the API permission it needs
+    (None: any logged-in user)."""
+
+    template: str
+    title: str
+    permission: str | None = None
+    public: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.template.removesuffix(".html")
+
+
 class PageHandler(BaseHandler):
     """A dashboard page: HTML, login required (a redirect to /login otherwise)."""
 
-    template: ClassVar[str] = ""
-    title: ClassVar[str] = ""
-    page: ClassVar[str] = ""
-
-    def initialize(self, ctx: ApiContext, templates: jinja2.Environment | None = None
-                   ) -> None:
+    def initialize(self, ctx: ApiContext, templates: jinja2.Environment | None = None,
+                   page: Page | None = None) -> None:
         super().initialize(ctx)
-        assert templates is not None
+        assert templates is not None and page is not None
         self.templates = templates
+        self.page = page
+        # what BaseHandler.prepare checks, per page instead of per class
+        self.permission = page.permission  # type: ignore[misc]
+        self.public = page.public  # type: ignore[misc]
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -75,21 +91,17 @@ class PageHandler(BaseHandler):
     def _parse_query(self) -> dict[str, Any]:
         return {}  # filters in the address are read by the page's script
 
-    def page_context(self, **extra: Any) -> dict[str, Any]:
+    def _render(self, template: str, **values: Any) -> None:
         principal = self.principal
         nav = [(path, title) for path, title, permission in NAVIGATION
                if principal is not None and (permission is None
                                              or may_call(principal, permission))]
-        return {"title": self.title, "page": self.page, "nav": nav, "user": principal,
-                "xsrf": self.xsrf_token.decode(), "version": __version__,
-                "current": self.request.path, **extra}
-
-    def show(self, **extra: Any) -> None:
-        html = self.templates.get_template(self.template).render(self.page_context(**extra))
-        self.finish(html)
+        self.finish(self.templates.get_template(template).render(
+            title=self.page.title, page=self.page.name, nav=nav, user=principal,
+            version=__version__, current=self.request.path, **values))
 
     async def get(self, **path: str) -> None:
-        self.show(**path)
+        self._render(self.page.template, xsrf=self.xsrf_token.decode(), **path)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -101,91 +113,26 @@ class PageHandler(BaseHandler):
         if isinstance(exc, Error):
             status_code = exc.status
         self.set_status(status_code)
-        html = self.templates.get_template("error.html").render(
-            title="Error", page="error", nav=[], user=self.principal, xsrf="",
-            version=__version__, current=self.request.path, code=status_code,
-            message=message)
-        self.finish(html)
+        self._render("error.html", xsrf="", code=status_code, message=message)
 
 
-class LoginPage(PageHandler):
-    public = True
-    template = "login.html"
-    title = "Log in"
-    page = "login"
-
-
-class OverviewPage(PageHandler):
-    template = "overview.html"
-    title = "Overview"
-    page = "overview"
-
-
-class JobsPage(PageHandler):
-    permission = "monq.api.jobs"
-    template = "jobs.html"
-    title = "Jobs"
-    page = "jobs"
-
-
-class JobPage(PageHandler):
-    permission = "monq.api.jobs"
-    template = "job.html"
-    title = "Job"
-    page = "job"
-
-
-class EnqueuePage(PageHandler):
-    permission = "monq.api.jobtypes"
-    template = "enqueue.html"
-    title = "Enqueue"
-    page = "enqueue"
-
-
-class WorkersPage(PageHandler):
-    permission = "monq.api.workers"
-    template = "workers.html"
-    title = "Workers"
-    page = "workers"
-
-
-class SchedulesPage(PageHandler):
-    permission = "monq.api.schedules"
-    template = "schedules.html"
-    title = "Schedules"
-    page = "schedules"
-
-
-class NotificationsPage(PageHandler):
-    permission = "monq.api.notifications"
-    template = "notifications.html"
-    title = "Notifications"
-    page = "notifications"
-
-
-class UsersPage(PageHandler):
-    permission = "monq.api.roles"
-    template = "users.html"
-    title = "Users and roles"
-    page = "users"
-
-
-PAGES: list[tuple[str, type[PageHandler]]] = [
-    ("/", OverviewPage),
-    ("/login", LoginPage),
-    ("/jobs", JobsPage),
-    (r"/jobs/(?P<job_id>[0-9a-f]{24}|[0-9]+)", JobPage),
-    ("/enqueue", EnqueuePage),
-    ("/workers", WorkersPage),
-    ("/schedules", SchedulesPage),
-    ("/notifications", NotificationsPage),
-    ("/users", UsersPage),
+PAGES: list[tuple[str, Page]] = [
+    ("/", Page("overview.html", "Overview")),
+    ("/login", Page("login.html", "Log in", public=True)),
+    ("/jobs", Page("jobs.html", "Jobs", "monq.api.jobs")),
+    (r"/jobs/(?P<job_id>[0-9a-f]{24}|[0-9]+)", Page("job.html", "Job", "monq.api.jobs")),
+    ("/enqueue", Page("enqueue.html", "Enqueue", "monq.api.jobtypes")),
+    ("/workers", Page("workers.html", "Workers", "monq.api.workers")),
+    ("/schedules", Page("schedules.html", "Schedules")),
+    ("/notifications", Page("notifications.html", "Notifications", "monq.api.notifications")),
+    ("/users", Page("users.html", "Users and roles", "monq.api.roles")),
 ]
 
 
 def routes(ctx: ApiContext) -> list[Any]:
     templates = make_templates()
-    handlers: list[Any] = [(pattern, handler, {"ctx": ctx, "templates": templates})
-                           for pattern, handler in PAGES]
+    handlers: list[Any] = [(pattern, PageHandler, {"ctx": ctx, "templates": templates,
+                                                   "page": page})
+                           for pattern, page in PAGES]
     handlers.append((r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}))
     return handlers

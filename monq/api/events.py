@@ -331,12 +331,13 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
 
 
 class EventHistoryHandler(BaseHandler):
-    """Past events and messages of a channel (or one job), as the user may see them."""
+    """Past events and messages of a channel (or one job), as the user may see them;
+    ``after`` (an event id) gives only later ones, for clients that poll."""
 
     permission = "monq.api.events.history"
     summary = "past events and messages, by channel and time range (paginated)"
     query = {"GET": {"channel": str, "start": datetime, "end": datetime, "page": int,
-                     "per_page": int, "sort": int}}
+                     "per_page": int, "sort": int, "after": str}}
     required = {"GET": ("channel",)}
 
     async def get(self) -> None:
@@ -344,6 +345,13 @@ class EventHistoryHandler(BaseHandler):
         start, end = self.args.get("start"), self.args.get("end")
         if start and end and end < start:
             raise BadRequest("parameter 'end': before 'start'")
+        after = None
+        if "after" in self.args:
+            try:
+                after = ObjectId(self.args["after"])
+            except (InvalidId, TypeError):
+                raise BadRequest(f"parameter 'after': not an event id: "
+                                 f"{self.args['after']!r}") from None
         channel = self.args["channel"]
         channels, jobs = [channel], []
         match = _JOB_CHANNEL.match(channel)
@@ -359,7 +367,8 @@ class EventHistoryHandler(BaseHandler):
             raise BadRequest(f"parameter 'channel': invalid channel {channel!r}")
         docs, total = await EventStore(self.ctx.store).page(
             channels, jobs, start=start, end=end,
-            newest_first=self.args.get("sort", -1) != 1, skip=page * per_page, limit=per_page)
+            newest_first=self.args.get("sort", -1) != 1, skip=page * per_page, limit=per_page,
+            after=after)
         principal = self.principal
         assert principal is not None
         self.reply_page([visible(d, lambda n: may_read_job(principal, n)) for d in docs],

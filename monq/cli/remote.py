@@ -154,6 +154,9 @@ def _job(job_id: str) -> str:
     return "/jobs/" + quote(str(job_id), safe="")
 
 
+EVENT_PAGE = 1000  # events read a poll; a follower polls again for the rest
+
+
 class RemoteBackend:
     """`Backend` over the HTTP API of a monq server."""
 
@@ -209,8 +212,14 @@ class RemoteBackend:
     async def events(self, after: str | None, *, channels: Sequence[str] | None,
                      names: Sequence[str] | None, job_id: str | None) -> list[Json]:
         if job_id is None:
-            raise errors.BadRequest("events over --server: give --job ID (the server "
-                                    "offers a job's events over HTTP)")
+            found = []
+            for channel in channels or ("queue",):
+                query = {"channel": channel, "sort": 1, "per_page": EVENT_PAGE}
+                if after is not None:
+                    query["after"] = after
+                found += await self.http.data("GET", "/event/history", query=query)
+            found.sort(key=lambda e: str(e["_id"]))
+            return [e for e in found if names is None or e["name"] in names]
         found = await self.http.data("GET", _job(job_id) + "/events")
         return [e for e in found
                 if (after is None or e["_id"] > after)

@@ -125,17 +125,20 @@ class EventStore:
 
     async def page(self, channels: Sequence[str], job_ids: Sequence[ObjectId], *,
                    start: datetime | None, end: datetime | None, newest_first: bool,
-                   skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of past events of some channels (or jobs) in a time range, and the
-        total. The range is on ``_id`` (event ids carry their time), so the channel
-        index serves it."""
+                   skip: int, limit: int, after: ObjectId | None = None
+                   ) -> tuple[list[dict[str, Any]], int]:
+        """A page of past events of some channels (or jobs) in a time range (and after
+        the event `after`), and the total. The range is on ``_id`` (event ids carry
+        their time), so the channel index serves it."""
         query = self._visible_query(channels, job_ids)
-        if start is not None or end is not None:
-            window: dict[str, Any] = {}
-            if start is not None:
-                window["$gte"] = ObjectId.from_datetime(start)
-            if end is not None:
-                window["$lt"] = ObjectId.from_datetime(end)
+        window: dict[str, Any] = {}
+        if start is not None:
+            window["$gte"] = ObjectId.from_datetime(start)
+        if after is not None:
+            window["$gt"] = after
+        if end is not None:
+            window["$lt"] = ObjectId.from_datetime(end)
+        if window:
             query = {"_id": window, **query}
         async with self.store.errors():
             docs = await self.events.find(query).sort("_id", -1 if newest_first else 1).skip(
