@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -100,3 +100,27 @@ async def api(config: Config, store: Store) -> AsyncIterator[ApiClient]:
         client.http.close()
         stop.set()
         await task
+
+
+@pytest.fixture
+async def server_with(config: Config, db_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Start an API server with its own store (client options) and configuration."""
+    started: list[tuple[asyncio.Event, asyncio.Task[None], Store]] = []
+
+    async def start(store_options: dict[str, Any] | None = None, **api: Any
+                    ) -> tuple[ApiClient, Store]:
+        store = Store(db_url, timeout_s=10, **(store_options or {}))
+        await store.ensure_indexes()
+        server = ApiServer(config.with_values(api={"port": 0, **api}), store,
+                           out=io.StringIO())
+        stop = asyncio.Event()
+        task = asyncio.create_task(server.run(stop))
+        await asyncio.wait_for(server.started.wait(), 30)
+        started.append((stop, task, store))
+        return ApiClient(f"http://127.0.0.1:{server.port}", server), store
+
+    yield start
+    for stop, task, store in started:
+        stop.set()
+        await task
+        await store.close()

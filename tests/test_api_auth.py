@@ -2,6 +2,8 @@
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
@@ -252,3 +254,15 @@ async def test_a_token_near_its_expiry_is_refreshed(api: ApiClient, config: Conf
     assert claims["exp"] > time.time() + config.api.token_expiry_s - 60
     far = await api.admin()
     assert "X-Monq-Token" not in (await api.call("GET", "/profile", token=far)).headers
+
+
+async def test_cookies_are_secure_behind_an_https_public_url(
+        api: ApiClient, server_with: Callable[..., Any]) -> None:
+    plain = await api.call("POST", "/login", json_body={"username": "admin",
+                                                         "password": api.admin_password})
+    assert "Secure" not in plain.headers["Set-Cookie"]
+    proxied, _ = await server_with(public_url="https://monq.example.com/")
+    reply = await proxied.call("POST", "/login", json_body={"username": "admin",
+                                                             "password": api.admin_password})
+    assert "Secure" in reply.headers["Set-Cookie"]
+    proxied.http.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +13,6 @@ import pytest
 from bson import ObjectId
 from pymongo import monitoring
 
-from monq.api.server import ApiServer
 from monq.core.config import Config
 from monq.core.store import Store
 from monq.core.store.events import EventStore, new_event
@@ -160,30 +158,6 @@ class CursorSpy(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
-
-
-@pytest.fixture
-async def server_with(config: Config, db_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """Start an API server with its own store (client options) and configuration."""
-    started: list[tuple[asyncio.Event, asyncio.Task[None], Store]] = []
-
-    async def start(store_options: dict[str, Any] | None = None, **api: Any
-                    ) -> tuple[ApiClient, Store]:
-        store = Store(db_url, timeout_s=10, **(store_options or {}))
-        await store.ensure_indexes()
-        server = ApiServer(config.with_values(api={"port": 0, **api}), store,
-                           out=io.StringIO())
-        stop = asyncio.Event()
-        task = asyncio.create_task(server.run(stop))
-        await asyncio.wait_for(server.started.wait(), 30)
-        started.append((stop, task, store))
-        return ApiClient(f"http://127.0.0.1:{server.port}", server), store
-
-    yield start
-    for stop, task, store in started:
-        stop.set()
-        await task
-        await store.close()
 
 
 async def test_the_change_stream_resumes_after_the_server_drops_its_cursor(

@@ -78,4 +78,5 @@ def make_app(ctx: ApiContext) -> tornado.web.Application:
     return tornado.web.Application(
         handlers, default_handler_class=NotFoundHandler, default_handler_args={"ctx": ctx},
         log_function=access_log, xheaders=False, compress_response=True,
-        xsrf_cookie_kwargs={"samesite": "Strict", "path": "/"})
+        xsrf_cookie_kwargs={"samesite": "Strict", "path": "/",
+                            "secure": ctx.config.api.public_url.startswith("https://")})

@@ -228,11 +228,17 @@ class BaseHandler(tornado.web.RequestHandler):
             self.issue_token(principal)  # refreshed before it expires
         return principal
 
+    def served_over_https(self) -> bool:
+        """Whether people reach us over TLS: directly, or through a proxy in front of
+        ``api.public_url`` (whose forwarding headers are not trusted)."""
+        return self.request.protocol == "https" or \
+            self.ctx.config.api.public_url.startswith("https://")
+
     def issue_token(self, principal: Principal) -> str:
         token = self.ctx.tokens.issue(principal.name, principal.token_version)
         self.set_header(TOKEN_HEADER, token)
         self.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
-                        secure=self.request.protocol == "https",
+                        secure=self.served_over_https(),
                         expires_days=self.ctx.config.api.token_expiry_s / 86400, path="/")
         return token
 
