@@ -141,9 +141,6 @@ class Notifier:
         self._stop = stop
         if not await wait_for_database(self.store, stop, "notifier"):
             return
-        if not self.cfg.webhook_secret:
-            log.warning("notifier.webhook_secret is empty: webhooks are sent unsigned",
-                        extra={"action": "unsigned_webhooks"})
         try:
             while not stop.is_set():
                 busy = False

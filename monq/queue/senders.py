@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Literal, TypedDict
+from urllib.parse import urlparse
 
 from bson import ObjectId
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -79,6 +80,10 @@ async def send_webhook(delivery: dict[str, Any], cfg: NotifierConfig,
                "User-Agent": "monq-notifier"}
     if cfg.webhook_secret:
         headers[SIGNATURE_HEADER] = sign(body, cfg.webhook_secret)
+    else:
+        log.warning("webhook to %s sent unsigned: set notifier.webhook_secret",
+                    urlparse(delivery["payload"]["url"]).hostname,  # no credentials, no query
+                    extra={"action": "unsigned_webhook", "delivery": str(delivery["_id"])})
     request = HTTPRequest(delivery["payload"]["url"], method="POST", body=body,
                           headers=headers, request_timeout=cfg.webhook_timeout_s,
                           connect_timeout=cfg.webhook_timeout_s, follow_redirects=False)
