@@ -160,23 +160,31 @@ class CursorSpy(monitoring.CommandListener):
         pass
 
 
-async def test_the_change_stream_resumes_after_the_server_drops_its_cursor(
-        server_with: Callable[..., Any], config: Config) -> None:
-    spy = CursorSpy()
-    api, store = await server_with({"event_listeners": [spy]}, event_source="change_stream")
+async def listening_to_messages(server_with: Callable[..., Any],
+                                 store_options: dict[str, Any] | None = None, **api_config: Any
+                                 ) -> tuple[ApiClient, Store, EventClient]:
+    """A server whose hub follows sys.event as `api_config` says, and an admin client
+    subscribed to the `message` channel."""
+    api, store = await server_with(store_options, **api_config)
     hub = api.server.hub
     assert hub is not None
     await asyncio.wait_for(hub.ready.wait(), 10)
-    assert hub.mode == "change_stream"
+    assert hub.mode == api_config["event_source"]
     client = await EventClient.connect(api.base_url, await api.admin())
     await client.interest("message")
+    return api, store, client
+
+
+async def test_the_change_stream_resumes_after_the_server_drops_its_cursor(
+        server_with: Callable[..., Any], config: Config) -> None:
+    spy = CursorSpy()
+    api, store, client = await listening_to_messages(
+        server_with, {"event_listeners": [spy]}, event_source="change_stream")
     events = EventStore(store)
-    sent = []
     for round_ in range(3):
         batch = [new_event("message", channel="message", author="t", data={"n": round_ * 10 + i})
                  for i in range(10)]
         await events.insert(batch)
-        sent += batch
         for cursor in spy.cursors:  # the server drops every cursor the hub's client opened
             await store.db.command("killCursors", "sys.event", cursors=[cursor])
     await client.next(lambda m: m.get("data", {}).get("n") == 29)
@@ -187,13 +195,8 @@ async def test_the_change_stream_resumes_after_the_server_drops_its_cursor(
 
 async def test_the_polling_fallback_misses_no_late_event_and_sends_none_twice(
         server_with: Callable[..., Any]) -> None:
-    api, store = await server_with(event_source="poll", event_poll_s=0.05)
-    hub = api.server.hub
-    assert hub is not None
-    await asyncio.wait_for(hub.ready.wait(), 10)
-    assert hub.mode == "poll"
-    client = await EventClient.connect(api.base_url, await api.admin())
-    await client.interest("message")
+    api, store, client = await listening_to_messages(server_with, event_source="poll",
+                                                     event_poll_s=0.05)
     events = EventStore(store)
     await events.insert([new_event("message", channel="message", author="t", data={"n": 1})])
     await client.next(lambda m: m.get("data", {}).get("n") == 1)
