@@ -347,3 +347,26 @@ async def test_event_history_pages_by_channel_and_masks(api: ApiClient, config: 
                             "parameter 'end': before 'start'")):
         bad = await api.call("GET", "/event/history", token=token, query=query)
         assert (bad.code, bad.body["message"]) == (400, message)
+
+
+async def test_a_user_given_read_access_sees_names_without_reconnecting(
+        api: ApiClient, config: Config, store: Store) -> None:
+    client = await EventClient.connect(api.base_url, await api.user("promoted"))
+    await client.interest("queue")
+    queue = Queue(store, config)
+    await queue.enqueue(JOB)
+    first = await client.next(lambda m: m.get("name") == "enqueue_job")
+    assert first["data"]["name"] == "UnauthorizedJob"
+    admin = await api.admin()
+    record = (await api.call("GET", "/roles", token=admin, query={"name": "promoted"})).data[0]
+    granted = await api.call("PUT", f"/roles/{record['_id']}", token=admin, json_body={
+        "etag": record["etag"], "perm": [f"job://{JOB}/r"]})
+    assert granted.code == 200, granted.body
+    deadline = time.monotonic() + 10  # permissions are re-read every 5 s
+    while True:
+        job = await queue.enqueue(JOB)
+        seen = await client.next(lambda m, j=job: m.get("data", {}).get("_id") == str(j.id))
+        if seen["data"]["name"] == JOB:
+            break
+        assert time.monotonic() < deadline, "the new permission never applied"
+        await asyncio.sleep(0.5)

@@ -15,9 +15,10 @@ client has a bounded queue of its own and is disconnected when it overflows, so 
 never slows the others. Each event is rendered (masked and serialised) once per
 distinct view, not once per subscriber.
 
-Every ``REVOCATION_CHECK_S`` the hub re-reads the users of its subscribers: one who
-was deactivated, logged out or changed their password, or whose token expired, is
-disconnected; one whose permissions changed sees events by the new ones.
+Every ``REVOCATION_CHECK_S`` the hub reads the token versions of its subscribers' users
+in one query: one who was deactivated, logged out or changed their password, or whose
+token expired, is disconnected; every ``PERMISSIONS_REFRESH_S`` it re-reads their
+permissions, so one whose roles changed sees events by the new ones.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from monq.core.store.events import EventStore
 log = logging.getLogger("monq.api")
 
 REVOCATION_CHECK_S = 0.5
+PERMISSIONS_REFRESH_S = 5.0
 RESCAN_EVERY_S = 1.0
 RETRY_MAX_S = 10.0
 RECENT_MAX = 100_000
@@ -109,6 +111,7 @@ class EventHub:
         self.lag_s = 0.0
         self.observers: list[Callable[[dict[str, Any]], None]] = []  # metrics, per event
         self.ready = asyncio.Event()
+        self.refreshed_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     # Life -----------------------------------------------------------------------
@@ -241,18 +244,25 @@ class EventHub:
                             extra={"action": "revocation_check_failed"})
 
     async def check_users(self) -> None:
-        """Disconnect subscribers whose user is gone or whose token was revoked or
-        expired; give the others their current permissions."""
+        """Disconnect subscribers whose user is gone or deactivated, or whose token was
+        revoked or expired (one query for every connected user); every
+        ``PERMISSIONS_REFRESH_S`` give the others their current permissions."""
         by_user: dict[str, list[Subscriber]] = {}
         for subscriber in list(self.subscribers):
             by_user.setdefault(subscriber.principal.name, []).append(subscriber)
+        if not by_user:
+            return
+        versions = await self.accounts.token_versions(list(by_user))
         now = time.time()
+        refresh = time.monotonic() - self.refreshed_at >= PERMISSIONS_REFRESH_S
         for name, subscribers in by_user.items():
-            principal = await self.accounts.principal(name)
+            principal = await self.accounts.principal(name) if refresh else None
             for subscriber in subscribers:
-                if principal is None or principal.token_version != subscriber.token_version:
+                if versions.get(name) != subscriber.token_version:
                     subscriber.revoke("token revoked")
                 elif subscriber.expires_at <= now:
                     subscriber.revoke("token expired")
-                else:
+                elif principal is not None:
                     subscriber.principal = principal
+        if refresh:
+            self.refreshed_at = time.monotonic()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -130,6 +130,11 @@ class Accounts:
             permissions.add(ADMIN_PERMISSION)
         return Principal(doc["name"], frozenset(permissions), frozenset(roles),
                          doc.get("token_version", 0), doc.get("language"))
+
+    async def token_versions(self, names: Sequence[str]) -> dict[str, int]:
+        """The current token version of each active user among `names` (one query);
+        a name missing from the result is gone or deactivated."""
+        return await self.roles.token_versions(names)
 
     # Logging in -----------------------------------------------------------------
     async def login(self, name: str, password: str, address: str) -> Principal:

@@ -40,6 +40,15 @@ class RoleStore:
         async with self.store.errors():
             return await self.roles.find_one({"kind": kind, "name": name})
 
+    async def token_versions(self, names: Sequence[str]) -> dict[str, int]:
+        """The token version of each active user of `names` (missing: gone or inactive),
+        in one query on the kind_name index."""
+        async with self.store.errors():
+            docs = await self.roles.find(
+                {"kind": "user", "name": {"$in": list(names)}, "is_active": {"$ne": False}},
+                {"name": 1, "token_version": 1}).to_list(None)
+        return {d["name"]: int(d.get("token_version", 0)) for d in docs}
+
     async def roles_named(self, names: Sequence[str]) -> list[dict[str, Any]]:
         async with self.store.errors():
             return await self.roles.find({"kind": "role", "name": {"$in": list(names)}}
