@@ -218,7 +218,11 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source:
             if key not in hints:
                 raise ConfigError(f"{origin}: unknown key {name}.{key}")
             updates[key] = _coerce(value, hints[key], f"{name}.{key}", origin)
-        built[name] = dataclasses.replace(current, **updates)
+        try:
+            built[name] = dataclasses.replace(current, **updates)
+        except ConfigError as exc:  # a range check of the section's __post_init__
+            origins = ", ".join(sorted({origin for _, origin in changes[name].values()}))
+            raise ConfigError(f"{origins}: {exc}") from None
     return Config(**built, source=base.source if source == "override" else source)
 
 
