@@ -3,6 +3,7 @@ deletes, and that only the summarizer holding the lease runs it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,11 +94,15 @@ def test_negative_days_are_refused_naming_key_and_source(tmp_path: Path, text: s
     assert origin in message and "retention." in message and "\n" not in message
 
 
-async def test_old_documents_go_and_recent_ones_stay(store: Store, config: Config) -> None:
+async def test_old_documents_go_and_recent_ones_stay(store: Store, config: Config,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     # journal keeps 90 days, events and logs 30
     await seed(store, ages_days=[400, 91, 89, 31, 29, 0.5])
-    deleted = await apply_retention(store, config.retention, NOW)
+    with caplog.at_level(logging.INFO, logger="monq.summarizer"):
+        deleted = await apply_retention(store, config.retention, NOW)
     assert deleted == {"journal": 2, "event": 4, "log": 4}
+    [record] = [r for r in caplog.records if getattr(r, "action", None) == "retention"]
+    assert (record.journal, record.event, record.log) == (2, 4, 4)  # type: ignore[attr-defined]
     journal = await store.collection(layout.JOURNAL).find().sort("finished_at", 1
                                                                  ).to_list(None)
     assert [j["number"] for j in journal] == [3, 4, 5, 6]
