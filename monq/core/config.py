@@ -91,6 +91,21 @@ class SummarizerConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """Days to keep finished jobs, events and job log lines; 0 keeps them forever."""
+
+    journal_days: int = 90
+    event_days: int = 30
+    log_days: int = 30
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f"retention.{f.name}: expected 0 (keep forever) or more "
+                                  f"days, got {getattr(self, f.name)!r}")
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     interval_s: float = 1.0
     catchup_cap: int = 100
@@ -133,6 +148,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     summarizer: SummarizerConfig = field(default_factory=SummarizerConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -202,7 +218,11 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source:
             if key not in hints:
                 raise ConfigError(f"{origin}: unknown key {name}.{key}")
             updates[key] = _coerce(value, hints[key], f"{name}.{key}", origin)
-        built[name] = dataclasses.replace(current, **updates)
+        try:
+            built[name] = dataclasses.replace(current, **updates)
+        except ConfigError as exc:  # a range check of the section's __post_init__
+            origins = ", ".join(sorted({origin for _, origin in changes[name].values()}))
+            raise ConfigError(f"{origins}: {exc}") from None
     return Config(**built, source=base.source if source == "override" else source)
 
 

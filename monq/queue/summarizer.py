@@ -14,8 +14,9 @@ seen (ids already applied are skipped), because an event relayed late by a
 sweep keeps the id it was given before the crash.
 
 Every minute it rolls the seconds into per-minute documents and the minutes
-into per-hour ones (the maximum of each count) and deletes what is older than
-the retention of each resolution.
+into per-hour ones (the maximum of each count), deletes what is older than
+the retention of each resolution, and makes one bounded retention pass over
+sys.journal, sys.event and sys.log (`monq.queue.retention`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.events import EventStore, new_event
 from monq.core.store.history import HistoryStore
+from monq.queue.retention import apply_retention
 from monq.queue.summary import QueueModel, Summary, history_document, rollup, summary_of
 
 log = logging.getLogger("monq.summarizer")
@@ -148,7 +150,7 @@ class Summarizer:
 
     async def roll_up(self, now: datetime) -> None:
         """Per-minute and per-hour documents for the last complete periods, and
-        retention of every resolution."""
+        retention of every resolution and of the journal, events and job logs."""
         cfg = self.config.summarizer
         minute = now.replace(second=0, microsecond=0)
         for start in (minute - timedelta(minutes=2), minute - timedelta(minutes=1)):
@@ -158,6 +160,7 @@ class Summarizer:
         await self.history.delete_before("second", now - timedelta(days=cfg.second_retention_days))
         await self.history.delete_before("minute", now - timedelta(days=cfg.minute_retention_days))
         await self.history.delete_before("hour", now - timedelta(days=cfg.hour_retention_days))
+        await apply_retention(self.store, self.config.retention, now)
         self.rolled_at = time.monotonic()
 
     async def _roll(self, source: str, target: str, start: datetime, span: timedelta) -> None:

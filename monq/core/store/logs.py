@@ -1,9 +1,12 @@
 """Queries on sys.log: job log lines ``{_id, job_id, created, level, message, extra}``,
-written in batches and read back per job in order."""
+written in batches and read back per job in order. The ``_id`` is an ObjectId made by
+the driver when the batch is written, so it carries the write time: retention deletes
+by ``_id``, no other index needed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -21,6 +24,17 @@ class LogStore:
             return
         async with self.store.errors():
             await self.logs.insert_many(list(lines), ordered=True)
+
+    async def delete_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete at most `limit` log lines written before `cutoff`."""
+        query = {"_id": {"$lt": ObjectId.from_datetime(cutoff)}}
+        async with self.store.errors():
+            ids = [d["_id"] for d in await self.logs.find(query, {"_id": 1}).sort("_id", 1)
+                   .limit(limit).to_list(None)]
+            if not ids:
+                return 0
+            result = await self.logs.delete_many({"_id": {"$in": ids}})
+        return result.deleted_count
 
     async def read(self, job_id: ObjectId, *, after: ObjectId | None = None, skip: int = 0,
                    limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
