@@ -5,8 +5,10 @@ A URL is checked twice. When a rule is made (`WebhookPolicy.check_url`): its hos
 must match the allowlist (if there is one), and unless private addresses are
 allowed it may not be a literal loopback, link-local, private, unspecified,
 multicast or reserved address, nor ``localhost``. When it is sent
-(`PolicyResolver`): the check is repeated (the configuration, a group or a job
-type may have changed), the name is resolved with the event loop's
+(`PolicyResolver`, the resolver of the notifier's HTTP client, so every URL
+passes through it whenever and however its rule was made): the allowlist is
+checked again (the configuration, a group or a job type may have changed), the
+name (or literal address) is resolved with the event loop's
 ``getaddrinfo``, and if any of its addresses is not public the send is refused.
 The HTTP client connects only to the addresses this resolver returned, so a name
 that resolves to a public address when checked cannot be switched to a private
