@@ -50,9 +50,11 @@ def literal_address(host: str) -> IPAddress | None:
 def is_public(address: IPAddress) -> bool:
     """True for an address on the public internet: not loopback, link-local, private
     (including shared 100.64/10 and unique-local fc00::/7), unspecified, multicast or
-    reserved; an IPv4-mapped IPv6 address is judged by its IPv4 part."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    reserved; an IPv4-mapped or 6to4 IPv6 address is judged by its IPv4 part."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            address = embedded
     return address.is_global and not (
         address.is_loopback or address.is_link_local or address.is_private
         or address.is_unspecified or address.is_multicast or address.is_reserved)
