@@ -78,7 +78,7 @@ def test_the_allowlist_does_not_admit_private_addresses_by_itself() -> None:
     WebhookPolicy(hosts=("10.*",), allow_private=True).check_url("http://10.0.0.5/")
 
 
-def test_the_keys_come_from_the_file_and_the_environment(tmp_path: object) -> None:
+def test_the_keys_come_from_the_environment_and_default_to_public_hosts() -> None:
     cfg = load_config(env={"MONQ_NOTIFIER_WEBHOOK_HOSTS": "hooks.slack.com, *.Example.com",
                            "MONQ_NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"})
     policy = WebhookPolicy.from_config(cfg.notifier)
