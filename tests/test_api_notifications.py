@@ -3,6 +3,8 @@ and rules refused at enqueue."""
 
 from __future__ import annotations
 
+import pytest
+
 from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store
@@ -17,6 +19,12 @@ from tests.notify_fixtures import (
     notifier_config,
     run_job,
 )
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The receivers of these tests listen on 127.0.0.1: allow private addresses."""
+    return config.with_values(notifier={"webhook_allow_private": True})
 
 
 async def test_failed_after_the_last_attempt_then_resent_over_the_api(

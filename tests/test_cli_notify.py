@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store, layout
@@ -11,6 +13,12 @@ from monq.queue.notifier import Notifier
 from monq.queue.queue import Queue
 from tests.helpers import run_monq
 from tests.notify_fixtures import Clock, notifier_config, run_job
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The receivers of these tests listen on 127.0.0.1: allow private addresses."""
+    return config.with_values(notifier={"webhook_allow_private": True})
 
 
 async def test_list_show_resend_and_bad_input(store: Store, config: Config,

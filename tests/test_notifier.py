@@ -34,6 +34,12 @@ from tests.notify_fixtures import (
 from tests.queue_fixtures import WORKER
 
 
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The receivers of these tests listen on 127.0.0.1: allow private addresses."""
+    return config.with_values(notifier={"webhook_allow_private": True})
+
+
 async def test_each_type_sends_the_right_content(
         store: Store, config: Config, queue: Queue, smtp: SmtpServer,
         hook: tuple[Hook, str], clock: Clock, caplog: pytest.LogCaptureFixture) -> None:

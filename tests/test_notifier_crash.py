@@ -16,6 +16,7 @@ from typing import Any
 import pymongo
 import pytest
 
+from monq.core.config import Config
 from monq.core.store import layout
 from monq.queue.queue import Queue
 from tests.helpers import MONQ
@@ -23,6 +24,12 @@ from tests.helpers import MONQ
 JOBS = 12
 KILLS = 6
 SEND_S = 0.4  # how long the receiver takes to answer: kills land inside a send
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The receivers of these tests listen on 127.0.0.1: allow private addresses."""
+    return config.with_values(notifier={"webhook_allow_private": True})
 
 
 class SlowReceiver(http.server.ThreadingHTTPServer):
@@ -83,7 +90,8 @@ async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_once_per_kill(
              "message": f"job {i}"}])
     env = {**monq_env, "MONQ_NOTIFIER_LEASE_S": "1.5", "MONQ_NOTIFIER_INTERVAL_S": "0.1",
            "MONQ_NOTIFIER_MAX_ATTEMPTS": "1000", "MONQ_NOTIFIER_BACKOFF_S": "0.1",
-           "MONQ_NOTIFIER_WEBHOOK_TIMEOUT_S": "1", "MONQ_NOTIFIER_WEBHOOK_SECRET": "s3cret"}
+           "MONQ_NOTIFIER_WEBHOOK_TIMEOUT_S": "1", "MONQ_NOTIFIER_WEBHOOK_SECRET": "s3cret",
+           "MONQ_NOTIFIER_WEBHOOK_ALLOW_PRIVATE": "true"}
     kills = 0
     for _ in range(KILLS):
         before = receiver.count()

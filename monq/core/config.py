@@ -128,6 +128,8 @@ class NotifierConfig:
     smtp_from: str = "monq@localhost"
     webhook_secret: str = ""
     webhook_timeout_s: float = 10.0
+    webhook_hosts: list[str] = field(default_factory=list)
+    webhook_allow_private: bool = False
     smtp_timeout_s: float = 10.0
     lease_s: float = 60.0
     concurrency: int = 1

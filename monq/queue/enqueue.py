@@ -18,6 +18,7 @@ from monq.core.store.events import new_event
 from monq.queue.job import Job, load_job_type
 from monq.queue.rules import check_rules, job_type_rules
 from monq.queue.states import EventName, State
+from monq.queue.webhook_policy import WebhookPolicy
 
 HOST = socket.gethostname()
 
@@ -89,13 +90,14 @@ def _check_options(job_type: type[Job], options: Mapping[str, Any]) -> dict[str,
 
 
 def build_document(request: EnqueueRequest, number: int, origin: Origin, now: datetime,
-                   ) -> dict[str, Any]:
-    """The new job's document, with its enqueue_job event in the outbox."""
+                   webhooks: WebhookPolicy | None = None) -> dict[str, Any]:
+    """The new job's document, with its enqueue_job event in the outbox; `webhooks`
+    is where the request's webhook rules may send to."""
     job_type = load_job_type(request.name)
     args = job_type.validate_args(request.args)
     values = _check_options(job_type, request.options)
     job_type_rules(job_type.qualname(), job_type.notifications)
-    notifications = check_rules(request.notifications)
+    notifications = check_rules(request.notifications, webhooks=webhooks)
     query_at = request.at or now
     if request.delay_s:
         query_at = now + timedelta(seconds=float(request.delay_s))
@@ -111,7 +113,7 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
         "wait_for": list(request.wait_for), "pool": values["pool"],
         "tags": sorted(set(values["tags"])), "max_parallel": values["max_parallel"],
         "options": {k: values[k] for k in RUNTIME_OPTIONS}, "defer_count": 0,
-        "chain": [chain_spec(c) for c in request.chain],
+        "chain": [chain_spec(c, webhooks) for c in request.chain],
         "notifications": notifications,
         "parent_id": origin.parent_id, "killed_at": None, "removed_at": None,
         "zombie_at": None, "wall_at": None, "last_error": None, "started_at": None,
@@ -126,7 +128,8 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
     return doc
 
 
-def chain_spec(request: EnqueueRequest) -> dict[str, Any]:
+def chain_spec(request: EnqueueRequest, webhooks: WebhookPolicy | None = None,
+               ) -> dict[str, Any]:
     """A job to enqueue when this one completes, checked now, with its id fixed now
     so that enqueueing it after a crash cannot make it twice."""
     job_type = load_job_type(request.name)
@@ -135,5 +138,5 @@ def chain_spec(request: EnqueueRequest) -> dict[str, Any]:
     spec = {"_id": request.job_id or ObjectId(), "name": job_type.qualname(),
             "args": dict(request.args or {}), "options": dict(request.options)}
     if request.notifications:
-        spec["notifications"] = check_rules(request.notifications)
+        spec["notifications"] = check_rules(request.notifications, webhooks=webhooks)
     return spec

@@ -17,9 +17,11 @@ deliveries are derived from events rather than written by every transition:
 2. *Send.* Due pending deliveries are claimed one at a time with a lease
    (`NotificationStore.claim`), sent, and marked delivered; a failed attempt is
    retried with doubling backoff (`retry_delay_s`) until ``max_attempts``, then
-   marked failed with the error. A notifier killed mid-send leaves its delivery
-   pending; it is sent again when the lease runs out: at least once, and with
-   ``notifier.concurrency`` 1 (the default) at most one repeat per kill.
+   marked failed with the error (a webhook the destination policy refuses, see
+   `monq.queue.webhook_policy`, is marked failed at once). A notifier killed
+   mid-send leaves its delivery pending; it is sent again when the lease runs
+   out: at least once, and with ``notifier.concurrency`` 1 (the default) at most
+   one repeat per kill.
 
 log, email and webhook deliveries are at least once; websocket ones are one
 attempt (only live subscribers get them). Several notifiers may run at once.
@@ -49,12 +51,14 @@ from monq.core.store.notifications import NotificationStore
 from monq.queue.job import load_job_type
 from monq.queue.rules import EVENTS, Rule, expand, job_type_rules
 from monq.queue.senders import (
+    RefusedSend,
     SendError,
     WebhookBody,
     send_email,
     send_log,
     send_webhook,
     send_websocket,
+    webhook_client,
 )
 from monq.queue.templates import RenderError, render, template_context
 
@@ -79,11 +83,12 @@ def retry_delay_s(attempts: int, backoff_s: float) -> float:
 
 
 def outcome(delivery: Mapping[str, Any], error: str | None, now: datetime,
-            backoff_s: float) -> dict[str, Any]:
-    """The fields to set after an attempt that ended with `error` (None: delivered)."""
+            backoff_s: float, retry: bool = True) -> dict[str, Any]:
+    """The fields to set after an attempt that ended with `error` (None: delivered);
+    with `retry` false a failed attempt is the last."""
     if error is None:
         return {"state": "delivered", "delivered_at": now, "last_error": None, "owner": None}
-    if delivery["attempts"] >= delivery["max_attempts"]:
+    if not retry or delivery["attempts"] >= delivery["max_attempts"]:
         return {"state": "failed", "failed_at": now, "last_error": error, "owner": None}
     return {"last_error": error, "owner": None,
             "next_at": now + timedelta(seconds=retry_delay_s(delivery["attempts"], backoff_s))}
@@ -134,7 +139,7 @@ class Notifier:
     @property
     def http(self) -> AsyncHTTPClient:
         if self._http is None:
-            self._http = AsyncHTTPClient(force_instance=True)
+            self._http = webhook_client(self.cfg)
         return self._http
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -310,13 +315,16 @@ class Notifier:
     async def send(self, delivery: dict[str, Any]) -> bool:
         """One attempt at one claimed delivery; True if it got through."""
         error: str | None = None
+        retry = True
         try:
             await self._send(delivery)
+        except RefusedSend as exc:  # the destination is not allowed: retrying cannot help
+            error, retry = str(exc), False
         except SendError as exc:
             error = str(exc)
         except Exception as exc:  # the database, or a malformed delivery: retried, then failed
             error = f"{type(exc).__name__}: {exc}"
-        fields = outcome(delivery, error, self.clock(), self.cfg.backoff_s)
+        fields = outcome(delivery, error, self.clock(), self.cfg.backoff_s, retry)
         await self.deliveries.finish(delivery["_id"], self.owner, fields)
         extra = {"delivery": delivery["_id"], "job": str(delivery["job_id"]),
                  "type": delivery["type"], "attempt": delivery["attempts"]}

@@ -35,6 +35,7 @@ from monq.core.store.logs import LogStore
 from monq.queue.enqueue import EnqueueRequest, Origin, build_document
 from monq.queue.model import JobRecord
 from monq.queue.states import FINAL, STOPPED, WAITING, EventName, State, sources_of
+from monq.queue.webhook_policy import WebhookPolicy
 
 log = logging.getLogger("monq.queue")
 
@@ -151,7 +152,9 @@ class Queue:
         requests = [dataclasses.replace(r, wait_for=await self._open_dependencies(r.wait_for))
                     for r in requests]
         first = await self.counters.reserve_numbers(len(requests))
-        docs = [build_document(r, first + i, self.origin, now) for i, r in enumerate(requests)]
+        webhooks = WebhookPolicy.from_config(self.config.notifier)
+        docs = [build_document(r, first + i, self.origin, now, webhooks)
+                for i, r in enumerate(requests)]
         waited_for = {dep for r in requests for dep in r.wait_for}
         if waited_for:  # before the insert: a dependency completing now must see it
             await self.jobs.mark_has_dependents(sorted(waited_for))

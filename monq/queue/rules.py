@@ -36,6 +36,7 @@ from typing import Any, Literal
 from monq.core.errors import ValidationError
 from monq.queue.states import EventName
 from monq.queue.templates import check_template
+from monq.queue.webhook_policy import RefusedDestination, WebhookPolicy
 
 RuleType = Literal["log", "email", "websocket", "webhook"]
 TYPES: tuple[str, ...] = ("log", "email", "websocket", "webhook")
@@ -174,11 +175,23 @@ def _parse_languages(raw: Any, kind: str, where: str) -> dict[str, dict[str, str
     return out
 
 
+def _parse_url(url: Any, where: str, webhooks: WebhookPolicy | None) -> str:
+    if not isinstance(url, str) or not _URL.match(url) or len(url) > 2000:
+        raise ValidationError(f"{where}.url: expected an http(s) URL", field=f"{where}.url")
+    if webhooks is not None:
+        try:
+            webhooks.check_url(url)
+        except RefusedDestination as exc:
+            raise ValidationError(f"{where}.url: not allowed: {exc}",
+                                  field=f"{where}.url") from None
+    return url
+
+
 _KNOWN = {"on", "type", "languages", "language", "message", "level", "to", "cc", "bcc",
           "subject", "body", "url"}
 
 
-def _parse_rule(raw: Any, where: str) -> Rule:
+def _parse_rule(raw: Any, where: str, webhooks: WebhookPolicy | None = None) -> Rule:
     if not isinstance(raw, Mapping):
         raise ValidationError(f"{where}: a rule must be an object", field=where)
     unknown = set(raw) - _KNOWN
@@ -203,10 +216,7 @@ def _parse_rule(raw: Any, where: str) -> Rule:
             raise ValidationError(f"{where}.to: name at least one recipient", field=f"{where}.to")
         return dataclasses.replace(rule, to=to, cc=cc, bcc=bcc)
     if kind == "webhook":
-        url = raw.get("url")
-        if not isinstance(url, str) or not _URL.match(url) or len(url) > 2000:
-            raise ValidationError(f"{where}.url: expected an http(s) URL", field=f"{where}.url")
-        return dataclasses.replace(rule, url=url)
+        return dataclasses.replace(rule, url=_parse_url(raw.get("url"), where, webhooks))
     if kind == "log":
         level = raw.get("level", "info")
         if level not in LEVELS:
@@ -216,9 +226,12 @@ def _parse_rule(raw: Any, where: str) -> Rule:
     return rule
 
 
-def check_rules(raw: Any, where: str = "notifications") -> list[dict[str, Any]]:
+def check_rules(raw: Any, where: str = "notifications",
+                webhooks: WebhookPolicy | None = None) -> list[dict[str, Any]]:
     """Rules as given by a user or a job type, checked; what to store (group
-    references kept as references, so that a group's later rules apply)."""
+    references kept as references, so that a group's later rules apply). With
+    `webhooks`, a webhook's URL must be one the policy allows (the notifier checks
+    every URL again when it sends, including those of groups and job types)."""
     if raw is None:
         return []
     if not isinstance(raw, list | tuple):
@@ -238,7 +251,7 @@ def check_rules(raw: Any, where: str = "notifications") -> list[dict[str, Any]]:
                                       f"{item['group']!r}", field=f"{where}[{i}].group")
             out.append({"group": item["group"]})
         else:
-            out.append(_parse_rule(item, f"{where}[{i}]").to_document())
+            out.append(_parse_rule(item, f"{where}[{i}]", webhooks).to_document())
     return out
 
 

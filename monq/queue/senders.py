@@ -2,8 +2,9 @@
 an event for websocket subscribers of ``job:<id>``.
 
 Each sender raises `SendError` with a one-line reason when the delivery did not
-get through; the notifier then retries it. Nothing here logs a password or the
-webhook secret.
+get through; the notifier then retries it, except after `RefusedSend` (a webhook
+whose destination the policy refuses: retrying cannot help, it fails at once).
+Nothing here logs a password or the webhook secret.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monq.core.config import NotifierConfig
 from monq.core.store import Store
 from monq.core.store.events import EventStore, new_event
 from monq.core.store.logs import LogStore
+from monq.queue.webhook_policy import PolicyResolver, RefusedDestination, WebhookPolicy
 
 log = logging.getLogger("monq.notifier")
 
@@ -63,6 +65,17 @@ class SendError(Exception):
     """The delivery did not get through (this attempt)."""
 
 
+class RefusedSend(SendError):
+    """The delivery may not be sent at all (not retried)."""
+
+
+def webhook_client(cfg: NotifierConfig) -> AsyncHTTPClient:
+    """An HTTP client of its own whose every connection goes to an address the
+    webhook policy checked (`PolicyResolver`)."""
+    resolver = PolicyResolver(policy=WebhookPolicy.from_config(cfg))
+    return AsyncHTTPClient(force_instance=True, resolver=resolver)
+
+
 def sign(body: bytes, secret: str) -> str:
     """The value of the signature header: ``sha256=<hex HMAC-SHA256 of body>``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -75,6 +88,9 @@ def webhook_body(delivery: dict[str, Any]) -> bytes:
 
 async def send_webhook(delivery: dict[str, Any], cfg: NotifierConfig,
                        client: AsyncHTTPClient) -> None:
+    """POST the delivery's body. The destination policy is applied by `client`'s
+    resolver (`webhook_client`): to every URL, whenever it was made, and to the
+    addresses the connection then uses."""
     body = webhook_body(delivery)
     headers = {"Content-Type": "application/json", DELIVERY_HEADER: str(delivery["_id"]),
                "User-Agent": "monq-notifier"}
@@ -89,6 +105,8 @@ async def send_webhook(delivery: dict[str, Any], cfg: NotifierConfig,
                           connect_timeout=cfg.webhook_timeout_s, follow_redirects=False)
     try:
         response = await client.fetch(request, raise_error=False)
+    except RefusedDestination as exc:
+        raise RefusedSend(f"webhook refused: {exc}") from None
     except (OSError, ValueError, HTTPClientError) as exc:  # refused, bad URL, timed out
         raise SendError(f"webhook: {type(exc).__name__}: {exc}") from None
     if not 200 <= response.code < 300:
