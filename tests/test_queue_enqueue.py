@@ -53,8 +53,9 @@ async def test_get_by_id_and_number(queue: Queue) -> None:
     assert (await queue.get(f"#{job.number}")).id == job.id
     with pytest.raises(NotFound, match="no job 99"):
         await queue.get(99)
-    with pytest.raises(ValidationError, match="not a job id or number"):
-        await queue.get("nope")
+    for typed in ("nope", "\u00b3", "\u0663"):  # superscript three, Arabic-Indic three
+        with pytest.raises(ValidationError, match="not a job id or number"):
+            await queue.get(typed)
 
 
 @pytest.mark.parametrize(("name", "args", "error", "message"), [

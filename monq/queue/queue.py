@@ -100,7 +100,9 @@ def parse_job_id(value: str | int | ObjectId) -> ObjectId | int:
     if isinstance(value, ObjectId | int) and not isinstance(value, bool):
         return value
     text = str(value).strip().lstrip("#")
-    if text.isdigit() and int(text) < 2**63:  # larger ones do not fit MongoDB's integers
+    # ASCII digits only ("³" is a digit to str.isdigit but not to int), and no more
+    # than MongoDB's integers hold
+    if text.isascii() and text.isdigit() and int(text) < 2**63:
         return int(text)
     try:
         return ObjectId(text)
