@@ -1,11 +1,12 @@
 """The installed `monq` executable: enqueue, list, show and act on jobs."""
 
 import json
+import subprocess
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.helpers import run_monq
+from tests.helpers import MONQ, run_monq
 
 
 def monq(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
@@ -67,3 +68,12 @@ def test_enqueue_wait_exits_non_zero_for_a_failing_job(monq_env: dict[str, str],
                "--wait")
     assert bad.returncode == 6
     assert "job #2 error: RuntimeError: broken" in bad.stdout
+
+
+def test_output_cut_short_by_a_pipe_is_no_error(monq_env: dict[str, str]) -> None:
+    assert monq(monq_env, "enqueue", "monq.jobs.example.ArgsJob", "name=x").returncode == 0
+    piped = subprocess.run(f"{MONQ} job 1 | head -n 1", shell=True, capture_output=True,  # noqa: S602 - our own command line
+                           text=True, env={**monq_env, "PYTHONPATH": str(ROOT)}, timeout=60,
+                           check=False)
+    assert piped.stdout.strip().startswith("_id:")
+    assert piped.stderr == ""

@@ -238,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error_code(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `monq jobs | head`: the reader has what it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # a bug: still one line unless --debug
         if args.debug:
             traceback.print_exc()
