@@ -120,6 +120,18 @@ class Store:
                 created += await self.db[name].create_indexes(models)
         return created
 
+    async def delete_batch(self, collection: AsyncCollection[dict[str, Any]],
+                           query: dict[str, Any], oldest_first: str, limit: int) -> int:
+        """Delete at most `limit` documents matching `query`, oldest (by the indexed
+        field `oldest_first`) first: a bounded delete for retention passes."""
+        with translate(self.url):
+            ids = [d["_id"] for d in await collection.find(query, {"_id": 1})
+                   .sort(oldest_first, 1).limit(limit).to_list(None)]
+            if not ids:
+                return 0
+            result = await collection.delete_many({"$and": [{"_id": {"$in": ids}}, query]})
+        return result.deleted_count
+
     async def drop_database(self) -> None:
         with translate(self.url):
             await self.client.drop_database(self.db.name)

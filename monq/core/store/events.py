@@ -68,14 +68,8 @@ class EventStore:
 
     async def delete_before(self, cutoff: datetime, limit: int) -> int:
         """Delete at most `limit` events made before `cutoff` (their ``_id`` holds the time)."""
-        query = {"_id": {"$lt": ObjectId.from_datetime(cutoff)}}
-        async with self.store.errors():
-            ids = [d["_id"] for d in await self.events.find(query, {"_id": 1}).sort("_id", 1)
-                   .limit(limit).to_list(None)]
-            if not ids:
-                return 0
-            result = await self.events.delete_many({"_id": {"$in": ids}})
-        return result.deleted_count
+        return await self.store.delete_batch(
+            self.events, {"_id": {"$lt": ObjectId.from_datetime(cutoff)}}, "_id", limit)
 
     async def for_job(self, job_id: ObjectId) -> list[dict[str, Any]]:
         async with self.store.errors():

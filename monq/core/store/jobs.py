@@ -151,13 +151,7 @@ class JobStore:
         """Delete at most `limit` journal entries finished before `cutoff` (the
         ``finished_at`` index); ones whose events are not relayed yet are kept."""
         query: dict[str, Any] = {"finished_at": {"$lt": cutoff}, "outbox.0": {"$exists": False}}
-        async with self.store.errors():
-            ids = [d["_id"] for d in await self.journal.find(query, {"_id": 1})
-                   .sort("finished_at", 1).limit(limit).to_list(None)]
-            if not ids:
-                return 0
-            result = await self.journal.delete_many({"_id": {"$in": ids}, **query})
-        return result.deleted_count
+        return await self.store.delete_batch(self.journal, query, "finished_at", limit)
 
     async def get(self, job_id: ObjectId) -> dict[str, Any] | None:
         async with self.store.errors():

@@ -27,14 +27,8 @@ class LogStore:
 
     async def delete_before(self, cutoff: datetime, limit: int) -> int:
         """Delete at most `limit` log lines written before `cutoff`."""
-        query = {"_id": {"$lt": ObjectId.from_datetime(cutoff)}}
-        async with self.store.errors():
-            ids = [d["_id"] for d in await self.logs.find(query, {"_id": 1}).sort("_id", 1)
-                   .limit(limit).to_list(None)]
-            if not ids:
-                return 0
-            result = await self.logs.delete_many({"_id": {"$in": ids}})
-        return result.deleted_count
+        return await self.store.delete_batch(
+            self.logs, {"_id": {"$lt": ObjectId.from_datetime(cutoff)}}, "_id", limit)
 
     async def read(self, job_id: ObjectId, *, after: ObjectId | None = None, skip: int = 0,
                    limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
