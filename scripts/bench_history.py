@@ -31,8 +31,8 @@ from monq.api.server import ApiServer
 from monq.core.config import Config
 from monq.core.embedded import server_for
 from monq.core.store import Store, layout, with_database
+from monq.history.daemon import Summarizer
 from monq.queue.queue import Queue
-from monq.queue.summarizer import Summarizer
 
 NAME = "monq.jobs.example.DummyJob"
 TICKS = 20

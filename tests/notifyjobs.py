@@ -2,8 +2,8 @@
 
 from typing import Any
 
+from monq.notify.rules import notification_group
 from monq.queue.job import Job
-from monq.queue.rules import notification_group
 
 OPS = notification_group("tests.ops", [
     {"on": ["failed_job"], "type": "log", "level": "warning",

@@ -16,8 +16,8 @@ from pymongo import monitoring
 from monq.core.config import Config
 from monq.core.store import Store
 from monq.core.store.events import EventStore, new_event
+from monq.history.daemon import Summarizer
 from monq.queue.queue import Queue
-from monq.queue.summarizer import Summarizer
 from tests.api_fixtures import ApiClient
 from tests.conftest import ROOT
 from tests.helpers import run_monq

@@ -8,7 +8,7 @@ import pytest
 from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store
-from monq.queue.notifier import Notifier
+from monq.notify.daemon import Notifier
 from monq.queue.queue import Queue
 from tests.api_fixtures import ApiClient
 from tests.notify_fixtures import (

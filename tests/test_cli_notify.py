@@ -9,7 +9,7 @@ import pytest
 from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store, layout
-from monq.queue.notifier import Notifier
+from monq.notify.daemon import Notifier
 from monq.queue.queue import Queue
 from tests.helpers import run_monq
 from tests.notify_fixtures import Clock, notifier_config, run_job

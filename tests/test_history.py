@@ -9,8 +9,8 @@ import pytest
 from monq.core.config import Config
 from monq.core.store import Store, layout
 from monq.core.store.history import HistoryStore
+from monq.history.daemon import Summarizer
 from monq.queue.queue import Queue, WorkerRef
-from monq.queue.summarizer import Summarizer
 from tests.api_fixtures import ApiClient
 from tests.helpers import spawn_monq
 

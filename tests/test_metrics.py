@@ -20,8 +20,8 @@ from monq.api.server import ApiServer
 from monq.core.config import Config
 from monq.core.store import Store, layout
 from monq.core.store.metrics import StoreReadings
+from monq.history.daemon import Summarizer
 from monq.queue.queue import Queue, WorkerRef
-from monq.queue.summarizer import Summarizer
 from tests.api_fixtures import ApiClient
 from tests.queue_fixtures import DUMMY
 from tests.worker_fixtures import wait_job

@@ -17,8 +17,8 @@ from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store, layout
 from monq.core.store.events import new_event
+from monq.notify.daemon import Notifier
 from monq.queue.enqueue import EnqueueRequest
-from monq.queue.notifier import Notifier
 from monq.queue.queue import Queue
 from tests.notify_fixtures import (
     DUMMY,

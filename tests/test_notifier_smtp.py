@@ -13,7 +13,7 @@ from monq.core.auth.accounts import Accounts
 from monq.core.auth.permissions import Principal
 from monq.core.config import Config
 from monq.core.store import Store
-from monq.queue.notifier import Notifier
+from monq.notify.daemon import Notifier
 from monq.queue.queue import Queue
 from tests.notify_fixtures import (
     DUMMY,

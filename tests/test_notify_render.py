@@ -7,10 +7,10 @@ import pytest
 from bson import ObjectId
 
 from monq.core.errors import ValidationError
-from monq.queue.notifier import outcome, render_payload, retry_delay_s
+from monq.notify.daemon import outcome, render_payload, retry_delay_s
+from monq.notify.rules import Rule, check_rules, expand
+from monq.notify.templates import RenderError, check_template, render, template_context
 from monq.queue.queue import Queue
-from monq.queue.rules import Rule, check_rules, expand
-from monq.queue.templates import RenderError, check_template, render, template_context
 
 ESCAPES = [
     "{{ ''.__class__.__mro__ }}",

@@ -16,9 +16,9 @@ from monq.core.config import Config, RetentionConfig, load_config
 from monq.core.errors import ConfigError
 from monq.core.store import Store, layout
 from monq.core.store.history import HistoryStore
+from monq.history.daemon import LEASE, Summarizer
+from monq.history.retention import apply_retention, cutoff, cutoffs
 from monq.queue.queue import Queue, WorkerRef
-from monq.queue.retention import apply_retention, cutoff, cutoffs
-from monq.queue.summarizer import LEASE, Summarizer
 
 DUMMY = "monq.jobs.example.DummyJob"
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)

@@ -14,10 +14,10 @@ import pytest
 from monq.core.config import Config
 from monq.core.errors import Conflict, ValidationError
 from monq.core.store import Store, layout
-from monq.queue import cron
 from monq.queue.queue import Queue
-from monq.queue.scheduler import Scheduler
-from monq.queue.schedules import Schedules
+from monq.schedule import cron
+from monq.schedule.daemon import Scheduler
+from monq.schedule.service import Schedules
 from tests.queue_fixtures import WORKER
 
 DUMMY = "monq.jobs.example.DummyJob"

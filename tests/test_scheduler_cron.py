@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monq.core.errors import ValidationError
-from monq.queue.cron import check_cron, check_zone, jitter_s, next_tick, plan, ticks_between
+from monq.schedule.cron import check_cron, check_zone, jitter_s, next_tick, plan, ticks_between
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -4,7 +4,7 @@ from bson import ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monq.queue.summary import QueueModel, summarize
+from monq.history.summary import QueueModel, summarize
 
 EVENTS = ["enqueue_job", "request_start_job", "flag_zombie", "flag_nonstop",
           "request_kill_job", "request_remove_job", "reset_job", "complete_job"]

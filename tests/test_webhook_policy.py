@@ -13,15 +13,15 @@ from monq.core.config import Config, load_config
 from monq.core.embedded import free_port
 from monq.core.errors import ValidationError
 from monq.core.store import Store
-from monq.queue.enqueue import EnqueueRequest
-from monq.queue.notifier import Notifier, outcome
-from monq.queue.queue import Queue
-from monq.queue.webhook_policy import (
+from monq.notify.daemon import Notifier, outcome
+from monq.notify.webhook_policy import (
     PolicyResolver,
     RefusedDestination,
     WebhookPolicy,
     is_public,
 )
+from monq.queue.enqueue import EnqueueRequest
+from monq.queue.queue import Queue
 from tests.api_fixtures import ApiClient
 from tests.notify_fixtures import DUMMY, Clock, Hook, deliveries, notifier_config, run_job
 

@@ -13,7 +13,7 @@ from monq.api.base import BaseHandler
 from monq.core.auth.permissions import may_read_job
 from monq.core.errors import BadRequest
 from monq.core.store.history import HistoryStore
-from monq.queue.summary import WAITING_AND_RUNNING, mask_rows
+from monq.history.summary import WAITING_AND_RUNNING, mask_rows
 
 RESOLUTIONS = ("second", "minute", "hour", "auto")
 MAX_BUCKETS = 1000

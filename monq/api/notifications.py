@@ -10,7 +10,7 @@ from __future__ import annotations
 from monq.api.jobs import JobsBase
 from monq.core.auth.permissions import may_execute_job, may_read_job
 from monq.core.errors import BadRequest, NotFound, PermissionDenied
-from monq.queue.notifications import Delivery, Notifications
+from monq.notify.deliveries import Delivery, Notifications
 
 
 class NotificationsBase(JobsBase):

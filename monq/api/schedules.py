@@ -15,8 +15,8 @@ from monq.api.base import BaseHandler
 from monq.core.auth.accounts import parse_etag
 from monq.core.auth.permissions import may_execute_job, may_read_job
 from monq.core.errors import NotFound, PermissionDenied, ValidationError
-from monq.queue.cron import CATCHUP_POLICIES, MAX_JITTER_S, OVERLAP_POLICIES
-from monq.queue.schedules import ScheduleRecord, Schedules
+from monq.schedule.cron import CATCHUP_POLICIES, MAX_JITTER_S, OVERLAP_POLICIES
+from monq.schedule.service import ScheduleRecord, Schedules
 
 DEFINITION = {
     "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"},

@@ -10,7 +10,7 @@ from typing import Any
 from monq.cli import Context, add_remote_options
 from monq.cli.output import CHART_WIDTH, chart, print_json, short_time, table
 from monq.core.errors import ValidationError
-from monq.queue.summary import WAITING_AND_RUNNING
+from monq.history.summary import WAITING_AND_RUNNING
 
 COLUMNS = ["created", *WAITING_AND_RUNNING, "total"]
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from monq.cli import Context, run_daemon
-from monq.queue.notifications import STATES, Delivery, Notifications, check_delivery_id
+from monq.notify.deliveries import STATES, Delivery, Notifications, check_delivery_id
 from monq.queue.queue import Queue
 
 
@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 async def notifier_command(ctx: Context) -> int:
-    from monq.queue.notifier import Notifier
+    from monq.notify.daemon import Notifier
 
     return await run_daemon(ctx, "monq-notifier", lambda store: [Notifier(store, ctx.config)])
 

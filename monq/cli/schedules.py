@@ -9,8 +9,8 @@ from typing import Any
 
 from monq.cli import Context, Parser, run_daemon
 from monq.cli.jobs import parse_values
-from monq.queue.cron import CATCHUP_POLICIES, OVERLAP_POLICIES
-from monq.queue.schedules import ScheduleRecord, Schedules
+from monq.schedule.cron import CATCHUP_POLICIES, OVERLAP_POLICIES
+from monq.schedule.service import ScheduleRecord, Schedules
 
 COLUMNS = ("name", "job", "cron", "timezone", "enabled", "next_tick", "last_tick")
 
@@ -98,7 +98,7 @@ def _print(ctx: Context, record: ScheduleRecord, verb: str | None = None) -> Non
 
 
 async def scheduler_command(ctx: Context) -> int:
-    from monq.queue.scheduler import Scheduler
+    from monq.schedule.daemon import Scheduler
 
     return await run_daemon(ctx, "monq-scheduler", lambda store: [Scheduler(store, ctx.config)])
 

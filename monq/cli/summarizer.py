@@ -14,7 +14,7 @@ def register(sub: Any) -> None:
 
 
 async def summarizer_command(ctx: Context) -> int:
-    from monq.queue.summarizer import Summarizer
+    from monq.history.daemon import Summarizer
 
     return await run_daemon(ctx, "monq-summarizer",
                             lambda store: [Summarizer(store, ctx.config)])

@@ -33,9 +33,9 @@ def register(sub: Any) -> None:
 ROLE_FACTORIES: dict[str, str] = {
     "serve": "monq.api.server:services",
     "worker": "monq.worker.daemon:services",
-    "summarizer": "monq.queue.summarizer:services",
-    "scheduler": "monq.queue.scheduler:services",
-    "notifier": "monq.queue.notifier:services",
+    "summarizer": "monq.history.daemon:services",
+    "scheduler": "monq.schedule.daemon:services",
+    "notifier": "monq.notify.daemon:services",
 }
 
 

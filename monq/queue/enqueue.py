@@ -15,10 +15,10 @@ from bson import ObjectId
 
 from monq.core.errors import ValidationError
 from monq.core.store.events import new_event
+from monq.notify.rules import check_rules, job_type_rules
+from monq.notify.webhook_policy import WebhookPolicy
 from monq.queue.job import Job, load_job_type
-from monq.queue.rules import check_rules, job_type_rules
 from monq.queue.states import EventName, State
-from monq.queue.webhook_policy import WebhookPolicy
 
 HOST = socket.gethostname()
 

@@ -32,10 +32,10 @@ from monq.core.store.counters import CounterStore
 from monq.core.store.events import new_event
 from monq.core.store.jobs import JobFilter, JobStore
 from monq.core.store.logs import LogStore
+from monq.notify.webhook_policy import WebhookPolicy
 from monq.queue.enqueue import EnqueueRequest, Origin, build_document
 from monq.queue.model import JobRecord
 from monq.queue.states import FINAL, STOPPED, WAITING, EventName, State, sources_of
-from monq.queue.webhook_policy import WebhookPolicy
 
 log = logging.getLogger("monq.queue")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from bson import ObjectId
 
+from monq.history.summary import mask_rows
 from monq.queue.job import UNAUTHORIZED_NAME
-from monq.queue.summary import mask_rows
 
 QUEUE_CHANNEL = "queue"
 SUMMARY_EVENT = "summary"

@@ -29,7 +29,7 @@ from monq.core.config import NotifierConfig
 from monq.core.store import Store
 from monq.core.store.events import EventStore, new_event
 from monq.core.store.logs import LogStore
-from monq.queue.webhook_policy import PolicyResolver, RefusedDestination, WebhookPolicy
+from monq.notify.webhook_policy import PolicyResolver, RefusedDestination, WebhookPolicy
 
 log = logging.getLogger("monq.notifier")
 

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from monq.core.errors import ValidationError
+from monq.notify.templates import check_template
+from monq.notify.webhook_policy import RefusedDestination, WebhookPolicy
 from monq.queue.states import EventName
-from monq.queue.templates import check_template
-from monq.queue.webhook_policy import RefusedDestination, WebhookPolicy
 
 RuleType = Literal["log", "email", "websocket", "webhook"]
 TYPES: tuple[str, ...] = ("log", "email", "websocket", "webhook")

@@ -16,7 +16,7 @@ sweep keeps the id it was given before the crash.
 Every minute it rolls the seconds into per-minute documents and the minutes
 into per-hour ones (the maximum of each count), deletes what is older than
 the retention of each resolution, and makes one bounded retention pass over
-sys.journal, sys.event and sys.log (`monq.queue.retention`).
+sys.journal, sys.event and sys.log (`monq.history.retention`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.events import EventStore, new_event
 from monq.core.store.history import HistoryStore
-from monq.queue.retention import apply_retention
-from monq.queue.summary import QueueModel, Summary, history_document, rollup, summary_of
+from monq.history.retention import apply_retention
+from monq.history.summary import QueueModel, Summary, history_document, rollup, summary_of
 
 log = logging.getLogger("monq.summarizer")
 

@@ -18,7 +18,7 @@ deliveries are derived from events rather than written by every transition:
    (`NotificationStore.claim`), sent, and marked delivered; a failed attempt is
    retried with doubling backoff (`retry_delay_s`) until ``max_attempts``, then
    marked failed with the error (a webhook the destination policy refuses, see
-   `monq.queue.webhook_policy`, is marked failed at once). A notifier killed
+   `monq.notify.webhook_policy`, is marked failed at once). A notifier killed
    mid-send leaves its delivery pending; it is sent again when the lease runs
    out: at least once, and with ``notifier.concurrency`` 1 (the default) at most
    one repeat per kill.
@@ -48,9 +48,8 @@ from monq.core.errors import Error
 from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.notifications import NotificationStore
-from monq.queue.job import load_job_type
-from monq.queue.rules import EVENTS, Rule, expand, job_type_rules
-from monq.queue.senders import (
+from monq.notify.rules import EVENTS, Rule, expand, job_type_rules
+from monq.notify.senders import (
     RefusedSend,
     SendError,
     WebhookBody,
@@ -60,7 +59,8 @@ from monq.queue.senders import (
     send_websocket,
     webhook_client,
 )
-from monq.queue.templates import RenderError, render, template_context
+from monq.notify.templates import RenderError, render, template_context
+from monq.queue.job import load_job_type
 
 log = logging.getLogger("monq.notifier")
 

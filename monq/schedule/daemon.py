@@ -2,7 +2,7 @@
 however many schedulers run, without a leader and without transactions.
 
 Once per ``scheduler.interval_s`` a scheduler reads the enabled schedules whose
-``next_at`` has come (index ``due``), plans each with `monq.queue.cron.plan`
+``next_at`` has come (index ``due``), plans each with `monq.schedule.cron.plan`
 (catch-up policy and cap, jitter) and then:
 
 1. **Claims** the planned ticks with one compare-and-set on the schedule
@@ -52,10 +52,10 @@ from monq.core.services import resilient, wait_for_database
 from monq.core.store import Store
 from monq.core.store.jobs import JobStore
 from monq.core.store.schedules import ScheduleStore
-from monq.queue import cron
 from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.queue import Queue
-from monq.queue.schedules import Schedules
+from monq.schedule import cron
+from monq.schedule.service import Schedules
 
 log = logging.getLogger("monq.scheduler")
 

@@ -28,8 +28,8 @@ from bson.errors import InvalidId
 from monq.core.errors import Conflict, NotFound, StaleEtag, ValidationError
 from monq.core.store import Store
 from monq.core.store.schedules import ScheduleStore
-from monq.queue import cron
 from monq.queue.job import Job, load_job_type
+from monq.schedule import cron
 
 log = logging.getLogger("monq.scheduler")
 

@@ -1,0 +1,2 @@
+"""History: the queue state per second (summaries), the summarizer daemon that writes
+it, roll-ups and retention."""

@@ -1,0 +1,2 @@
+"""Notifications: rules, templates, senders and the webhook policy (pure parts), the
+deliveries service, and the notifier daemon."""

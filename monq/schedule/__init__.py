@@ -1,0 +1,1 @@
+"""Schedules: cron maths (pure), the Schedules service, and the scheduler daemon."""
