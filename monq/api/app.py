@@ -58,6 +58,14 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]
 
+# Where clients expect a route by convention, served by the same handler with the
+# same checks (and left out of openapi.json, which lists each operation once): core4
+# clients log in at /api/login (their /core4/api/login), Prometheus scrapes /metrics.
+ALIASES: list[tuple[str, type[BaseHandler]]] = [
+    ("/api/login", auth.LoginHandler),
+    ("/metrics", metrics.MetricsHandler),
+]
+
 
 def make_context(config: Config, store: Store) -> ApiContext:
     accounts = Accounts(store, config)
@@ -69,7 +77,7 @@ def make_context(config: Config, store: Store) -> ApiContext:
 
 def make_app(ctx: ApiContext) -> tornado.web.Application:
     handlers: list[Any] = []
-    for pattern, handler in ROUTES:
+    for pattern, handler in ROUTES + ALIASES:
         kwargs: dict[str, Any] = {"ctx": ctx}
         if handler is meta.OpenApiHandler:
             kwargs["routes"] = ROUTES
