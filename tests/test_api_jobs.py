@@ -41,7 +41,7 @@ async def test_enqueue_get_and_list(api: ApiClient) -> None:
 async def test_bad_input(api: ApiClient) -> None:
     admin = await api.admin()
     unknown = await api.call("POST", "/jobs", token=admin, json_body={"name": "monq.no.Job"})
-    assert unknown.code == 404 and "unknown job type" in unknown.body["message"]
+    assert unknown.code == 400 and "unknown job type" in unknown.body["message"]
     bad_arg = await api.call("POST", "/jobs", token=admin, json_body={
         "name": "monq.jobs.example.ArgsJob", "args": {"name": 1}})
     assert bad_arg.code == 400
