@@ -115,3 +115,16 @@ def test_events_once_looks_back_and_says_when_there_is_nothing(
     assert monq(monq_env, "enqueue", "monq.jobs.example.DummyJob").returncode == 0
     seen = monq(monq_env, "events", "--once")  # no --since: the last ten minutes
     assert "enqueue_job" in seen.stdout and "#1 monq.jobs.example.DummyJob" in seen.stdout
+
+
+def test_event_lines_of_progress_and_summaries_read_as_words() -> None:
+    from monq.cli.events import event_line
+
+    progress = {"created": "2026-01-01T12:00:00+00:00", "channel": "queue",
+                "name": "progress_job", "data": {"number": 3, "name": "a.Job",
+                                                 "state": "running", "progress": 0.5,
+                                                 "message": "half"}}
+    assert event_line(progress).endswith("#3 a.Job running 50% half")
+    summary = {"created": "2026-01-01T12:00:00+00:00", "channel": "queue", "name": "summary",
+               "data": {"counts": {"pending": 2, "running": 1}, "total": 3, "jobs": []}}
+    assert event_line(summary).endswith("summary            total 3, pending 2, running 1")

@@ -62,9 +62,17 @@ def event_line(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
     if "number" in data or "state" in data:
         what = f"#{data.get('number')} {data.get('name', '')} {data.get('state', '')}"
-        progress = data.get("progress") or data
-        if event["name"] == "progress_job" and progress.get("value") is not None:
-            what += f" {float(progress['value']):.0%} {progress.get('message') or ''}"
+        # progress events carry the value flat (``progress``, ``message``)
+        raw: Any = data.get("progress", data.get("value"))
+        value, message = raw, data.get("message")
+        if isinstance(raw, dict):
+            value, message = raw.get("value"), raw.get("message")
+        if event["name"] == "progress_job" and isinstance(value, int | float):
+            what += f" {float(value):.0%} {message or ''}"
+    elif event["name"] == "summary":
+        counts = data.get("counts") or {}
+        what = f"total {data.get('total', 0)}" + "".join(
+            f", {state} {n}" for state, n in sorted(counts.items()) if n)
     else:
         what = str(data.get("text") or json.dumps(data, default=str))
     author = f"  ({event['author']})" if event.get("author") else ""
