@@ -161,3 +161,13 @@ def test_every_command_of_the_tutorial_runs_from_an_empty_directory(
         assert "greeted Ann" in log and "greeting Ann" in log
     finally:
         reader.stop()
+
+
+def test_operations_names_every_process_monq_up_runs() -> None:
+    from monq.cli.up import ROLE_FACTORIES
+
+    text = (ROOT / "docs" / "operations.rst").read_text()
+    enable = next(line for line in text.splitlines() if "systemctl enable" in line)
+    for role in ROLE_FACTORIES:
+        assert f"``monq {role}``" in text, role
+        assert f"monq@{role}" in enable, role
