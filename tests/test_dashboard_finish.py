@@ -99,6 +99,7 @@ def test_a_missing_job_says_so_without_a_skeleton(
         "There is no job 9999 (or you may not see it).")
     expect(page.locator("#job")).to_be_hidden()
     expect(page.locator("#job-events")).to_be_hidden()
+    expect(page.locator("#live")).to_have_text("live")
     shot(page, "finish-job-missing")
 
 

@@ -227,7 +227,7 @@ pages.overview = () => {
       const reply = await api("GET", "/jobs?per_page=25&sort=number&descending=true");
       for (const job of reply.data.slice().reverse()) {
         if (!rows.has(job._id)) {
-          show({ name: job.state, created: job.enqueued?.at,
+          show({ name: "", created: job.enqueued?.at,
                  data: { _id: job._id, number: job.number, name: job.name, state: job.state } });
         }
       }
@@ -373,6 +373,7 @@ pages.job = () => {
         err.code === 404 ? `There is no job ${id} (or you may not see it).` : err.message;
       missing.hidden = false;
       document.querySelector("main h1").textContent = err.code === 404 ? "Job not found" : "Job";
+      subscribe([], () => {});  // the footer still tells whether the live connection works
       return;
     }
     render();
