@@ -46,8 +46,12 @@ def test_every_page_is_live_and_the_overview_shows_queued_jobs_with_a_time_axis(
     expect(page.locator("#live")).to_have_text("live")
     assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith("favicon.svg")
     shot(page, "finish-overview")
-    for path in ("/enqueue", "/workers", "/schedules", "/notifications", "/users", "/jobs"):
+    for path, loaded in (("/enqueue", "#params label"), ("/workers", "#workers-table tbody tr"),
+                         ("/schedules", "#schedules-table tbody tr"),
+                         ("/notifications", "#notifications-table tbody tr"),
+                         ("/users", "#users-table tbody tr"), ("/jobs", "#jobs-table tbody tr")):
         page.goto(base + path)
+        expect(page.locator(loaded).first).to_be_visible()  # drawn before the screenshot
         expect(page.locator("#live")).to_have_text("live")
         shot(page, "finish-" + path.strip("/"))
     with urllib.request.urlopen(base + "/favicon.ico") as reply:  # redirected to the svg
