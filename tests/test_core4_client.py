@@ -199,3 +199,37 @@ async def test_prometheus_scrapes_metrics_at_the_root_with_the_same_protection(
     denied = await asyncio.to_thread(requests.get, api.base_url + "/metrics",
                                      headers={"Authorization": "Bearer " + user})
     assert denied.status_code == 403
+
+
+async def test_core4_job_management_routes(api: ApiClient) -> None:
+    """core4's enqueue (POST /enqueue?name=, the arguments as body) and its job actions
+    (PUT /jobs/<action>/<id>) do what monq's own routes do, with the same checks."""
+    base = api.base_url + "/api/v1"
+    admin = {"Authorization": "Bearer " + await api.admin()}
+    reader = {"Authorization": "Bearer " + await api.user(
+        "reader", perms=["api://monq.api.jobs*", "job://monq.jobs.example.*/r"])}
+
+    def client() -> dict[str, requests.Response]:
+        out = {"enqueue": requests.post(base + "/enqueue?name=monq.jobs.example.DummyJob",
+                                        headers=admin, json={"sleep": 5})}
+        job = out["enqueue"].json()["data"]["_id"]
+        out["bad_args"] = requests.post(base + "/enqueue?name=monq.jobs.example.DummyJob",
+                                        headers=admin, json={"sleep": "long"})
+        out["no_name"] = requests.post(base + "/enqueue", headers=admin, json={})
+        out["not_list"] = requests.get(base + "/enqueue", headers=admin)
+        out["denied"] = requests.put(base + f"/jobs/kill/{job}", headers=reader)
+        out["kill"] = requests.put(base + f"/jobs/kill/{job}", headers=admin)
+        out["restart"] = requests.put(base + f"/jobs/restart/{job}", headers=admin)
+        return out
+
+    out = await asyncio.to_thread(client)
+    assert out["enqueue"].status_code == 200, out["enqueue"].text
+    assert out["enqueue"].json()["data"]["args"]["sleep"] == 5.0
+    assert out["bad_args"].status_code == 400 and "sleep" in out["bad_args"].json()["message"]
+    assert out["no_name"].status_code == 400 and "name" in out["no_name"].json()["message"]
+    assert out["not_list"].status_code == 405
+    assert out["denied"].status_code == 403
+    assert out["kill"].status_code == 200 and out["kill"].json()["data"]["state"] == "killed"
+    assert out["restart"].status_code == 200
+    replacing = out["restart"].json()["data"]  # the job that replaces the killed one
+    assert replacing["enqueued"]["parent_id"] == out["enqueue"].json()["data"]["_id"]

@@ -8,6 +8,7 @@ import tornado.web
 
 from monq.api import (
     auth,
+    core4,
     dashboard,
     events,
     history,
@@ -64,6 +65,9 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
 ALIASES: list[tuple[str, type[BaseHandler]]] = [
     ("/api/login", auth.LoginHandler),
     ("/metrics", metrics.MetricsHandler),
+    (PREFIX + "/enqueue", core4.Core4EnqueueHandler),
+    (PREFIX + r"/jobs/(?P<action>kill|remove|restart)/(?P<job_id>[0-9a-f]{24}|[0-9]+)",
+     core4.Core4JobActionHandler),
 ]
 
 
@@ -77,7 +81,8 @@ def make_context(config: Config, store: Store) -> ApiContext:
 
 def make_app(ctx: ApiContext) -> tornado.web.Application:
     handlers: list[Any] = []
-    for pattern, handler in ROUTES + ALIASES:
+    # the core4 action form (/jobs/kill/<id>) before /jobs/<id>/<...> can claim it
+    for pattern, handler in ALIASES + ROUTES:
         kwargs: dict[str, Any] = {"ctx": ctx}
         if handler is meta.OpenApiHandler:
             kwargs["routes"] = ROUTES
