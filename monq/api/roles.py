@@ -37,10 +37,11 @@ class RoleHandler(BaseHandler):
     permission = "monq.api.roles"
     summary = "one user or role: read, change (with etag), delete (with etag)"
     query = {"DELETE": {"etag": str}}
-    required = {"DELETE": ("etag",)}
     bodies = {"PUT": {"type": "object", "required": ["etag"],
                       "properties": {"etag": {"type": "string"}, **RECORD},
-                      "additionalProperties": False}}
+                      "additionalProperties": False},
+              "DELETE": {"type": "object", "properties": {"etag": {"type": "string"}},
+                         "additionalProperties": False}}
 
     async def get(self, record_id: str) -> None:
         self.reply(public(await self.ctx.accounts.get(parse_id(record_id))))
@@ -53,11 +54,7 @@ class RoleHandler(BaseHandler):
         self.reply(public(doc))
 
     async def delete(self, record_id: str) -> None:
-        etag = self.args.get("etag")
-        if etag is None:
-            try:
-                etag = self.body().get("etag")
-            except Exception:
-                etag = None
-        await self.ctx.accounts.delete(parse_id(record_id), parse_etag(etag))
+        assert self.principal is not None
+        etag = self.args.get("etag", self.body().get("etag"))
+        await self.ctx.accounts.delete(parse_id(record_id), parse_etag(etag), self.principal)
         self.reply(None)
