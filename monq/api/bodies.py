@@ -165,7 +165,8 @@ def _validate_string(schema: dict[str, Any], value: str, path: str) -> None:
     if "minLength" in schema and len(value) < schema["minLength"]:
         raise ValidationError(f"{_label(path)}: at least {schema['minLength']} characters",
                               field=path or "body")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
+    # "$" would let a trailing newline through in Python: the end is the end (\Z)
+    if "pattern" in schema and not re.search(re.sub(r"\$$", r"\\Z", schema["pattern"]), value):
         raise ValidationError(f"{_label(path)}: not in the expected form",
                               field=path or "body")
 

@@ -33,7 +33,7 @@ from monq.schedule import cron
 
 log = logging.getLogger("monq.scheduler")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")
 DEFAULT_CATCHUP = "latest"
 DEFAULT_OVERLAP = "skip"
 FIELDS = ("name", "job", "args", "cron", "timezone", "jitter_s", "enabled", "catchup",

@@ -43,8 +43,8 @@ STANDARD_ROLE = "standard_user"
 STANDARD_PERMISSIONS = ("api://monq.api.auth.profile", "api://monq.api.events.stream",
                         "api://monq.api.events.history")
 LOGIN_FAILED = "wrong user name or password"
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_EMAIL = re.compile(r"^[^@\s$]{1,64}@[^@\s$]{1,255}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}\Z")
+_EMAIL = re.compile(r"^[^@\s$]{1,64}@[^@\s$]{1,255}\Z")
 FIELDS: dict[str, type] = {"name": str, "realname": str, "email": str, "password": str,
                            "role": list, "perm": list, "is_active": bool, "language": str}
 PROFILE_FIELDS = frozenset({"realname", "email", "password", "language"})

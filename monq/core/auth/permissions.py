@@ -39,7 +39,7 @@ from monq.core.errors import PermissionDenied, ValidationError
 
 ADMIN_PERMISSION = "cop"
 _PERMISSION = re.compile(
-    r"^(cop|api://[A-Za-z0-9_.*?]+(/[crud]+)?|job://[A-Za-z0-9_.*?]+/[rx])$")
+    r"^(cop|api://[A-Za-z0-9_.*?]+(/[crud]+)?|job://[A-Za-z0-9_.*?]+/[rx])\Z")
 _CRUD = {"POST": "c", "GET": "r", "HEAD": "r", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 
 
@@ -147,7 +147,7 @@ def holds_all(principal: Principal, permissions: Iterable[str]) -> bool:
 
 # Job types from clients --------------------------------------------------------
 MAX_JOB_NAME = 200
-_JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
+_JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+\Z")
 DEFAULT_JOB_TYPES = ("*",)
 SHIPPED_JOBS = "monq.jobs."
 
