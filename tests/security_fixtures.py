@@ -33,8 +33,9 @@ async def start_server(config: Config, store: Store, **sections: dict[str, Any]
                        ) -> tuple[ApiClient, Callable[[], Any]]:
     """An API server on a free port with `sections` of configuration changed; the
     client and an async function that stops the server."""
-    server = ApiServer(config.with_values(api={"host": "127.0.0.1", "port": 0},
-                                          **sections), store, out=io.StringIO())
+    sections = {**sections, "api": {"host": "127.0.0.1", "port": 0,
+                                    **sections.get("api", {})}}
+    server = ApiServer(config.with_values(**sections), store, out=io.StringIO())
     stop = asyncio.Event()
     task = asyncio.create_task(server.run(stop))
     await asyncio.wait_for(server.started.wait(), 30)
