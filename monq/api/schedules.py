@@ -14,7 +14,7 @@ from typing import Any
 from monq.api.base import BaseHandler
 from monq.core.auth.accounts import parse_etag
 from monq.core.auth.permissions import may_execute_job, may_read_job
-from monq.core.errors import NotFound, PermissionDenied
+from monq.core.errors import PermissionDenied
 from monq.schedule.cron import CATCHUP_POLICIES, MAX_JITTER_S, OVERLAP_POLICIES
 from monq.schedule.service import ScheduleRecord, Schedules
 
@@ -38,10 +38,9 @@ class SchedulesBase(BaseHandler):
     async def visible(self, key: str) -> ScheduleRecord:
         """The schedule, if this user may see it; otherwise as if it did not exist."""
         assert self.principal is not None
-        record = await self.schedules().get(key)
-        if not may_read_job(self.principal, record.job):
-            raise NotFound(f"no schedule {key}")
-        return record
+        principal = self.principal
+        # names are unique per job: only the schedules of readable jobs are looked at
+        return await self.schedules().get(key, lambda job: may_read_job(principal, job))
 
     def may_change(self, job: Any) -> None:
         assert self.principal is not None

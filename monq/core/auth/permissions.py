@@ -168,8 +168,8 @@ class JobTypePolicy:
     def refusal(self, name: str) -> str | None:
         """Why clients may not name the job type `name`, or None."""
         if len(name) > MAX_JOB_NAME or not _JOB_NAME.match(name):
-            return (f"name: {name[:80]!r} is not a job type's qualified name "
-                    f"(module.Class, letters, digits and _, at most {MAX_JOB_NAME} "
+            return (f"name: {name[:80]!r} is not a qualified name of a job type "
+                    f"(module.Class: letters, digits and _, at most {MAX_JOB_NAME} "
                     f"characters, no part starting with '_')")
         top = name.split(".", 1)[0]
         if top in sys.stdlib_module_names or top in sys.builtin_module_names or (
