@@ -6,11 +6,15 @@ from __future__ import annotations
 from monq.api.base import BaseHandler
 from monq.core.auth.accounts import parse_etag, parse_id, public
 
-RECORD = {"name": {"type": "string"}, "realname": {"type": "string"},
-          "email": {"type": "string"}, "password": {"type": "string"},
-          "role": {"type": "array", "items": {"type": "string"}},
-          "perm": {"type": "array", "items": {"type": "string"}},
-          "is_active": {"type": "boolean"}, "language": {"type": "string"}}
+RECORD = {"name": {"type": "string", "maxLength": 64},
+          "realname": {"type": "string", "maxLength": 256},
+          "email": {"type": "string", "maxLength": 320},
+          "password": {"type": "string", "maxLength": 1024},
+          "role": {"type": "array", "maxItems": 100,
+                   "items": {"type": "string", "maxLength": 64}},
+          "perm": {"type": "array", "maxItems": 500,
+                   "items": {"type": "string", "maxLength": 256}},
+          "is_active": {"type": "boolean"}, "language": {"type": "string", "maxLength": 16}}
 
 
 class RolesHandler(BaseHandler):

@@ -95,7 +95,8 @@ def check_fields(data: Mapping[str, Any], allowed: frozenset[str] | None = None
     for key, value in data.items():
         kind = FIELDS.get(key)
         if kind is None or (allowed is not None and key not in allowed):
-            raise ValidationError(f"unknown or read-only field {key!r}", field=key)
+            raise ValidationError(f"{key}: unknown or read-only field {key!r}"[:200],
+                                  field=key)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise ValidationError(f"{key}: expected {kind.__name__}, got {value!r}"[:200],
                                   field=key)

@@ -62,7 +62,7 @@ class Principal:
 def check_permission(permission: str) -> str:
     """`permission` if it is well-formed, else a `ValidationError` naming it."""
     if not isinstance(permission, str) or not _PERMISSION.match(permission):
-        raise ValidationError(f"invalid permission {permission!r}: expected cop, "
+        raise ValidationError(f"perm: invalid permission {permission!r}: expected cop, "
                               f"api://<pattern>[/crud] or job://<pattern>/r|x", field="perm")
     return permission
 

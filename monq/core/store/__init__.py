@@ -118,9 +118,9 @@ class Store:
         with translate(self.url):
             for name, models in by_collection.items():
                 created += await self.db[name].create_indexes(models)
-            for name, index in layout.RETIRED_INDEXES:
-                if index in await self.db[name].index_information():
-                    await self.db[name].drop_index(index)
+            for collection, retired in layout.RETIRED_INDEXES:
+                if retired in await self.db[collection].index_information():
+                    await self.db[collection].drop_index(retired)
         return created
 
     async def delete_batch(self, collection: AsyncCollection[dict[str, Any]],
