@@ -243,7 +243,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if not token:
             raise AuthenticationFailed("log in first: no token given")
         claims = self.claims = self.ctx.tokens.verify(token)
-        principal = await self.ctx.accounts.principal_by_id(claims.user)
+        principal = await self.ctx.accounts.principal_by_id(claims.account_id)
         if principal is None or principal.token_version != claims.version:
             raise AuthenticationFailed("invalid or expired token")
         if claims.expires_at - time.time() < self.ctx.config.api.token_refresh_s:
