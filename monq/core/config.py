@@ -79,6 +79,7 @@ class QueueConfig:
     zombie_time_s: float = 30.0
     sweep_interval_s: float = 2.0
     relay_interval_s: float = 1.0
+    max_recoveries: int = 3
 
 
 @dataclass(frozen=True)

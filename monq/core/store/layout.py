@@ -86,6 +86,11 @@ INDEXES: tuple[Index, ...] = (
     Index(QUEUE, (("unique_key", 1),), "unique_key",
           {"unique": True, "partialFilterExpression": {"unique_key": {"$type": "string"}}}),
     Index(QUEUE, (("outbox.0", 1),), "outbox_pending", {"sparse": True}),
+    # the sweep's look for waiting jobs with a kill or removal asked for (rare)
+    Index(QUEUE, (("killed_at", 1),), "killed",
+          {"partialFilterExpression": {"killed_at": {"$type": "date"}}}),
+    Index(QUEUE, (("removed_at", 1),), "removed",
+          {"partialFilterExpression": {"removed_at": {"$type": "date"}}}),
     Index(JOURNAL, (("number", 1),), "number", {"unique": True}),
     Index(JOURNAL, (("finished_at", -1),), "finished_at"),
     Index(JOURNAL, (("name", 1), ("finished_at", -1)), "name_finished"),
