@@ -4,11 +4,12 @@ to every websocket subscriber.
 The source is a change stream on sys.event where the server has one, resumed from
 its resume token after an error (and caught up by a read of sys.event when the
 token can no longer be resumed); elsewhere (a standalone server) a tailing poll.
-The poll reads events after the newest one seen, and every second re-reads a window
-of ``api.event_window_s`` behind it: event ids carry the writer's clock, so an event
-written a moment late by another process (or relayed by a sweep after a crash) can
-sort before one already seen. Ids already dispatched are remembered for that window,
-so nothing is delivered twice and nothing written within the window is missed.
+Both reads go through an `EventReader`, the one way every reader follows sys.event:
+the poll reads events after the newest one seen, and every second re-reads the
+``queue.relay_bound_s`` behind it, because event ids carry the writer's clock and an
+event relayed late (by a sweep after a crash) sorts before ones already seen. The
+reader returns each id once, and `dispatch` skips ids delivered lately, so nothing
+is delivered twice and nothing relayed within the bound is missed.
 
 Subscribers get events through `Subscriber.offer`, which never blocks: a slow
 client has a bounded queue of its own and is disconnected when it overflows, so it
@@ -30,7 +31,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bson import ObjectId
@@ -40,7 +41,7 @@ from monq.core.auth.permissions import Principal
 from monq.core.config import Config
 from monq.core.errors import Error, StreamHistoryLost
 from monq.core.store import Store
-from monq.core.store.events import EventStore
+from monq.core.store.events import EventReader, EventStore
 
 log = logging.getLogger("monq.api")
 
@@ -104,7 +105,8 @@ class EventHub:
         self.accounts = accounts
         self.config = config
         self.subscribers: set[Subscriber] = set()
-        self.recent = RecentIds(config.api.event_window_s)
+        self.recent = RecentIds(config.relay_bound_s)
+        self.reader = EventReader(self.events, config.relay_bound_s, batch=10_000)
         self.last_id: ObjectId | None = None
         self.mode = "stopped"
         self.delivered = 0
@@ -117,6 +119,8 @@ class EventHub:
     # Life -----------------------------------------------------------------------
     async def start(self) -> None:
         self.last_id = await self.events.latest_id()
+        self.reader.start_at(await self.events.latest_seq())
+        await self.reader.read(load=False)  # what was there before is not news
         self._tasks = [asyncio.create_task(self._source(), name="event-source"),
                        asyncio.create_task(self._check_users(), name="event-revocation")]
 
@@ -175,9 +179,11 @@ class EventHub:
             await self._poll()
 
     async def _catch_up(self) -> None:
-        """Dispatch what was written after the newest event seen (a gap closed by a read)."""
+        """Dispatch what was written after the newest event seen and what appeared late
+        behind it (a gap closed by a read; `dispatch` skips what it delivered)."""
+        self.reader.start_at(self.reader.newest)
         while True:
-            docs = await self.events.between(self.last_id, limit=1000)
+            docs = await self.reader.read(limit=1000)
             for doc in docs:
                 self.dispatch(doc)
             if len(docs) < 1000:
@@ -196,7 +202,12 @@ class EventHub:
                     delay = 0.1
                     async for change in changes:
                         token = change["_id"]
-                        self.dispatch(change["fullDocument"])
+                        event = change["fullDocument"]
+                        seq = event.get("seq")
+                        if seq is not None and (self.reader.newest is None
+                                                or seq > self.reader.newest):
+                            self.reader.newest = seq  # where a catch-up would start
+                        self.dispatch(event)
                 log.info("the event change stream ended; resuming",
                          extra={"action": "event_stream_resume"})
             except StreamHistoryLost as exc:
@@ -216,13 +227,10 @@ class EventHub:
         self.mode = "poll"
         while True:
             try:
-                low = self.last_id
-                if time.monotonic() - rescanned >= RESCAN_EVERY_S:
-                    floor = ObjectId.from_datetime(
-                        datetime.now(UTC) - timedelta(seconds=self.config.api.event_window_s))
-                    low = floor if low is None else min(low, floor)
+                behind = time.monotonic() - rescanned >= RESCAN_EVERY_S
+                if behind:
                     rescanned = time.monotonic()
-                docs = await self.events.between(low, limit=10_000)
+                docs = await self.reader.read(limit=10_000, behind=behind)
                 for doc in docs:
                     self.dispatch(doc)
                 self.ready.set()

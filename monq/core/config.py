@@ -57,7 +57,7 @@ class ApiConfig:
     ws_send_queue: int = 1000
     event_source: Literal["auto", "change_stream", "poll"] = "auto"
     event_poll_s: float = 0.2
-    event_window_s: float = 10.0
+    event_window_s: float = 0.0  # deprecated: queue.relay_bound_s (the larger counts)
     metrics_token: str = ""
 
 
@@ -80,6 +80,7 @@ class QueueConfig:
     sweep_interval_s: float = 2.0
     relay_interval_s: float = 1.0
     max_recoveries: int = 3
+    relay_bound_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ class Config:
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
+
+    @property
+    def relay_bound_s(self) -> float:
+        """How late an event may appear in sys.event, by its id's time (see
+        `monq.core.store.events.EventReader`); the deprecated ``api.event_window_s``
+        counts when it is the larger."""
+        return max(self.queue.relay_bound_s, self.api.event_window_s)
 
     @property
     def var_path(self) -> Path:
