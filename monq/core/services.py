@@ -85,16 +85,18 @@ def install_signal_handlers(stop: asyncio.Event,
 
 
 async def run_services(services: Sequence[Service], stop: asyncio.Event) -> None:
-    """Run every service until `stop` is set or one of them fails."""
+    """Run every service until `stop` is set or one of them fails; the failure of one
+    (also one noticed while stopping, such as a loop that could not go on) stops the
+    others and is raised, so the process exits non-zero with its message."""
     tasks = [asyncio.create_task(s.run(stop), name=s.name) for s in services]
     stopper = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                stop.set()
-                raise task.exception()  # type: ignore[misc]
+        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result,
+                                                                asyncio.CancelledError):
+            raise result
