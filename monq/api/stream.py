@@ -40,6 +40,7 @@ from monq.core.auth.accounts import Accounts
 from monq.core.auth.permissions import Principal
 from monq.core.config import Config
 from monq.core.errors import Error, StreamHistoryLost
+from monq.core.loops import periodic, supervise
 from monq.core.store import Store
 from monq.core.store.events import EventReader, EventStore
 
@@ -124,6 +125,12 @@ class EventHub:
         self._tasks = [asyncio.create_task(self._source(), name="event-source"),
                        asyncio.create_task(self._check_users(), name="event-revocation")]
 
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; raises `LoopFailed` (and sets `stop`) if one of the
+        hub's loops could not go on, so that its server stops instead of serving a
+        stream that no longer flows."""
+        await supervise(self._tasks, stop)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -191,15 +198,16 @@ class EventHub:
 
     async def _follow_changes(self) -> None:
         token: Any = None
-        delay = 0.1
-        while True:
+
+        async def follow() -> float:
+            """One change stream session, until the server ends it or it fails."""
+            nonlocal token
             try:
                 async with self.events.changes(resume_after=token) as changes:
                     if token is None:
                         await self._catch_up()  # between the last event seen and now
                     self.mode = "change_stream"
                     self.ready.set()
-                    delay = 0.1
                     async for change in changes:
                         token = change["_id"]
                         event = change["fullDocument"]
@@ -208,48 +216,42 @@ class EventHub:
                                                 or seq > self.reader.newest):
                             self.reader.newest = seq  # where a catch-up would start
                         self.dispatch(event)
-                log.info("the event change stream ended; resuming",
-                         extra={"action": "event_stream_resume"})
             except StreamHistoryLost as exc:
                 log.warning("%s; reopening and reading what was missed", exc,
                             extra={"action": "event_stream_reopen"})
                 token = None  # a fresh stream, and a read of sys.event closes the gap
-            except Exception as exc:  # the source must outlive any failure
-                log.warning("event change stream failed (%s: %s); resuming in %.1fs",
-                            type(exc).__name__, exc, delay,
-                            extra={"action": "event_stream_resume", "delay_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                return 0.0
+            log.info("the event change stream ended; resuming",
+                     extra={"action": "event_stream_resume"})
+            return 0.0
+
+        await periodic("the event hub's change stream", follow, None, interval_s=0.1,
+                       backoff_max_s=RETRY_MAX_S, logger=log)
 
     async def _poll(self) -> None:
-        interval = self.config.api.event_poll_s
         rescanned = 0.0
         self.mode = "poll"
-        while True:
-            try:
-                behind = time.monotonic() - rescanned >= RESCAN_EVERY_S
-                if behind:
-                    rescanned = time.monotonic()
-                docs = await self.reader.read(limit=10_000, behind=behind)
-                for doc in docs:
-                    self.dispatch(doc)
-                self.ready.set()
-                if len(docs) == 10_000:
-                    continue
-            except Exception as exc:  # the source must outlive any failure
-                log.warning("event poll failed: %s: %s", type(exc).__name__, exc,
-                            extra={"action": "event_poll_failed"})
-            await asyncio.sleep(interval)
+
+        async def poll() -> float | None:
+            nonlocal rescanned
+            behind = time.monotonic() - rescanned >= RESCAN_EVERY_S
+            if behind:
+                rescanned = time.monotonic()
+            docs = await self.reader.read(limit=10_000, behind=behind)
+            for doc in docs:
+                self.dispatch(doc)
+            self.ready.set()
+            return 0.0 if len(docs) >= 10_000 else None  # more are waiting
+
+        await periodic("the event hub's poll", poll, None,
+                       interval_s=self.config.api.event_poll_s, backoff_max_s=RETRY_MAX_S,
+                       logger=log)
 
     # Revocation -----------------------------------------------------------------
     async def _check_users(self) -> None:
-        while True:
-            await asyncio.sleep(REVOCATION_CHECK_S)
-            try:
-                await self.check_users()
-            except Error as exc:
-                log.warning("checking websocket users failed: %s", exc,
-                            extra={"action": "revocation_check_failed"})
+        await asyncio.sleep(REVOCATION_CHECK_S)
+        await periodic("the event hub's user check", self.check_users, None,
+                       interval_s=REVOCATION_CHECK_S, backoff_max_s=RETRY_MAX_S, logger=log)
 
     async def check_users(self) -> None:
         """Disconnect subscribers whose user is gone or deactivated, or whose token was

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from monq.core.errors import DatabaseUnavailable
@@ -49,20 +49,6 @@ async def wait_for_database(store: Store, stop: asyncio.Event | None = None,
             if stop.is_set():
                 return False
         delay = min(delay * 2, RETRY_MAX_S)
-
-
-async def resilient(name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                    store: Store) -> None:
-    """Run `body` until `stop`; when the database goes away, wait for it and run again."""
-    while not stop.is_set():
-        try:
-            await body()
-            return
-        except DatabaseUnavailable as exc:
-            log.warning("%s lost the database: %s", name, exc,
-                        extra={"action": "database_lost", "service": name})
-            if not await wait_for_database(store, stop, name):
-                return
 
 
 def install_signal_handlers(stop: asyncio.Event,

@@ -35,6 +35,7 @@ from bson import ObjectId
 
 from monq.core.config import Config
 from monq.core.errors import Error
+from monq.core.loops import periodic
 from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.events import EventReader, EventStore, new_event
@@ -79,19 +80,22 @@ class Summarizer:
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_database(self.store, stop, "summarizer"):
             return
+        try:
+            await periodic("the summarizer", self._tick_on_the_second, stop,
+                           interval_s=self.config.summarizer.interval_s, logger=log)
+        finally:
+            if self.active:
+                with contextlib.suppress(Error):
+                    await self.history.drop_lease(LEASE, self.holder)
+
+    async def _tick_on_the_second(self) -> float:
+        try:
+            await self.tick()
+        except Error:
+            self.active = False  # take the lease and reconcile again before writing
+            raise
         interval = self.config.summarizer.interval_s
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Error as exc:
-                log.warning("summarizer tick failed: %s", exc, extra={"action": "tick_failed"})
-                self.active = False
-            delay = interval - (time.time() % interval)  # on the second
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-        if self.active:
-            with contextlib.suppress(Error):
-                await self.history.drop_lease(LEASE, self.holder)
+        return interval - (time.time() % interval)  # on the second
 
     async def tick(self) -> bool:
         """One second's work; True if a history document was written."""

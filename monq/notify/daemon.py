@@ -30,7 +30,6 @@ attempt (only live subscribers get them). Several notifiers may run at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -45,6 +44,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from monq.core.config import Config
 from monq.core.errors import Error
+from monq.core.loops import periodic
 from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.events import EventReader, EventStore
@@ -147,19 +147,13 @@ class Notifier:
         self._stop = stop
         if not await wait_for_database(self.store, stop, "notifier"):
             return
+
+        async def tick() -> float | None:
+            return 0.0 if await self.tick() else None  # busy: at once
+
         try:
-            while not stop.is_set():
-                busy = False
-                try:
-                    busy = await self.tick()
-                except Error as exc:
-                    log.warning("notifier tick failed: %s", exc,
-                                extra={"action": "tick_failed"})
-                except Exception:  # a bug must not stop the other services of monq up
-                    log.exception("notifier tick failed", extra={"action": "tick_failed"})
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.cfg.interval_s)
+            await periodic("the notifier", tick, stop, interval_s=self.cfg.interval_s,
+                           logger=log)
         finally:
             if self._http is not None:
                 self._http.close()
