@@ -26,7 +26,13 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from monq.core.config import Config
-from monq.core.errors import LeaseLost, NotFound, TransitionRefused, ValidationError
+from monq.core.errors import (
+    DatabaseUnavailable,
+    LeaseLost,
+    NotFound,
+    TransitionRefused,
+    ValidationError,
+)
 from monq.core.store import Store
 from monq.core.store.counters import CounterStore
 from monq.core.store.events import new_event
@@ -362,7 +368,14 @@ class Queue:
                 return None
             if isinstance(doc.get("query_at"), datetime):
                 annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
-            await self.jobs.relay(doc)
+            try:
+                await self.jobs.relay(doc)
+            except DatabaseUnavailable as exc:
+                # the job is ours now: a worker that dropped it for want of its event
+                # would leave it to the sweep a whole lease later; the outbox keeps
+                # the event, and the sweep relays it
+                log.warning("job #%s: relaying its claim failed (%s); the sweep will",
+                            doc["number"], exc, extra={"action": "relay_deferred"})
             if doc.get("max_parallel") and not await self.counters.take_slot(
                     doc["name"], doc["max_parallel"], doc["_id"], now):
                 await self.release(doc["_id"], token, "max parallel reached")
