@@ -8,7 +8,11 @@ or header) before the upgrade, and the Origin must be the server's own or one of
 ``{"type": "interest", "data": ["queue", "message", "job:<id>"], "since": "<event id>"}``
     subscribe (replacing earlier interests); with ``since``, the events of those
     channels after that id are replayed from sys.event first, then the stream goes
-    live with nothing missed and nothing twice.
+    live with nothing missed and nothing twice. The reply names the channels
+    subscribed and, under ``unknown``, those that are not (no such chat channel in
+    ``api.chat_channels``, or a job that is missing or unreadable: the two look
+    alike). Names are de-duplicated, at most ``api.ws_max_interests`` are taken, and
+    all ``job:<id>`` channels are looked up in one query.
 ``{"type": "message", "channel": "message", "text": "..."}``
     stored as an event and delivered to the channel's subscribers; needs
     ``api://monq.api.events.message/c``; nobody posts into ``queue``, ``system``
@@ -16,7 +20,10 @@ or header) before the upgrade, and the Origin must be the server's own or one of
 
 Channels: ``queue`` (job events and ``summary`` events, masked per user),
 ``job:<id>`` (one job's events and its websocket notifications; needs read
-access to the job), ``system``, ``message`` and other named chat channels.
+access to the job), ``system``, and the chat channels of ``api.chat_channels``.
+Every event is masked by the user's current permissions (see
+`monq.queue.visibility`; the hub re-reads them every few seconds), on every
+channel: a user who loses read access to a job stops seeing what it is.
 
 Each connection has a bounded send queue: a client that falls too far behind is
 closed with code 4008; a revoked or expired token closes it with 4001.
