@@ -3,8 +3,10 @@
 Each event costs one rendering (masking, JSON, websocket frame) per distinct view,
 not per subscriber: subscribers whose users hold the same permissions share a view,
 and an event about a job has at most two (as it is, and masked). Delivering it to a
-subscriber is one write of ready-made frame bytes to that socket's stream, with no
-task, queue or await per subscriber on the way.
+subscriber appends ready-made frame bytes to that subscriber's list, with no task,
+queue or await per subscriber on the way; at the end of the event loop's turn each
+socket gets one write of everything for it, so a burst of events (a change stream
+batch, a catch-up read) costs one write per socket, not one per event and socket.
 
 A subscriber's socket that cannot take more (its kernel buffer is full) keeps the
 frames that follow in a list of its own, and writes them as one batch when the
@@ -92,6 +94,7 @@ class Subscription:
         self._stream = stream
         self._max_pending = max_pending
         self._flush_due = False
+        self._batch: Batch | None = None
         self._close = close
 
     # The hot path -----------------------------------------------------------------
@@ -105,33 +108,38 @@ class Subscription:
             self.write(data)
 
     def write(self, data: bytes) -> None:
-        """Write frame bytes now if the socket takes them, else keep them for a batch."""
+        """Queue frame bytes for this socket: written with the others of this turn of
+        the event loop in one write, or, if the socket has not taken the last write
+        yet, as one batch when it has."""
         if self.closed:
             return
-        stream = self._stream
-        try:
-            if not self.pending and not stream.writing():
-                stream.write(data)
-                return
-            self.pending.append(data)
-            if len(self.pending) > self._max_pending:
-                self.pending.clear()
+        pending = self.pending
+        pending.append(data)
+        if self._flush_due:
+            if len(pending) > self._max_pending and self._stream.writing():
+                pending.clear()
                 self.shut(CLOSE_TOO_SLOW, "too far behind: reconnect with since")
-            elif not self._flush_due:
-                self._flush_due = True
-                # write(b"") resolves once everything written so far has left.
-                stream.write(b"").add_done_callback(self._flush)
-        except StreamClosedError:
-            self.closed = True
+            return
+        self._flush_due = True
+        if self._batch is not None and not self._stream.writing():
+            self._batch.add(self)
+        else:
+            self._flush()
 
-    def _flush(self, _: Any) -> None:
+    def _flush(self, _: Any = None) -> None:
+        """Write what is pending as one batch, or wait for the socket to drain."""
         self._flush_due = False
         if self.closed or not self.pending:
             return
-        batch = b"".join(self.pending)  # many frames, one write
-        self.pending.clear()
+        stream = self._stream
         try:
-            self._stream.write(batch)
+            if stream.writing():  # write(b"") resolves once all written so far has left
+                self._flush_due = True
+                stream.write(b"").add_done_callback(self._flush)
+                return
+            batch = b"".join(self.pending)  # many frames, one write
+            self.pending.clear()
+            stream.write(batch)
         except StreamClosedError:
             self.closed = True
 
@@ -171,6 +179,25 @@ class Subscription:
         if not self.closed:
             self.closed = True
             self._close(code, reason)
+
+
+class Batch:
+    """Subscribers with frames to write, written once at the end of this turn of the
+    event loop: a burst of events (a change stream batch, a catch-up read) costs one
+    write per socket, not one per event and socket."""
+
+    def __init__(self) -> None:
+        self.due: list[Subscription] = []
+
+    def add(self, sub: Subscription) -> None:
+        if not self.due:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.due.append(sub)
+
+    def flush(self) -> None:
+        due, self.due = self.due, []
+        for sub in due:
+            sub._flush()
 
 
 class Views:
@@ -213,6 +240,11 @@ class Fanout:
     def __init__(self) -> None:
         self.by_channel: dict[str, set[Subscription]] = {}
         self.by_job: dict[ObjectId, set[Subscription]] = {}
+        self.batch = Batch()
+
+    def attach(self, sub: Subscription) -> None:
+        """Let `sub` batch its writes with the others' (from now until it closes)."""
+        sub._batch = self.batch
 
     def subscribe(self, sub: Subscription, channels: Iterable[str]) -> None:
         """Replace `sub`'s channels (``job:<id>`` ones also index the job's queue

@@ -109,6 +109,7 @@ class EventHub:
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
+        self.fanout.attach(subscriber)
 
     def subscribe(self, subscriber: Subscriber, channels: Iterable[str]) -> None:
         """Give `subscriber` these channels (replacing its earlier ones)."""
