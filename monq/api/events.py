@@ -25,8 +25,10 @@ Every event is masked by the user's current permissions (see
 `monq.queue.visibility`; the hub re-reads them every few seconds), on every
 channel: a user who loses read access to a job stops seeing what it is.
 
-Each connection has a bounded send queue: a client that falls too far behind is
-closed with code 4008; a revoked or expired token closes it with 4001.
+Delivery is `monq.api.fanout` (one rendering per distinct view, one write per
+socket and turn of the event loop): a client whose socket has not taken what was
+sent and falls ``api.ws_send_queue`` frames behind is closed with code 4008; a
+revoked or expired token closes it with 4001.
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ from monq.queue.visibility import (
 
 CLOSE_REVOKED = 4001
 CLOSE_TOO_SLOW = 4008
+# Live events held during a replay, as a multiple of api.ws_send_queue, before the
+# client counts as too far behind (a replay of a long past may take a while).
+HELD_FACTOR = 10
 _TEXT_FRAME = 0x81  # FIN and opcode 1 (text), RFC 6455 section 5.2
 
 
@@ -89,6 +92,7 @@ class Subscription:
         self.held: list[tuple[ObjectId, bytes]] | None = None
         # Ids a replay sent, for a while after it, so a live copy is not sent twice.
         self.replayed: set[ObjectId] | None = None
+        self._replays = 0
         self.pending: list[bytes] = []
         self.closed = False
         self._stream = stream
@@ -104,6 +108,8 @@ class Subscription:
             return
         if self.held is not None:
             self.held.append((event_id, data))
+            if len(self.held) > HELD_FACTOR * self._max_pending:  # a replay that never ends
+                self.shut(CLOSE_TOO_SLOW, "too far behind: reconnect with since")
         elif self.replayed is None or event_id not in self.replayed:
             self.write(data)
 
@@ -157,6 +163,7 @@ class Subscription:
     def hold(self) -> None:
         self.held = []
         self.replayed = set()
+        self._replays += 1
 
     def release(self, forget_after_s: float) -> None:
         """End a replay: send the live events held meanwhile that it did not send,
@@ -165,10 +172,11 @@ class Subscription:
         held, self.held = self.held or [], None
         for event_id, data in held:
             self.push(event_id, data)
-        asyncio.get_running_loop().call_later(forget_after_s, self._forget_replayed)
+        asyncio.get_running_loop().call_later(forget_after_s, self._forget_replayed,
+                                              self._replays)
 
-    def _forget_replayed(self) -> None:
-        if self.held is None:
+    def _forget_replayed(self, replay: int) -> None:
+        if replay == self._replays:  # not a later replay's ids
             self.replayed = None
 
     # Ending -----------------------------------------------------------------------
