@@ -9,6 +9,8 @@ For each number of clients N, in the same run and with the same client processes
 1. the baseline: a bare Tornado websocket server (its own process, nothing but a set
    of sockets and ``write_message`` to each) broadcasts the same event messages to N
    clients;
+   beside it, the floor of any Python fan-out: the same server writing one frame,
+   built once, straight to every client's stream (what monq's fan-out does);
 2. monq: ``monq serve`` (its own process) delivers the events written into sys.event
    to N clients subscribed to ``queue``. Half the clients log in as a user who may not
    read the job, so they get every event masked: masking is what monq adds.
@@ -321,6 +323,8 @@ def run_bare_server(port: int, started: Any) -> None:
             clients.discard(self)
 
     class Publisher(tornado.websocket.WebSocketHandler):
+        """The bare broadcast: Tornado's ``write_message`` to every client."""
+
         def on_message(self, message: str | bytes) -> None:
             for client in list(clients):
                 try:
@@ -328,8 +332,23 @@ def run_bare_server(port: int, started: Any) -> None:
                 except tornado.websocket.WebSocketClosedError:
                     clients.discard(client)
 
+    class FloorPublisher(tornado.websocket.WebSocketHandler):
+        """The floor: one frame built once, written to every client's stream."""
+
+        def on_message(self, message: str | bytes) -> None:
+            from tornado.iostream import StreamClosedError
+
+            from monq.api.fanout import frame
+            data = frame(message if isinstance(message, str) else message.decode())
+            for client in list(clients):
+                try:
+                    client.ws_connection.stream.write(data)  # type: ignore[union-attr]
+                except StreamClosedError:
+                    clients.discard(client)
+
     async def main() -> None:
-        app = tornado.web.Application([("/ws", Client), ("/publish", Publisher)])
+        app = tornado.web.Application([("/ws", Client), ("/publish", Publisher),
+                                       ("/floor", FloorPublisher)])
         app.listen(port, "127.0.0.1")
         started.set()
         await asyncio.Event().wait()
@@ -417,13 +436,13 @@ def figures(result: dict[str, Any], began: float, clients: int) -> dict[str, Any
 
 
 async def bare_round(clients: Clients, port: int, count: int, events: int,
-                     rate: float) -> dict[str, Any]:
+                     rate: float, publish: str = "/publish") -> dict[str, Any]:
     from tornado.websocket import websocket_connect
 
     from monq.api.fanout import dumps
     await clients.connect("bare", "127.0.0.1", port,
                           [("/ws", False) for _ in range(count)])  # nothing masked: no checks
-    publisher = await websocket_connect(f"ws://127.0.0.1:{port}/publish")
+    publisher = await websocket_connect(f"ws://127.0.0.1:{port}{publish}")
 
     async def emit(number: int) -> str:
         event = bench_event(number)
@@ -492,6 +511,7 @@ async def run(url: str, counts: list[int], events: int, rate: float, procs: int,
             connected = 0
             for count in counts:
                 baseline = await bare_round(clients, bare_port, count, events, rate)
+                floor = await bare_round(clients, bare_port, count, events, rate, "/floor")
                 paths = [(f"/api/v1/event?token={viewer if i % 2 else admin}", i % 2 == 1)
                          for i in range(connected, count)]
                 await clients.connect("monq", "127.0.0.1", port, paths)
@@ -502,6 +522,7 @@ async def run(url: str, counts: list[int], events: int, rate: float, procs: int,
                                             profile if count == counts[-1] else None)
                 measured["bare_broadcast_p99_ms"] = baseline["p99_ms"]
                 measured["bare_broadcast"] = baseline
+                measured["shared_frame_floor"] = floor
                 measured["p99_vs_bare"] = round(measured["p99_ms"] / max(0.1,
                                                 baseline["p99_ms"]), 2)
                 report["rounds"][str(count)] = measured
@@ -521,6 +542,9 @@ def print_round(r: dict[str, Any]) -> None:
     b = r["bare_broadcast"]
     print(f"{r['clients']:>5} clients  bare broadcast: p50 {b['p50_ms']:.1f} ms, "
           f"p99 {b['p99_ms']:.1f} ms, {b['deliveries_per_s']:,} deliveries/s", file=sys.stderr)
+    f = r["shared_frame_floor"]
+    print(f"{'':>14}floor (one frame, raw writes): p50 {f['p50_ms']:.1f} ms, "
+          f"p99 {f['p99_ms']:.1f} ms, {f['deliveries_per_s']:,} deliveries/s", file=sys.stderr)
     print(f"{'':>14}monq: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
           f"({r['p99_vs_bare']}x bare), {r['deliveries_per_s']:,} deliveries/s, "
           f"{r['server_kib_per_client']} KiB server memory per client", file=sys.stderr)
