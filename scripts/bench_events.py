@@ -15,6 +15,8 @@ For each number of clients N, in the same run and with the same client processes
    to N clients subscribed to ``queue``. Half the clients log in as a user who may not
    read the job, so they get every event masked: masking is what monq adds.
 
+First, a change stream of the benchmark's own on sys.event times the database's part
+of every monq latency (write, then notification), which no broadcast pays.
 Events are written at ``--rate`` a second, ``--events`` a round, each stamped with the
 time it was written (bare: sent). The clients are raw-socket websocket readers that do
 nothing but read, answer pings and check, spread over ``--procs`` processes. Per
@@ -485,6 +487,28 @@ async def monq_round(clients: Clients, store: Any, server: subprocess.Popen[str]
     return out
 
 
+async def change_stream_hop(store: Any, events: int, rate: float) -> dict[str, float]:
+    """The database's part of every monq latency: from writing an event to a change
+    stream (like the server's) seeing it, for the same writes at the same pace."""
+    from monq.core.store.events import EventStore
+    store_events = EventStore(store)
+    latencies: list[float] = []
+    stream = await store.collection("sys.event").watch([{"$match": {"operationType": "insert"}}])
+    try:
+        began = time.time()
+        for number in range(events):
+            await asyncio.sleep(max(0.0, began + number / rate - time.time()))
+            event = bench_event(number)
+            await store_events.insert([event])
+            while (await stream.next())["fullDocument"]["_id"] != event["_id"]:
+                pass
+            latencies.append(time.time() - event["created"].timestamp())
+    finally:
+        await stream.close()
+    return {"p50_ms": round(pct(latencies, .5) * 1000, 1),
+            "p99_ms": round(pct(latencies, .99) * 1000, 1)}
+
+
 async def run(url: str, counts: list[int], events: int, rate: float, procs: int,
               profile: str | None) -> dict[str, Any]:
     from monq.core.embedded import free_port
@@ -506,6 +530,9 @@ async def run(url: str, counts: list[int], events: int, rate: float, procs: int,
         try:
             bare_started.wait(30)
             admin, viewer = await tokens(base)
+            hop = report["change_stream"] = await change_stream_hop(store, events, rate)
+            print(f"change stream alone (the database's part): p50 {hop['p50_ms']:.1f} ms, "
+                  f"p99 {hop['p99_ms']:.1f} ms", file=sys.stderr)
             await asyncio.sleep(1)
             baseline_kib = rss_kib(server.pid)
             connected = 0
