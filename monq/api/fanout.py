@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
@@ -39,6 +40,9 @@ from monq.queue.visibility import (
     visible,
 )
 
+log = logging.getLogger("monq.api")
+
+CLOSE_INTERNAL = 1011
 CLOSE_REVOKED = 4001
 CLOSE_TOO_SLOW = 4008
 # Live events held during a replay, as a multiple of api.ws_send_queue, before the
@@ -205,7 +209,12 @@ class Batch:
     def flush(self) -> None:
         due, self.due = self.due, []
         for sub in due:
-            sub._flush()
+            try:
+                sub._flush()
+            except Exception:  # one broken socket must not leave the others unwritten
+                log.exception("writing to an event socket failed",
+                              extra={"action": "ws_write_failed"})
+                sub.shut(CLOSE_INTERNAL, "internal error")
 
 
 class Views:
