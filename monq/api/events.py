@@ -49,7 +49,7 @@ from monq.api.base import ApiContext, BaseHandler
 from monq.api.fanout import CLOSE_REVOKED, CLOSE_TOO_SLOW, Subscription, dumps, frame, render
 from monq.api.stream import EventHub
 from monq.core.auth.permissions import Principal, may_call, may_read_job
-from monq.core.errors import BadRequest, NotFound
+from monq.core.errors import BadRequest, NotFound, StoreError
 from monq.core.store.events import EventStore, new_event
 from monq.core.store.jobs import JobStore
 from monq.queue.queue import Queue
@@ -200,6 +200,10 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 sub.write(_error(f"unknown message type {kind!r}: use interest or message"))
         except (BadRequest, NotFound) as exc:
             sub.write(_error(exc.message))
+        except StoreError as exc:  # the socket stays open; the URL stays out of the reply
+            log.warning("event socket message failed: %s", type(exc).__name__,
+                        extra={"action": "ws_message_failed", "request_id": self.request_id})
+            sub.write(_error(f"{kind}: the database is not answering; try again"))
 
     async def _interest(self, sub: Subscription, data: dict[str, Any]) -> None:
         channels = parse_channels(data.get("data"), self.ctx.config.api.ws_max_interests)
