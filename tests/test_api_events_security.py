@@ -156,6 +156,9 @@ async def test_unknown_channels_are_named_in_the_reply_and_not_subscribed(
     assert reply["data"] == ["message", "queue"]
     assert reply["unknown"] == ["jobs", "summary", f"job:{'0' * 24}"]
     assert "unknown channels, not subscribed" in reply["message"]
+    assert await client.interest("queue", "job:42") == {
+        "type": "error", "message": "interest: invalid channel 'job:42': a job's channel is "
+        "job:<its _id, 24 hex digits>"}
     await EventStore(store).insert([
         new_event("message", channel="jobs", author="t", data={"text": "not for you"}),
         new_event("message", channel="message", author="t", data={"text": "for you"})])

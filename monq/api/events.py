@@ -104,8 +104,11 @@ def parse_channels(value: Any, limit: int) -> list[str]:
         raise BadRequest(f"interest: at most {limit} channels in one interest "
                          f"(api.ws_max_interests), got {len(channels)}")
     for channel in channels:
+        if channel.startswith("job:") and not _JOB_CHANNEL.match(channel):
+            raise BadRequest(f"interest: invalid channel {channel[:80]!r}: a job's channel "
+                             f"is job:<its _id, 24 hex digits>")
         if not (_CHANNEL.match(channel) or _JOB_CHANNEL.match(channel)):
-            raise BadRequest(f"interest: invalid channel {channel!r}")
+            raise BadRequest(f"interest: invalid channel {channel[:80]!r}")
     return channels
 
 
