@@ -25,7 +25,8 @@ job name, author or args, and that readers saw them; a client the server closes 
 4008 (fell too far behind) is counted as such. Latency is from the event's stamp to
 its arrival in the client process. Server memory per client is the growth of the
 server's resident memory from before the clients connected to after the round,
-divided by N. ``--profile`` records the server with py-spy during the largest round.
+divided by N. ``--profile`` records the server with py-spy (in the ``dev`` extra)
+during the largest round; open the file at speedscope.app or with ``py-spy``'s viewer.
 Without --url it starts an embedded SecantusDB on a free port.
 """
 
