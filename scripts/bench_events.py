@@ -26,7 +26,7 @@ job name, author or args, and that readers saw them; a client the server closes 
 its arrival in the client process. Server memory per client is the growth of the
 server's resident memory from before the clients connected to after the round,
 divided by N. ``--profile`` records the server with py-spy (in the ``dev`` extra)
-during the largest round; open the file at speedscope.app or with ``py-spy``'s viewer.
+during the largest round, in the speedscope format.
 Without --url it starts an embedded SecantusDB on a free port.
 """
 
