@@ -230,7 +230,7 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             sub.write(_interest_reply(subscribed, unknown))
             await self._replay(sub, since_id)
         finally:
-            sub.release(2 * self.ctx.config.api.event_window_s)
+            sub.release(2 * self.ctx.config.relay_bound_s)
 
     async def _known(self, principal: Principal, channels: Sequence[str]) -> set[str]:
         """The channels among `channels` that exist for this user: queue, system, the
