@@ -62,13 +62,13 @@ def event_line(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
     if "number" in data or "state" in data:
         what = f"#{data.get('number')} {data.get('name', '')} {data.get('state', '')}"
-        # progress events carry the value flat (``progress``, ``message``)
-        raw: Any = data.get("progress", data.get("value"))
-        value, message = raw, data.get("message")
-        if isinstance(raw, dict):
-            value, message = raw.get("value"), raw.get("message")
+        # a progress event carries its value as a number in ``progress`` and the
+        # message beside it (DESIGN.md section 4), not a nested document
+        value = data.get("progress", data.get("value"))
+        if isinstance(value, dict):
+            value = value.get("value")
         if event["name"] == "progress_job" and isinstance(value, int | float):
-            what += f" {float(value):.0%} {message or ''}"
+            what += f" {float(value):.0%} {data.get('message') or ''}"
     elif event["name"] == "summary":
         counts = data.get("counts") or {}
         what = f"total {data.get('total', 0)}" + "".join(
