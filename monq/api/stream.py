@@ -11,10 +11,8 @@ event relayed late (by a sweep after a crash) sorts before ones already seen. Th
 reader returns each id once, and `dispatch` skips ids delivered lately, so nothing
 is delivered twice and nothing relayed within the bound is missed.
 
-Subscribers get events through `Subscriber.offer`, which never blocks: a slow
-client has a bounded queue of its own and is disconnected when it overflows, so it
-never slows the others. Each event is rendered (masked and serialised) once per
-distinct view, not once per subscriber.
+Delivery is `monq.api.fanout`: subscribers indexed by channel and job, one
+rendering per distinct view, one write per socket, never a wait on a slow one.
 
 Every ``REVOCATION_CHECK_S`` the hub reads the token versions of its subscribers' users
 in one query: one who was deactivated, logged out or changed their password, or whose
@@ -26,18 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bson import ObjectId
 
+from monq.api.fanout import Fanout, Subscription, dumps
 from monq.core.auth.accounts import Accounts
-from monq.core.auth.permissions import Principal
 from monq.core.config import Config
 from monq.core.errors import Error, StreamHistoryLost
 from monq.core.loops import periodic, supervise
@@ -53,29 +50,8 @@ RETRY_MAX_S = 10.0
 RECENT_MAX = 100_000
 
 
-class Subscriber(Protocol):
-    principal: Principal
-    token_version: int
-    expires_at: float
-
-    def wants(self, event: dict[str, Any]) -> bool: ...
-
-    def view_key(self, event: dict[str, Any]) -> Hashable: ...
-
-    def render(self, event: dict[str, Any]) -> str: ...
-
-    def offer(self, event_id: ObjectId, text: str) -> None: ...
-
-    def revoke(self, reason: str) -> None: ...
-
-
-def dumps(message: Any) -> str:
-    """JSON for websocket messages: ObjectIds as strings, times in ISO 8601."""
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-        return str(value)
-    return json.dumps(message, default=default, separators=(",", ":"))
+Subscriber = Subscription  # what the hub holds: one per open websocket
+__all__ = ["EventHub", "RecentIds", "Subscriber", "dumps"]
 
 
 class RecentIds:
@@ -106,6 +82,7 @@ class EventHub:
         self.accounts = accounts
         self.config = config
         self.subscribers: set[Subscriber] = set()
+        self.fanout = Fanout()
         self.recent = RecentIds(config.relay_bound_s)
         self.reader = EventReader(self.events, config.relay_bound_s, batch=10_000)
         self.last_id: ObjectId | None = None
@@ -143,9 +120,16 @@ class EventHub:
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
+        self.fanout.attach(subscriber)
+
+    def subscribe(self, subscriber: Subscriber, channels: Iterable[str]) -> None:
+        """Give `subscriber` these channels (replacing its earlier ones)."""
+        if subscriber in self.subscribers:
+            self.fanout.subscribe(subscriber, channels)
 
     def discard(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self.fanout.remove(subscriber)
 
     # Fan-out --------------------------------------------------------------------
     def dispatch(self, event: dict[str, Any]) -> None:
@@ -160,16 +144,7 @@ class EventHub:
             self.lag_s = max(0.0, (datetime.now(UTC) - created).total_seconds())
         for observe in self.observers:
             observe(event)
-        rendered: dict[Hashable, str] = {}
-        for subscriber in list(self.subscribers):
-            if not subscriber.wants(event):
-                continue
-            key = subscriber.view_key(event)
-            text = rendered.get(key)
-            if text is None:
-                text = rendered[key] = subscriber.render(event)
-            subscriber.offer(event_id, text)
-            self.delivered += 1
+        self.delivered += self.fanout.deliver(event)
 
     # Sources --------------------------------------------------------------------
     async def _source(self) -> None:

@@ -62,7 +62,7 @@ def event_line(event: dict[str, Any]) -> str:
         what = f"#{data.get('number')} {data.get('name', '')} {data.get('state', '')}"
         # a progress event carries its value as a number in ``progress`` and the
         # message beside it (DESIGN.md section 4), not a nested document
-        value = data.get("progress")
+        value = data.get("progress", data.get("value"))
         if isinstance(value, dict):
             value = value.get("value")
         if event["name"] == "progress_job" and isinstance(value, int | float):

@@ -55,6 +55,8 @@ class ApiConfig:
     ws_ping_timeout_s: float = 20.0
     ws_max_message_bytes: int = 65536
     ws_send_queue: int = 1000
+    ws_max_interests: int = 100
+    chat_channels: list[str] = field(default_factory=lambda: ["message"])
     event_source: Literal["auto", "change_stream", "poll"] = "auto"
     event_poll_s: float = 0.2
     event_window_s: float = 0.0  # deprecated: queue.relay_bound_s (the larger counts)

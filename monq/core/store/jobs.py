@@ -310,6 +310,17 @@ class JobStore:
                     out[doc["_id"]] = doc["state"]
         return out
 
+    async def names_of(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
+        """The name of each job, queued or finished (missing ones are absent), in one
+        query per collection however many ids are asked for."""
+        out: dict[ObjectId, str] = {}
+        async with self.store.errors():
+            for collection in (self.journal, self.queue):
+                async for doc in collection.find({"_id": {"$in": list(job_ids)}},
+                                                 {"name": 1}):
+                    out[doc["_id"]] = doc["name"]
+        return out
+
     # Maintenance --------------------------------------------------------------
     async def maintenance(self) -> dict[str, Any]:
         async with self.store.errors():
