@@ -73,15 +73,16 @@ async def test_bad_tokens_get_401(api: ApiClient, config: Config) -> None:
     claims["ver"] += 1  # signed for another version: the signature no longer fits
     tampered_payload = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
     secret = load_secret(config)
-    no_exp = jwt.encode({"sub": "admin", "ver": 0}, secret, algorithm="HS256")
-    expired = jwt.encode({"sub": "admin", "ver": 0, "exp": int(time.time()) - 10}, secret,
-                         algorithm="HS256")
-    wrong_key = jwt.encode({"sub": "admin", "ver": 0, "exp": int(time.time()) + 60},
-                           "k" * 48, algorithm="HS256")
-    alg_none = jwt.encode({"sub": "admin", "ver": 0, "exp": int(time.time()) + 60}, None,
-                          algorithm="none")
+    # otherwise valid claims (the admin's id and version) with one defect each
+    who = {"sub": claims["sub"], "ver": claims["ver"] - 1}
+    no_exp = jwt.encode(who, secret, algorithm="HS256")
+    expired = jwt.encode({**who, "exp": int(time.time()) - 10}, secret, algorithm="HS256")
+    wrong_key = jwt.encode({**who, "exp": int(time.time()) + 60}, "k" * 48, algorithm="HS256")
+    alg_none = jwt.encode({**who, "exp": int(time.time()) + 60}, None, algorithm="none")
+    by_name = jwt.encode({"sub": "admin", "ver": who["ver"], "exp": int(time.time()) + 60},
+                         secret, algorithm="HS256")
     for token in (f"{header}.{tampered_payload}.{signature}", no_exp, expired, wrong_key,
-                  alg_none, "garbage", ""):
+                  alg_none, by_name, "garbage", ""):
         reply = await api.call("GET", "/profile", token=token or None)
         assert reply.code == 401, token
     assert (await api.call("GET", "/profile", token=good)).code == 200
