@@ -59,6 +59,7 @@ class ApiConfig:
     event_poll_s: float = 0.2
     event_window_s: float = 10.0
     metrics_token: str = ""
+    database_timeout_s: float = 1.5
 
 
 @dataclass(frozen=True)
