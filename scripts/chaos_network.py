@@ -53,7 +53,7 @@ DB_PORT = 27017
 API_PORT = 5001
 JOB = "monq.jobs.example.RecordingJob"
 ADMIN_PASSWORD = "chaos-network-admin"  # a throw-away server's
-LEASE_S = 6.0  # the zombie time: a worker silent for longer loses its jobs
+LEASE_S = 6.0  # the zombie time (default): a worker silent for longer loses its jobs
 FAULTS = ("partition-long", "partition-short", "slow-link", "db-pause-short",
           "db-pause-long", "api-kill", "db-restart")
 QUICK_FAULTS = ("partition-long", "db-pause-short", "api-kill")
@@ -380,12 +380,13 @@ class Outcome:
     extra_runs: int = 0
     failed_attempts: int = 0
     notes: list[str] = field(default_factory=list)
-    skipped: str = ""
+    lost_acknowledged: int = 0  # enqueues the API confirmed that are not stored
 
     @property
     def ok(self) -> bool:
-        return bool(self.skipped) or (self.lost == 0 and self.twice == 0 and self.errored == 0
-                                      and self.recovery_s is not None)
+        return (
+            self.lost == 0 and self.lost_acknowledged == 0 and self.twice == 0
+            and self.errored == 0 and self.recovery_s is not None)
 
 
 class Chaos:
@@ -485,9 +486,9 @@ class Chaos:
         if held:
             moved = self.obs.db["sys.event"].count_documents(
                 {"name": "reset_job", "data._id": {"$in": held}})
-            outcome.notes.append(f"cut {cut_s:.0f}s (lease {LEASE_S:.0f}s) while it ran "
+            outcome.notes.append(f"cut {cut_s:.0f}s (lease {self.args.lease:.0f}s) while it ran "
                                  f"{len(held)} jobs; of them put back for others: {moved}")
-            if cut_s > LEASE_S:
+            if cut_s > self.args.lease:
                 outcome.notes.append("its executors of moved jobs stopped: " + (
                     "yes" if self.executors_stopped(worker, held) else "NO"))
         return self.check(outcome, ids)
@@ -561,9 +562,10 @@ class Chaos:
                 replies.append((status, took, str(reply.get("message", ""))))
             time.sleep(0.5)
         refused = [r for r in replies if r[0] != 503 or "does not answer" not in r[2]]
-        slowest = max((took for _, took, _ in replies), default=0.0)
-        return (f"API while down: {len(replies)} requests, {len(refused)} not a clear 503, "
-                f"slowest {slowest:.1f}s")
+        times = sorted(took for _, took, _ in replies) or [0.0]
+        return (f"API while the database is paused: {len(replies)} requests, "
+                f"{len(refused)} not a 503 saying so; median {times[len(times) // 2]:.1f}s, "
+                f"slowest {times[-1]:.1f}s")
 
     def api_kill(self) -> Outcome:
         """POST jobs through the API without pause; SIGKILL the API server mid-stream
@@ -585,6 +587,7 @@ class Chaos:
                     unanswered += 1
                     time.sleep(0.1)
 
+        began = self.now()
         poster = threading.Thread(target=post, daemon=True)
         poster.start()
         while len(acknowledged) < max(3, self.args.jobs // 2) and poster.is_alive():
@@ -601,13 +604,23 @@ class Chaos:
             time.sleep(0.05)
         stop.set()
         poster.join(10)
-        ids = list(acknowledged)
+        # a request cut off by the kill may still have stored its job: it is a job like
+        # any other (the client, not knowing, might send it again)
+        unacknowledged = [d["_id"] for name in ("sys.queue", "sys.journal")
+                          for d in self.obs.db[name].find(
+                              {"name": JOB, "enqueued.at": {"$gte": began},
+                               "_id": {"$nin": acknowledged}}, {"_id": 1})]
+        ids = list(acknowledged) + unacknowledged
         outcome.recovery_s = self.recovery(ids, lifted_at, lifted)
         self.settle(ids)
-        in_db = self.obs.db["sys.queue"].count_documents({"_id": {"$in": ids}}) + \
-            self.obs.db["sys.journal"].count_documents({"_id": {"$in": ids}})
-        outcome.notes.append(f"{len(ids)} acknowledged enqueues, {in_db} of them stored; "
-                             f"{unanswered} requests cut off or refused while it was down")
+        in_db = self.obs.db["sys.queue"].count_documents({"_id": {"$in": acknowledged}}) + \
+            self.obs.db["sys.journal"].count_documents({"_id": {"$in": acknowledged}})
+        outcome.lost_acknowledged = len(acknowledged) - in_db
+        outcome.notes.append(f"SIGKILL mid-stream, started again at once (recovery includes "
+                             f"its start-up); {len(acknowledged)} acknowledged enqueues, "
+                             f"{in_db} of them stored; {unanswered} requests cut off or "
+                             f"refused, of which {len(unacknowledged)} stored their job")
+
         return self.check(outcome, ids)
 
     def db_restart(self) -> Outcome:
@@ -616,17 +629,22 @@ class Chaos:
         self.wait_holding(ids)
         self.database.stop()
         time.sleep(2)
-        lifted_at, lifted = self.now(), time.monotonic()
+        started = time.monotonic()
         self.database.start()
+        wait_for_port(self.lab, "ctl", f"{SUBNET}.1", DB_PORT)
+        # recovery counts from the moment the database answers again, not its start-up
+        lifted_at, lifted = self.now(), time.monotonic()
         outcome.recovery_s = self.recovery(ids, lifted_at, lifted)
+        outcome.notes.append(f"stopped (SIGTERM) while workers ran jobs, started again "
+                             f"2s later; it took {lifted - started:.1f}s to listen")
         self.settle(ids)
         return self.check(outcome, ids)
 
     def run(self, fault: str) -> Outcome:
         if fault == "partition-long":
-            return self.partition(fault, LEASE_S * 2)
+            return self.partition(fault, self.args.lease * 2)
         if fault == "partition-short":
-            return self.partition(fault, LEASE_S / 3)
+            return self.partition(fault, self.args.lease / 3)
         if fault == "slow-link":
             return self.slow_link()
         if fault == "db-pause-short":
@@ -639,11 +657,9 @@ class Chaos:
 
 
 def report(outcome: Outcome) -> None:
-    if outcome.skipped:
-        print(f"{outcome.fault:16} skipped: {outcome.skipped}")
-        return
     recovery = f"{outcome.recovery_s:.1f}s" if outcome.recovery_s is not None else "NONE"
-    print(f"{outcome.fault:16} jobs {outcome.jobs:3}  lost {outcome.lost}  completed twice "
+    lost = outcome.lost + outcome.lost_acknowledged
+    print(f"{outcome.fault:16} jobs {outcome.jobs:3}  lost {lost}  completed twice "
           f"{outcome.twice}  ended in error {outcome.errored}  recovery {recovery}  "
           f"(ran again {outcome.extra_runs}, failed attempts {outcome.failed_attempts})  "
           + ("OK" if outcome.ok else "FAILED"))
@@ -652,12 +668,13 @@ def report(outcome: Outcome) -> None:
 
 
 # Set-up ----------------------------------------------------------------------------
-def environment(db_url: str, var: Path, api_host: str, secret: str) -> dict[str, str]:
+def environment(db_url: str, var: Path, api_host: str, secret: str, lease_s: float
+                ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONQ_")}
     env.update({
         "MONQ_MONGODB_URL": db_url, "MONQ_MONGODB_EMBEDDED": "never",
         "MONQ_PATHS_VAR": str(var), "MONQ_LOG_LEVEL": "WARNING",
-        "MONQ_QUEUE_ZOMBIE_TIME_S": str(LEASE_S), "MONQ_QUEUE_SWEEP_INTERVAL_S": "1",
+        "MONQ_QUEUE_ZOMBIE_TIME_S": str(lease_s), "MONQ_QUEUE_SWEEP_INTERVAL_S": "1",
         "MONQ_WORKER_HEARTBEAT_S": "1", "MONQ_WORKER_POLL_MAX_S": "0.3",
         "MONQ_WORKER_CONCURRENCY": "2", "MONQ_WORKER_DEAD_AFTER_S": "30",
         "MONQ_API_HOST": api_host, "MONQ_API_PORT": str(API_PORT),
@@ -694,7 +711,7 @@ def fleet(lab: Lab, args: argparse.Namespace, work: Path) -> Iterator[Chaos]:
         database.start()
         wait_for_port(lab, "api", db_address, DB_PORT)
         api = Host(lab, "api", [monq, "serve"],
-                   environment(db_url, work / "api", api_address, secret), logs)
+                   environment(db_url, work / "api", api_address, secret, args.lease), logs)
         hosts.append(api)
         api.start()
         wait_for_port(lab, "ctl", api_address, API_PORT)
@@ -702,7 +719,7 @@ def fleet(lab: Lab, args: argparse.Namespace, work: Path) -> Iterator[Chaos]:
         for i in range(args.workers):
             name = f"w{i + 1}"
             worker = Host(lab, name, [monq, "worker"],
-                          environment(db_url, work / name, api_address, secret), logs)
+                          environment(db_url, work / name, api_address, secret, args.lease), logs)
             worker.start()
             workers.append(worker)
             hosts.append(worker)
@@ -724,7 +741,7 @@ def controller(args: argparse.Namespace) -> int:
     with fleet(lab, args, work) as chaos:
         print(f"hosts: db {SUBNET}.1, api {SUBNET}.2, workers "
               + ", ".join(f"{SUBNET}.{11 + i}" for i in range(args.workers))
-              + f"; lease {LEASE_S:.0f}s", flush=True)
+              + f"; lease {args.lease:g}s", flush=True)
         for fault in faults:
             outcome = chaos.run(fault)
             report(outcome)
@@ -744,6 +761,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=24, help="jobs per fault")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each job works")
+    parser.add_argument("--lease", type=float, default=LEASE_S,
+                        help="queue.zombie_time_s: how long a silent worker keeps its jobs")
     parser.add_argument("--keep-logs", default=None, help="keep the hosts' logs here")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--emulate-link", nargs=4, help=argparse.SUPPRESS)
@@ -778,7 +797,7 @@ def main() -> int:
                    lab.prefix, "--hosts", ",".join(hosts), "--work", str(work),
                    "--faults", args.faults, "--keep-logs", args.keep_logs or "",
                    "--workers", str(args.workers), "--jobs",
-                   str(args.jobs), "--sleep", str(args.sleep)]
+                   str(args.jobs), "--sleep", str(args.sleep), "--lease", str(args.lease)]
         inner = subprocess.Popen(["ip", "netns", "exec", lab.ns("ctl"), *command])
         try:
             return inner.wait()

@@ -1,0 +1,63 @@
+"""A short form of scripts/chaos_network.py: a database host, an API host and three
+worker hosts in network namespaces; a worker cut off past its lease, the database
+paused for 5 s, the API server killed mid-request. No job lost, none completed
+twice, none ended in error, and every fault recovered from.
+
+It needs root and iproute2 (network namespaces): elsewhere it is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "chaos_network.py"
+LINE = re.compile(r"^(?P<fault>[a-z-]+)\s+jobs\s+(?P<jobs>\d+)\s+lost (?P<lost>\d+)\s+"
+                  r"completed twice (?P<twice>\d+)\s+ended in error (?P<errored>\d+)\s+"
+                  r"recovery (?P<recovery>[\d.]+s|NONE)", re.M)
+
+
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("chaos_network", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("chaos_network", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.chaos
+def test_chaos_network_short_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    why = script().requirements()
+    if why:
+        pytest.skip(f"network namespaces unavailable here: {why}")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--faults", "quick", "--jobs", "6", "--sleep", "0.5",
+         "--lease", "3", "--keep-logs", str(tmp_path)],
+        capture_output=True, text=True, timeout=280, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    outcomes = {m["fault"]: m for m in LINE.finditer(result.stdout)}
+    assert set(outcomes) == {"partition-long", "db-pause-short", "api-kill"}, output
+    for outcome in outcomes.values():
+        assert int(outcome["jobs"]) > 0, output
+        assert (outcome["lost"], outcome["twice"], outcome["errored"]) == ("0", "0", "0"), output
+        assert outcome["recovery"] != "NONE", output
+    assert "its executors of moved jobs stopped: yes" in result.stdout, output
+    assert ", 0 not a 503 saying so" in result.stdout, output
+    assert "result: OK" in result.stdout
+
+
+def test_the_script_refuses_an_unknown_fault() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--faults", "flood"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "unknown fault 'flood'" in result.stderr
+    assert "Traceback" not in result.stderr
