@@ -361,6 +361,10 @@ class Observer:
             limit=1), 0))
 
 
+def fmt(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f}s"
+
+
 def job_id(reply: dict[str, Any]) -> Any:
     from bson import ObjectId
 
@@ -379,8 +383,10 @@ class Outcome:
     recovery_s: float | None = None
     extra_runs: int = 0
     failed_attempts: int = 0
+    put_back: int = 0  # jobs a sweep took from a silent worker (its lease ran out)
     notes: list[str] = field(default_factory=list)
     lost_acknowledged: int = 0  # enqueues the API confirmed that are not stored
+    recovered: str = ""  # the parts of the recovery time
 
     @property
     def ok(self) -> bool:
@@ -415,30 +421,32 @@ class Chaos:
             time.sleep(0.1)
         return []
 
-    def recovery(self, ids: list[Any], lifted_at: Any, lifted: float,
-                 worker: Host | None = None) -> float | None:
-        """Seconds from lifting the fault until the API answers /health with 200, a
-        job of the batch completes after the lift (or none was left to), and the
-        `worker` the fault was about heart-beats again."""
-        api_ok = job_ok = False
-        beat_ok = worker is None
-        while time.monotonic() - lifted < RECOVERY_LIMIT_S:
-            if not beat_ok:
-                assert worker is not None
-                beat_ok = bool(self.obs.try_db(lambda: self.obs.db["sys.worker"].count_documents(
-                    {"pid": worker.pid, "heartbeat": {"$gt": lifted_at}}), 0))
-                if not beat_ok:
-                    time.sleep(0.05)
-                    continue
-            if not api_ok:
-                api_ok = self.obs.http("GET", "/api/v1/health", timeout_s=5)[0] == 200
-            if not job_ok:
-                job_ok = self.obs.completed_since(ids, lifted_at) or (
-                    self.obs.unfinished(ids) == 0)
-            if api_ok and job_ok:
-                return time.monotonic() - lifted
+    def recovery(self, outcome: Outcome, ids: list[Any], lifted_at: Any, lifted: float,
+                 workers: list[Host] | None = None) -> None:
+        """Seconds from lifting the fault until the API answers /health with 200 and
+        every worker host (or `workers`) has written a heartbeat again: the system
+        works again. Also when a job of the batch first completes after the lift."""
+        waiting = {w.pid for w in (self.workers if workers is None else workers)}
+        api_s = workers_s = job_s = None
+        while time.monotonic() - lifted < RECOVERY_LIMIT_S and (
+                api_s is None or workers_s is None or job_s is None):
+            if api_s is None and self.obs.http("GET", "/api/v1/health", timeout_s=5)[0] == 200:
+                api_s = time.monotonic() - lifted
+            if workers_s is None:
+                waiting -= {d["pid"] for d in self.obs.try_db(lambda pids=list(waiting): list(
+                    self.obs.db["sys.worker"].find(
+                        {"pid": {"$in": pids}, "heartbeat": {"$gt": lifted_at}},
+                        {"pid": 1})), [])}
+                if not waiting:
+                    workers_s = time.monotonic() - lifted
+            if job_s is None and (self.obs.completed_since(ids, lifted_at)
+                                  or self.obs.unfinished(ids) == 0):
+                job_s = time.monotonic() - lifted
             time.sleep(0.05)
-        return None
+        if api_s is not None and workers_s is not None:
+            outcome.recovery_s = max(api_s, workers_s)
+        outcome.recovered = (f"API {fmt(api_s)}, workers {fmt(workers_s)}, "
+                             f"first job done {fmt(job_s)}")
 
     def settle(self, ids: list[Any]) -> None:
         deadline = time.monotonic() + SETTLE_LIMIT_S
@@ -458,6 +466,8 @@ class Chaos:
                                           {"data._id": 1}):
             completes[event["data"]["_id"]] = completes.get(event["data"]["_id"], 0) + 1
         outcome.twice = sum(1 for n in completes.values() if n > 1)
+        outcome.put_back = db["sys.event"].count_documents(
+            {"name": "reset_job", "data._id": {"$in": ids}})
         outcome.failed_attempts = db["sys.event"].count_documents(
             {"name": {"$in": ["failed_job", "failed_start"]}, "data._id": {"$in": ids}})
         runs: dict[Any, int] = {}
@@ -481,7 +491,7 @@ class Chaos:
         time.sleep(cut_s)
         lifted_at, lifted = self.now(), time.monotonic()
         self.lab.mend(worker.name)
-        outcome.recovery_s = self.recovery(ids, lifted_at, lifted, worker)
+        self.recovery(outcome, ids, lifted_at, lifted, [worker])
         self.settle(ids)
         if held:
             moved = self.obs.db["sys.event"].count_documents(
@@ -531,7 +541,7 @@ class Chaos:
         finally:
             self.lab.unslow(worker.name)
         lifted_at, lifted = self.now(), time.monotonic()
-        outcome.recovery_s = self.recovery(ids, lifted_at, lifted, worker)
+        self.recovery(outcome, ids, lifted_at, lifted, [worker])
         outcome.notes.append(f"100 ms delay and 5 % loss on {worker.name}'s link ({how}) "
                              f"for the whole batch, {time.monotonic() - started:.0f}s; "
                              f"connecting to the database took {measured} there; it was "
@@ -546,7 +556,7 @@ class Chaos:
         probes = self.probe_api(pause_s)
         lifted_at, lifted = self.now(), time.monotonic()
         self.database.signal(signal.SIGCONT)
-        outcome.recovery_s = self.recovery(ids, lifted_at, lifted)
+        self.recovery(outcome, ids, lifted_at, lifted)
         self.settle(ids)
         outcome.notes.append(probes)
         return self.check(outcome, ids)
@@ -611,7 +621,7 @@ class Chaos:
                               {"name": JOB, "enqueued.at": {"$gte": began},
                                "_id": {"$nin": acknowledged}}, {"_id": 1})]
         ids = list(acknowledged) + unacknowledged
-        outcome.recovery_s = self.recovery(ids, lifted_at, lifted)
+        self.recovery(outcome, ids, lifted_at, lifted)
         self.settle(ids)
         in_db = self.obs.db["sys.queue"].count_documents({"_id": {"$in": acknowledged}}) + \
             self.obs.db["sys.journal"].count_documents({"_id": {"$in": acknowledged}})
@@ -634,7 +644,7 @@ class Chaos:
         wait_for_port(self.lab, "ctl", f"{SUBNET}.1", DB_PORT)
         # recovery counts from the moment the database answers again, not its start-up
         lifted_at, lifted = self.now(), time.monotonic()
-        outcome.recovery_s = self.recovery(ids, lifted_at, lifted)
+        self.recovery(outcome, ids, lifted_at, lifted)
         outcome.notes.append(f"stopped (SIGTERM) while workers ran jobs, started again "
                              f"2s later; it took {lifted - started:.1f}s to listen")
         self.settle(ids)
@@ -657,13 +667,13 @@ class Chaos:
 
 
 def report(outcome: Outcome) -> None:
-    recovery = f"{outcome.recovery_s:.1f}s" if outcome.recovery_s is not None else "NONE"
+    recovery = fmt(outcome.recovery_s) if outcome.recovery_s is not None else "NONE"
     lost = outcome.lost + outcome.lost_acknowledged
-    print(f"{outcome.fault:16} jobs {outcome.jobs:3}  lost {lost}  completed twice "
-          f"{outcome.twice}  ended in error {outcome.errored}  recovery {recovery}  "
-          f"(ran again {outcome.extra_runs}, failed attempts {outcome.failed_attempts})  "
-          + ("OK" if outcome.ok else "FAILED"))
-    for note in outcome.notes:
+    print(f"{outcome.fault:16} lost {lost}  completed twice {outcome.twice}  ended in error "
+          f"{outcome.errored}  recovery {recovery}  " + ("OK" if outcome.ok else "FAILED"))
+    for note in [f"{outcome.jobs} jobs: put back {outcome.put_back}, ran again "
+                 f"{outcome.extra_runs}, failed attempts {outcome.failed_attempts}",
+                 f"recovered: {outcome.recovered}", *outcome.notes]:
         print(f"{'':16} {note}")
 
 
@@ -675,7 +685,7 @@ def environment(db_url: str, var: Path, api_host: str, secret: str, lease_s: flo
         "MONQ_MONGODB_URL": db_url, "MONQ_MONGODB_EMBEDDED": "never",
         "MONQ_PATHS_VAR": str(var), "MONQ_LOG_LEVEL": "WARNING",
         "MONQ_QUEUE_ZOMBIE_TIME_S": str(lease_s), "MONQ_QUEUE_SWEEP_INTERVAL_S": "1",
-        "MONQ_WORKER_HEARTBEAT_S": "1", "MONQ_WORKER_POLL_MAX_S": "0.3",
+        "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_WORKER_POLL_MAX_S": "0.3",
         "MONQ_WORKER_CONCURRENCY": "2", "MONQ_WORKER_DEAD_AFTER_S": "30",
         "MONQ_API_HOST": api_host, "MONQ_API_PORT": str(API_PORT),
         "MONQ_API_ADMIN_PASSWORD": ADMIN_PASSWORD, "MONQ_API_SECRET": secret,
@@ -791,6 +801,11 @@ def main() -> int:
              **{f"w{i + 1}": f"{SUBNET}.{11 + i}" for i in range(args.workers)}}
     lab = Lab(f"mqn{os.getpid()}")
     work = Path(args.keep_logs) if args.keep_logs else Path(tempfile.mkdtemp(prefix="mqn-"))
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # so that the namespaces are removed on the way out
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         lab.build(hosts)
         command = [sys.executable, os.path.abspath(__file__), "--inside", "--prefix",
@@ -802,8 +817,12 @@ def main() -> int:
         try:
             return inner.wait()
         except KeyboardInterrupt:
-            inner.send_signal(signal.SIGINT)
-            inner.wait()
+            with contextlib.suppress(ProcessLookupError):
+                inner.send_signal(signal.SIGINT)
+            try:
+                inner.wait(30)
+            except subprocess.TimeoutExpired:
+                inner.kill()
             return 130
     finally:
         lab.destroy()

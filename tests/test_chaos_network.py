@@ -12,6 +12,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -19,9 +20,9 @@ import pytest
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "chaos_network.py"
-LINE = re.compile(r"^(?P<fault>[a-z-]+)\s+jobs\s+(?P<jobs>\d+)\s+lost (?P<lost>\d+)\s+"
+LINE = re.compile(r"^(?P<fault>[a-z-]+)\s+lost (?P<lost>\d+)\s+"
                   r"completed twice (?P<twice>\d+)\s+ended in error (?P<errored>\d+)\s+"
-                  r"recovery (?P<recovery>[\d.]+s|NONE)", re.M)
+                  r"recovery (?P<recovery>[\d.]+s|NONE)\s+\w+\n\s+(?P<jobs>\d+) jobs:", re.M)
 
 
 def script() -> ModuleType:
@@ -33,16 +34,28 @@ def script() -> ModuleType:
     return module
 
 
+def logs(path: Path) -> str:
+    """The hosts' last log lines, to explain a failure."""
+    return "".join(f"\n--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:])
+                   for log in sorted((path / "logs").glob("*.log")))
+
+
 @pytest.mark.chaos
-def test_chaos_network_short_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_chaos_network_short_form(tmp_path: Path) -> None:
     why = script().requirements()
     if why:
         pytest.skip(f"network namespaces unavailable here: {why}")
-    result = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--faults", "quick", "--jobs", "6", "--sleep", "0.5",
          "--lease", "3", "--keep-logs", str(tmp_path)],
-        capture_output=True, text=True, timeout=280, check=False)
-    output = result.stdout + result.stderr
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # SIGTERM: the script removes its namespaces on the way out
+        stdout, stderr = process.communicate(timeout=60)
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    output = result.stdout + result.stderr + logs(tmp_path)
     assert result.returncode == 0, output
     outcomes = {m["fault"]: m for m in LINE.finditer(result.stdout)}
     assert set(outcomes) == {"partition-long", "db-pause-short", "api-kill"}, output
