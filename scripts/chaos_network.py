@@ -53,6 +53,8 @@ DB_PORT = 27017
 API_PORT = 5001
 JOB = "monq.jobs.example.RecordingJob"
 ADMIN_PASSWORD = "chaos-network-admin"  # a throw-away server's
+WORKER_CONCURRENCY = 2
+PROBE_SLEEP_S = 0.2  # the probe jobs that show a worker claims work again
 LEASE_S = 6.0  # the zombie time (default): a worker silent for longer loses its jobs
 FAULTS = ("partition-long", "partition-short", "slow-link", "db-pause-short",
           "db-pause-long", "api-kill", "db-restart")
@@ -355,6 +357,15 @@ class Observer:
         return int(self.try_db(lambda: self.db["sys.queue"].count_documents(
             {"_id": {"$in": ids}}), len(ids)))
 
+    def claimed_since(self, pids: set[int], since: Any) -> set[int]:
+        """Which of the worker processes `pids` claimed a job after `since`."""
+        workers = {d["_id"]: d["pid"] for d in self.try_db(lambda: list(
+            self.db["sys.worker"].find({"pid": {"$in": list(pids)}}, {"pid": 1})), [])}
+        claimed = self.try_db(lambda: self.db["sys.event"].distinct("data.worker", {
+            "name": "request_start_job", "created": {"$gt": since},
+            "data.worker": {"$in": list(workers)}}), [])
+        return {workers[w] for w in claimed if w in workers}
+
     def completed_since(self, ids: list[Any], since: Any) -> bool:
         return bool(self.try_db(lambda: self.db["sys.event"].count_documents(
             {"name": "complete_job", "data._id": {"$in": ids}, "created": {"$gt": since}},
@@ -424,29 +435,43 @@ class Chaos:
     def recovery(self, outcome: Outcome, ids: list[Any], lifted_at: Any, lifted: float,
                  workers: list[Host] | None = None) -> None:
         """Seconds from lifting the fault until the API answers /health with 200 and
-        every worker host (or `workers`) has written a heartbeat again: the system
-        works again. Also when a job of the batch first completes after the lift."""
+        every worker host (or `workers`) has claimed a job again: the system works
+        again. Probe jobs keep work waiting until they have; they join `ids`, to be
+        checked with the batch. Also: when a job first completes after the lift."""
         waiting = {w.pid for w in (self.workers if workers is None else workers)}
-        api_s = workers_s = job_s = None
+        api_s = claims_s = job_s = None
+        probes: list[Any] = []
         while time.monotonic() - lifted < RECOVERY_LIMIT_S and (
-                api_s is None or workers_s is None or job_s is None):
+                api_s is None or claims_s is None or job_s is None):
             if api_s is None and self.obs.http("GET", "/api/v1/health", timeout_s=5)[0] == 200:
                 api_s = time.monotonic() - lifted
-            if workers_s is None:
-                waiting -= {d["pid"] for d in self.obs.try_db(lambda pids=list(waiting): list(
-                    self.obs.db["sys.worker"].find(
-                        {"pid": {"$in": pids}, "heartbeat": {"$gt": lifted_at}},
-                        {"pid": 1})), [])}
+            if api_s is not None and claims_s is None:
+                self.feed(probes)
+                waiting -= self.obs.claimed_since(waiting, lifted_at)
                 if not waiting:
-                    workers_s = time.monotonic() - lifted
-            if job_s is None and (self.obs.completed_since(ids, lifted_at)
-                                  or self.obs.unfinished(ids) == 0):
+                    claims_s = time.monotonic() - lifted
+            if job_s is None and self.obs.completed_since(ids + probes, lifted_at):
                 job_s = time.monotonic() - lifted
             time.sleep(0.05)
-        if api_s is not None and workers_s is not None:
-            outcome.recovery_s = max(api_s, workers_s)
-        outcome.recovered = (f"API {fmt(api_s)}, workers {fmt(workers_s)}, "
-                             f"first job done {fmt(job_s)}")
+        ids.extend(probes)
+        if api_s is not None and claims_s is not None:
+            outcome.recovery_s = max(api_s, claims_s)
+        outcome.recovered = (f"API answers after {fmt(api_s)}, every worker claims again "
+                             f"after {fmt(claims_s)}, first job done after {fmt(job_s)}")
+
+    def feed(self, probes: list[Any]) -> None:
+        """Keep a job waiting for each worker slot, so that a worker that works again
+        shows it by claiming one."""
+        slots = len(self.workers) * WORKER_CONCURRENCY
+        pending = self.obs.try_db(lambda: self.obs.db["sys.queue"].count_documents(
+            {"_id": {"$in": probes}, "state": "pending"}), slots)
+        for _ in range(slots - pending):
+            status, reply, _ = self.obs.http("POST", "/api/v1/jobs", {
+                "name": JOB, "args": {"db_url": self.obs.db_url, "sleep": PROBE_SLEEP_S}},
+                timeout_s=5)
+            if status != 201:
+                return
+            probes.append(job_id(reply))
 
     def settle(self, ids: list[Any]) -> None:
         deadline = time.monotonic() + SETTLE_LIMIT_S
@@ -686,7 +711,7 @@ def environment(db_url: str, var: Path, api_host: str, secret: str, lease_s: flo
         "MONQ_PATHS_VAR": str(var), "MONQ_LOG_LEVEL": "WARNING",
         "MONQ_QUEUE_ZOMBIE_TIME_S": str(lease_s), "MONQ_QUEUE_SWEEP_INTERVAL_S": "1",
         "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_WORKER_POLL_MAX_S": "0.3",
-        "MONQ_WORKER_CONCURRENCY": "2", "MONQ_WORKER_DEAD_AFTER_S": "30",
+        "MONQ_WORKER_CONCURRENCY": str(WORKER_CONCURRENCY), "MONQ_WORKER_DEAD_AFTER_S": "30",
         "MONQ_API_HOST": api_host, "MONQ_API_PORT": str(API_PORT),
         "MONQ_API_ADMIN_PASSWORD": ADMIN_PASSWORD, "MONQ_API_SECRET": secret,
         "PYTHONUNBUFFERED": "1"})
