@@ -9,22 +9,32 @@ Every host is a network namespace joined to one switch (a bridge in a namespace 
 its own) with addresses 10.231.0.x that exist only inside these namespaces:
 nothing is routed out of this machine. The database host runs SecantusDB (with its
 data on disk, so it can be restarted), the API host `monq serve`, the worker hosts
-`monq worker`. For each fault the script enqueues a batch of jobs, injects the fault
-while workers hold jobs, lifts it, and then checks every job of the batch from
-sys.queue, sys.journal and sys.event:
+`monq worker`; the script itself runs in a namespace of its own on the same switch.
+For each fault it enqueues a batch of jobs through the API, injects the fault while
+workers hold jobs, lifts it, and then checks every job of the batch from sys.queue,
+sys.journal and sys.event:
 
-    lost              enqueued (or acknowledged by the API) but never completed
+    lost              enqueued (or acknowledged by the API) but in neither
+                      sys.queue nor sys.journal
     completed twice   more than one complete_job event for a job
     ended in error    a job that did not end complete (the jobs never fail by
                       themselves: any error is the fault's)
-    recovery          seconds from lifting the fault until the API answers and a
-                      job completes again
+    recovery          seconds from lifting the fault until the API answers and
+                      every worker claims work again (probe jobs keep work waiting)
 
-It exits 1 when any job is lost, completed twice or ended in error, or the system
-did not recover; 2 when it cannot run here (not root, no `ip`). Namespaces and
-processes are removed on exit, on failure too. Needs root and iproute2; the slow
-link needs the kernel's netem queueing discipline (`tc qdisc ... netem`), and is
-reported as not run where the kernel lacks it.
+Faults: partition-long / partition-short (the switch drops one worker host's frames
+for twice / a third of the lease), slow-link (100 ms delay and 5 % loss on a worker
+host's link: `tc netem`, or where the kernel lacks netem a user-space link that
+forwards the host's frames with the same delay and loss), db-pause-short /
+db-pause-long (SIGSTOP for 5 s / 60 s, while the API is asked and must answer 503),
+api-kill (SIGKILL of `monq serve` amid a stream of enqueues, then started again),
+db-restart (SIGTERM, started again 2 s later on the same data).
+
+It exits 1 when a job is lost, completed twice, ended in error or is still
+unfinished, when something did not recover, or when the system took longer than
+--recovery-limit (2 s) to work again after a database fault; 2 when it cannot run
+here (not root, no iproute2, no namespaces). Namespaces and processes are removed
+on exit, on failure and SIGTERM too.
 """
 
 from __future__ import annotations
@@ -59,7 +69,8 @@ LEASE_S = 6.0  # the zombie time (default): a worker silent for longer loses its
 FAULTS = ("partition-long", "partition-short", "slow-link", "db-pause-short",
           "db-pause-long", "api-kill", "db-restart")
 QUICK_FAULTS = ("partition-long", "db-pause-short", "api-kill")
-RECOVERY_LIMIT_S = 120.0
+RECOVERY_LIMIT_S = 120.0  # how long the script waits for a recovery at all
+RECOVERY_LIMIT_DB_S = 2.0  # the promise: everything works 2 s after the database does
 SETTLE_LIMIT_S = 240.0
 EXIT_UNAVAILABLE = 2
 
@@ -395,15 +406,19 @@ class Outcome:
     extra_runs: int = 0
     failed_attempts: int = 0
     put_back: int = 0  # jobs a sweep took from a silent worker (its lease ran out)
+    unfinished: int = 0  # still in sys.queue when the script stopped waiting
     notes: list[str] = field(default_factory=list)
     lost_acknowledged: int = 0  # enqueues the API confirmed that are not stored
     recovered: str = ""  # the parts of the recovery time
+    recovery_limit_s: float | None = None  # the most the recovery may take, if any
 
     @property
     def ok(self) -> bool:
         return (
-            self.lost == 0 and self.lost_acknowledged == 0 and self.twice == 0
-            and self.errored == 0 and self.recovery_s is not None)
+            self.lost == 0 and self.lost_acknowledged == 0 and self.unfinished == 0
+            and self.twice == 0
+            and self.errored == 0 and self.recovery_s is not None
+            and (self.recovery_limit_s is None or self.recovery_s <= self.recovery_limit_s))
 
 
 class Chaos:
@@ -483,8 +498,9 @@ class Chaos:
         outcome.jobs = len(ids)
         journal = {d["_id"]: d["state"] for d in db["sys.journal"].find(
             {"_id": {"$in": ids}}, {"state": 1})}
-        outcome.lost = sum(1 for i in ids if journal.get(i) != "complete"
-                           and journal.get(i) is None)
+        waiting = {d["_id"] for d in db["sys.queue"].find({"_id": {"$in": ids}}, {"_id": 1})}
+        outcome.lost = sum(1 for i in ids if i not in journal and i not in waiting)
+        outcome.unfinished = len(waiting)
         outcome.errored = sum(1 for state in journal.values() if state != "complete")
         completes: dict[Any, int] = {}
         for event in db["sys.event"].find({"name": "complete_job", "data._id": {"$in": ids}},
@@ -493,8 +509,13 @@ class Chaos:
         outcome.twice = sum(1 for n in completes.values() if n > 1)
         outcome.put_back = db["sys.event"].count_documents(
             {"name": "reset_job", "data._id": {"$in": ids}})
-        outcome.failed_attempts = db["sys.event"].count_documents(
-            {"name": {"$in": ["failed_job", "failed_start"]}, "data._id": {"$in": ids}})
+        failures = list(db["sys.event"].find(
+            {"name": {"$in": ["failed_job", "failed_start"]}, "data._id": {"$in": ids}},
+            {"data.error": 1}))
+        outcome.failed_attempts = len(failures)
+        for error in sorted({str(f["data"].get("error", "")).strip().splitlines()[-1][:160]
+                             for f in failures if f["data"].get("error")}):
+            outcome.notes.append(f"an attempt failed: {error}")
         runs: dict[Any, int] = {}
         for run_doc in db["chaos.runs"].find({"job_id": {"$in": ids}}, {"job_id": 1}):
             runs[run_doc["job_id"]] = runs.get(run_doc["job_id"], 0) + 1
@@ -567,6 +588,7 @@ class Chaos:
             self.lab.unslow(worker.name)
         lifted_at, lifted = self.now(), time.monotonic()
         self.recovery(outcome, ids, lifted_at, lifted, [worker])
+        self.settle(ids)  # the probe jobs too
         outcome.notes.append(f"100 ms delay and 5 % loss on {worker.name}'s link ({how}) "
                              f"for the whole batch, {time.monotonic() - started:.0f}s; "
                              f"connecting to the database took {measured} there; it was "
@@ -574,7 +596,7 @@ class Chaos:
         return self.check(outcome, ids)
 
     def db_pause(self, name: str, pause_s: float) -> Outcome:
-        outcome = Outcome(name)
+        outcome = Outcome(name, recovery_limit_s=self.args.recovery_limit or None)
         ids = self.batch(name)
         self.wait_holding(ids)
         self.database.signal(signal.SIGSTOP)
@@ -659,7 +681,7 @@ class Chaos:
         return self.check(outcome, ids)
 
     def db_restart(self) -> Outcome:
-        outcome = Outcome("db-restart")
+        outcome = Outcome("db-restart", recovery_limit_s=self.args.recovery_limit or None)
         ids = self.batch("db-restart")
         self.wait_holding(ids)
         self.database.stop()
@@ -693,11 +715,14 @@ class Chaos:
 
 def report(outcome: Outcome) -> None:
     recovery = fmt(outcome.recovery_s) if outcome.recovery_s is not None else "NONE"
+    if outcome.recovery_limit_s is not None:
+        recovery += f" (limit {outcome.recovery_limit_s:g}s)"
     lost = outcome.lost + outcome.lost_acknowledged
     print(f"{outcome.fault:16} lost {lost}  completed twice {outcome.twice}  ended in error "
           f"{outcome.errored}  recovery {recovery}  " + ("OK" if outcome.ok else "FAILED"))
     for note in [f"{outcome.jobs} jobs: put back {outcome.put_back}, ran again "
-                 f"{outcome.extra_runs}, failed attempts {outcome.failed_attempts}",
+                 f"{outcome.extra_runs}, failed attempts {outcome.failed_attempts}"
+                 + (f", STILL UNFINISHED {outcome.unfinished}" if outcome.unfinished else ""),
                  f"recovered: {outcome.recovered}", *outcome.notes]:
         print(f"{'':16} {note}")
 
@@ -796,6 +821,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=24, help="jobs per fault")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each job works")
+    parser.add_argument("--recovery-limit", type=float, default=RECOVERY_LIMIT_DB_S,
+                        help="seconds the system may take to work again once the database "
+                             "answers (database faults; 0: no limit)")
     parser.add_argument("--lease", type=float, default=LEASE_S,
                         help="queue.zombie_time_s: how long a silent worker keeps its jobs")
     parser.add_argument("--keep-logs", default=None, help="keep the hosts' logs here")
@@ -837,7 +865,8 @@ def main() -> int:
                    lab.prefix, "--hosts", ",".join(hosts), "--work", str(work),
                    "--faults", args.faults, "--keep-logs", args.keep_logs or "",
                    "--workers", str(args.workers), "--jobs",
-                   str(args.jobs), "--sleep", str(args.sleep), "--lease", str(args.lease)]
+                   str(args.jobs), "--sleep", str(args.sleep), "--lease", str(args.lease),
+                   "--recovery-limit", str(args.recovery_limit)]
         inner = subprocess.Popen(["ip", "netns", "exec", lab.ns("ctl"), *command])
         try:
             return inner.wait()

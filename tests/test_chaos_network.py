@@ -1,7 +1,8 @@
 """A short form of scripts/chaos_network.py: a database host, an API host and three
 worker hosts in network namespaces; a worker cut off past its lease, the database
 paused for 5 s, the API server killed mid-request. No job lost, none completed
-twice, none ended in error, and every fault recovered from.
+twice, none ended in error, and every fault recovered from (how fast is the full
+script's figure, not asserted here: this machine is shared).
 
 It needs root and iproute2 (network namespaces): elsewhere it is skipped, saying so.
 """
@@ -22,7 +23,7 @@ from tests.conftest import ROOT
 SCRIPT = ROOT / "scripts" / "chaos_network.py"
 LINE = re.compile(r"^(?P<fault>[a-z-]+)\s+lost (?P<lost>\d+)\s+"
                   r"completed twice (?P<twice>\d+)\s+ended in error (?P<errored>\d+)\s+"
-                  r"recovery (?P<recovery>[\d.]+s|NONE)\s+\w+\n\s+(?P<jobs>\d+) jobs:", re.M)
+                  r"recovery (?P<recovery>[\d.]+s|NONE)[^\n]*\n\s+(?P<jobs>\d+) jobs:", re.M)
 
 
 def script() -> ModuleType:
@@ -47,7 +48,7 @@ def test_chaos_network_short_form(tmp_path: Path) -> None:
         pytest.skip(f"network namespaces unavailable here: {why}")
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--faults", "quick", "--jobs", "6", "--sleep", "0.5",
-         "--lease", "3", "--keep-logs", str(tmp_path)],
+         "--lease", "3", "--recovery-limit", "0", "--keep-logs", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = process.communicate(timeout=240)
