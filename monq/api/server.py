@@ -13,6 +13,7 @@ import tornado.netutil
 
 from monq.api.app import make_app, make_context
 from monq.api.stream import EventHub
+from monq.core.auth.accounts import Accounts
 from monq.core.config import Config
 from monq.core.services import wait_for_database
 from monq.core.store import Store
@@ -53,7 +54,8 @@ class ApiServer:
 
     async def _serve(self, stop: asyncio.Event, requests: Store) -> None:
         ctx = make_context(self.config, requests, hub_store=self.store)
-        generated = await ctx.accounts.bootstrap()
+        # start-up is not a request: it waits for the database as the service does
+        generated = await Accounts(self.store, self.config).bootstrap()
         assert ctx.hub is not None
         self.hub = ctx.hub
         await ctx.hub.start()
