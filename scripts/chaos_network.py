@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -85,6 +86,10 @@ def requirements() -> str | None:
         return "needs root (network namespaces): run it with sudo"
     if not shutil.which("ip") or not shutil.which("bridge"):
         return "needs iproute2 (`ip`, `bridge`): apt-get install -y iproute2"
+    if importlib.util.find_spec("secantus") is None:
+        return "needs SecantusDB for the database host: pip install -e '.[embedded]'"
+    if not (Path(sys.executable).parent / "monq").exists():
+        return f"needs the `monq` command beside {sys.executable}: pip install -e ."
     probe = f"mqprobe{os.getpid()}"
     made = run("ip", "netns", "add", probe, check=False)
     if made.returncode != 0:
