@@ -69,9 +69,11 @@ def reason(exc: BaseException) -> str:
 
 def unavailable(url: str, exc: BaseException | None = None) -> DatabaseUnavailable:
     why = reason(exc) if exc is not None else "no answer"
-    return DatabaseUnavailable(
-        f"MongoDB at {mask_url(url)} does not answer ({why}): start it, or point "
-        f"mongodb.url (MONQ_MONGODB_URL) at a running server", reason=why)
+    advice = ("start it, or point mongodb.url (MONQ_MONGODB_URL) at a running server"
+              if why in ("connection refused", "no answer") else
+              "check that it runs and that this machine reaches it over the network")
+    return DatabaseUnavailable(f"MongoDB at {mask_url(url)} does not answer ({why}): {advice}",
+                               reason=why)
 
 
 @contextlib.contextmanager
