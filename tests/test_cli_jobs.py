@@ -25,7 +25,7 @@ def test_enqueue_list_show_and_act(monq_env: dict[str, str]) -> None:
     shown = monq(monq_env, "job", "1")
     assert "monq.jobs.example.ArgsJob" in shown.stdout and "enqueue_job" in shown.stdout
     held = monq(monq_env, "hold", "1")
-    assert held.returncode == 0 and "job #1 is pending (held)" in held.stdout
+    assert held.returncode == 0 and "held job #1 (pending, held)" in held.stdout
     again = monq(monq_env, "hold", "1")
     assert again.returncode == 5
     assert again.stderr.strip() == "monq: error: cannot hold job #1: it is pending and held " \
@@ -36,7 +36,7 @@ def test_enqueue_list_show_and_act(monq_env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["enqueue", "monq.nosuch.Job"], 4, "unknown job type 'monq.nosuch.Job'"),
+    (["enqueue", "monq.nosuch.Job"], 2, "unknown job type 'monq.nosuch.Job'"),
     (["enqueue", "monq.jobs.example.ArgsJob"], 2, "missing required argument 'name'"),
     (["enqueue", "monq.jobs.example.ArgsJob", "name=x", "count=many"], 2,
      "argument 'count': expected an integer, got 'many'"),

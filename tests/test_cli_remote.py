@@ -71,7 +71,7 @@ def test_admin_operates_everything_over_http(monq_env: dict[str, str], server: s
     shown = json.loads(ok(monq_env, server, "job", "1", "--json"))
     assert shown["job"]["number"] == 1 and [e["name"] for e in shown["events"]] == [
         "enqueue_job"]
-    assert "job #1 is pending (held)" in ok(monq_env, server, "hold", "1")
+    assert "held job #1 (pending, held)" in ok(monq_env, server, "hold", "1")
     again = remote(monq_env, server, "hold", "1")
     assert (again.returncode, again.stderr) == (
         5, "monq: error: cannot hold job #1: it is pending and held already\n")
@@ -88,7 +88,7 @@ def test_admin_operates_everything_over_http(monq_env: dict[str, str], server: s
                                               "--once", "--json").splitlines()]
     assert [(e["name"], e["data"]["number"]) for e in stream] == [("enqueue_job", 1),
                                                                  ("hold_job", 1)]
-    assert ok(monq_env, server, "kill", job["_id"]).startswith("kill: job #1 is killed")
+    assert ok(monq_env, server, "kill", job["_id"]).startswith("killed job #1 (killed)")
     assert json.loads(ok(monq_env, server, "jobs", "--finished", "--json"))["jobs"][0][
         "state"] == "killed"
     assert json.loads(ok(monq_env, server, "history", "--json")) == []

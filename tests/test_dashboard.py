@@ -193,7 +193,8 @@ def test_a_restricted_user_sees_unauthorized_jobs_and_no_kill_button(
     expect(page.locator("#actions button")).to_have_count(0)
     shot(page, "job-restricted")
     page.goto(f"{base}/jobs/{secret['_id']}")
-    expect(page.locator("#flash")).to_have_text(f"no job {secret['_id']}")
+    expect(page.locator("#missing .message")).to_have_text(
+        f"There is no job {secret['_id']} (or you may not see it).")
     page.goto(base + "/users")
     expect(page.locator("#error-message")).to_have_text(
         "403: permission denied: api://monq.api.roles")

@@ -59,9 +59,9 @@ async def test_get_by_id_and_number(queue: Queue) -> None:
 
 
 @pytest.mark.parametrize(("name", "args", "error", "message"), [
-    ("monq.nosuch.Job", None, NotFound, "unknown job type 'monq.nosuch.Job': no module "
+    ("monq.nosuch.Job", None, BadRequest, "unknown job type 'monq.nosuch.Job': no module "
                                         "'monq.nosuch'"),
-    ("monq.jobs.example.NoSuch", None, NotFound,
+    ("monq.jobs.example.NoSuch", None, BadRequest,
      "unknown job type 'monq.jobs.example.NoSuch': 'monq.jobs.example' has no 'NoSuch'"),
     ("tests.jobtypes.NOT_A_JOB", None, BadRequest,
      "'tests.jobtypes.NOT_A_JOB' is not a job type (a subclass of monq.Job)"),

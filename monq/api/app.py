@@ -8,6 +8,7 @@ import tornado.web
 
 from monq.api import (
     auth,
+    core4,
     dashboard,
     events,
     history,
@@ -58,6 +59,17 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (PREFIX + "/openapi.json", meta.OpenApiHandler),
 ]
 
+# Where clients expect a route by convention, served by the same handler with the
+# same checks (and left out of openapi.json, which lists each operation once): core4
+# clients log in at /api/login (their /core4/api/login), Prometheus scrapes /metrics.
+ALIASES: list[tuple[str, type[BaseHandler]]] = [
+    ("/api/login", auth.LoginHandler),
+    ("/metrics", metrics.MetricsHandler),
+    (PREFIX + "/enqueue", core4.Core4EnqueueHandler),
+    (PREFIX + r"/jobs/(?P<action>kill|remove|restart)/(?P<job_id>[0-9a-f]{24}|[0-9]+)",
+     core4.Core4JobActionHandler),
+]
+
 
 def make_context(config: Config, store: Store, hub_store: Store | None = None) -> ApiContext:
     """The handlers' context; the event hub reads events through `hub_store` when
@@ -71,7 +83,8 @@ def make_context(config: Config, store: Store, hub_store: Store | None = None) -
 
 def make_app(ctx: ApiContext) -> tornado.web.Application:
     handlers: list[Any] = []
-    for pattern, handler in ROUTES:
+    # the core4 action form (/jobs/kill/<id>) before /jobs/<id>/<...> can claim it
+    for pattern, handler in ALIASES + ROUTES:
         kwargs: dict[str, Any] = {"ctx": ctx}
         if handler is meta.OpenApiHandler:
             kwargs["routes"] = ROUTES

@@ -155,4 +155,7 @@ def routes(ctx: ApiContext) -> list[Any]:
                                                    "page": page})
                            for pattern, page in PAGES]
     handlers.append((r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}))
+    # browsers ask for /favicon.ico whatever the page says
+    handlers.append((r"/favicon\.ico", tornado.web.RedirectHandler,
+                     {"url": "/static/favicon.svg", "permanent": True}))
     return handlers

@@ -285,7 +285,6 @@ class EventHistoryHandler(BaseHandler):
     summary = "past events and messages, by channel and time range (paginated)"
     query = {"GET": {"channel": str, "start": datetime, "end": datetime, "page": int,
                      "per_page": int, "sort": int, "after": str}}
-    required = {"GET": ("channel",)}
 
     async def get(self) -> None:
         page, per_page = self.page_args()
@@ -299,9 +298,11 @@ class EventHistoryHandler(BaseHandler):
             except (InvalidId, TypeError):
                 raise BadRequest(f"parameter 'after': not an event id: "
                                  f"{self.args['after']!r}") from None
-        channel = self.args["channel"]
-        channels, jobs = [channel], []
-        match = _JOB_CHANNEL.match(channel)
+        channel = self.args.get("channel")
+        # Without a channel: every shared channel (core4 clients ask so).
+        channels: list[str] | None = None if channel is None else [channel]
+        jobs: list[ObjectId] = []
+        match = _JOB_CHANNEL.match(channel or "")
         if match:
             job_id = ObjectId(match.group(1))
             job = await Queue(self.ctx.store, self.ctx.config).get(job_id)
@@ -310,7 +311,7 @@ class EventHistoryHandler(BaseHandler):
                 raise NotFound(f"no job {job_id}")
             jobs = [job_id]
             channels = [job_channel(job_id)]
-        elif not _CHANNEL.match(channel):
+        elif channel is not None and not _CHANNEL.match(channel):
             raise BadRequest(f"parameter 'channel': invalid channel {channel!r}")
         docs, total = await EventStore(self.ctx.store).page(
             channels, jobs, start=start, end=end,

@@ -114,6 +114,22 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2, as for every other error
         self.exit(EXIT_USAGE, f"monq: error: {message} (see: {self.prog} --help)\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        # the innermost sub-command parser finishes first: remember it, so that an
+        # unrecognised argument points at that command's help, not monq's
+        if not hasattr(parsed, "_parser"):
+            parsed._parser = self
+        return parsed, extras
+
+
+def parse_arguments(parser: Parser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args, extras = parser.parse_known_args(argv)
+    command_parser = vars(args).pop("_parser", parser)
+    if extras:
+        command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
 
 def env_default(name: str, default: Any = None) -> Any:
     """The default of an option from ``MONQ_<NAME>``."""
@@ -219,7 +235,7 @@ def error_code(exc: errors.Error) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from monq.cli import Context, add_remote_options
-from monq.cli.output import print_json, short_time, table
+from monq.cli.output import details, print_json, table
 from monq.core.auth.accounts import STANDARD_ROLE
 from monq.core.errors import NotFound, ValidationError
 
@@ -26,7 +26,7 @@ def _add(sub: Any, name: str, help_text: str, *, record: bool = True, json: bool
          ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
     if record:
-        parser.add_argument("name", help="the user's or role's name")
+        parser.add_argument("name", metavar="NAME", help="the user's or role's name")
     if json:
         parser.add_argument("--json", action="store_true", help="print JSON")
     add_remote_options(parser)
@@ -106,8 +106,8 @@ def read_password(from_stdin: bool, *, confirm: bool = True) -> str:
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {"name": record["name"], "realname": record.get("realname"),
-            "email": record.get("email"), "active": "yes" if record.get("is_active", True)
-            else "no", "roles": ",".join(record.get("role") or []),
+            "email": record.get("email"), "active": record.get("is_active", True),
+            "roles": ",".join(record.get("role") or []),
             "perms": ",".join(record.get("perm") or [])}
 
 
@@ -127,14 +127,9 @@ def _show(ctx: Context, record: dict[str, Any]) -> None:
     if getattr(ctx.args, "json", False):
         print_json(ctx.out, record)
         return
-    for key in ("name", "kind", "realname", "email", "is_active", "role", "perm",
-                "language", "created", "updated", "_id"):
-        value = record.get(key)
-        if isinstance(value, list):
-            value = ", ".join(value)
-        elif key in ("created", "updated"):
-            value = short_time(value)
-        print(f"{key:>10}: {'' if value is None else value}", file=ctx.out)
+    keys = ("name", "kind", "realname", "email", "is_active", "role", "perm", "language",
+            "created", "updated", "_id")
+    print(details({key: record.get(key) for key in keys}, width=10), file=ctx.out)
 
 
 async def show_command(ctx: Context) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from monq.core.errors import ValidationError
 
 POLL_S = 0.5
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+ONCE_SINCE = "10m"
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -29,7 +31,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--job", metavar="ID", help="only the events of this job (id or number)")
     parser.add_argument("--since", metavar="TIME",
                         help="start at this ISO 8601 time or this long ago (30s, 10m, 2h, 1d); "
-                             "default: now")
+                             f"default: now, with --once {ONCE_SINCE}")
     parser.add_argument("--once", action="store_true",
                         help="print the events there are and stop instead of following")
     parser.add_argument("--interval", type=float, default=POLL_S, metavar="SECONDS",
@@ -67,6 +69,10 @@ def event_line(event: dict[str, Any]) -> str:
             value = value.get("value")
         if event["name"] == "progress_job" and isinstance(value, int | float):
             what += f" {float(value):.0%} {data.get('message') or ''}"
+    elif event["name"] == "summary":
+        counts = data.get("counts") or {}
+        what = f"total {data.get('total', 0)}" + "".join(
+            f", {state} {n}" for state, n in sorted(counts.items()) if n)
     else:
         what = str(data.get("text") or json.dumps(data, default=str))
     author = f"  ({event['author']})" if event.get("author") else ""
@@ -79,7 +85,10 @@ async def events_command(ctx: Context) -> int:
     if a.interval <= 0:
         raise ValidationError("--interval: must be more than 0 seconds", field="interval")
     now = datetime.now(UTC)
-    after: str | None = since_event_id(parse_since(a.since, now) if a.since else now)
+    # --once from now would print nothing by definition: look back a little instead
+    since = parse_since(a.since or (ONCE_SINCE if a.once else "0s"), now)
+    after: str | None = since_event_id(since)
+    printed = 0
     stop = stop_on_signals()
     async with ctx.backend() as backend:
         job_id = (await backend.job(a.job))["_id"] if a.job else None
@@ -90,9 +99,14 @@ async def events_command(ctx: Context) -> int:
                 print(json.dumps(event) if a.json else event_line(event), file=ctx.out,
                       flush=True)
                 after = event["_id"]
+                printed += 1
             if len(batch) >= EVENT_BATCH:
                 continue  # more are waiting
             if a.once:
+                if not printed:
+                    hint = "" if a.since else " (--since 1h looks further back)"
+                    print(f"monq: no events since {since:%Y-%m-%d %H:%M:%S} UTC{hint}",
+                          file=sys.stderr)
                 break
             await pause(stop, a.interval)
     return 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from monq.cli import EXIT_JOB_FAILED, Context, add_remote_options, error_code
 from monq.cli.live import redraw
-from monq.cli.output import final_line, print_json, progress_line, short_time, table
+from monq.cli.output import details, final_line, print_json, progress_line, short_time, table
 from monq.core.errors import Error, ValidationError
 from monq.queue.states import FINAL, State
 
@@ -26,8 +26,8 @@ FINAL_STATES = frozenset(s.value for s in FINAL)
 
 def register(sub: Any) -> None:
     enqueue = sub.add_parser("enqueue", help="enqueue a job: monq enqueue NAME key=value ...")
-    enqueue.add_argument("name", help="the job type's qualified name")
-    enqueue.add_argument("values", nargs="*", metavar="key=value",
+    enqueue.add_argument("name", metavar="JOB", help="the job type's qualified name")
+    enqueue.add_argument("values", nargs="*", default=[], metavar="key=value",
                          help="arguments; values parse as JSON when they can")
     enqueue.add_argument("--args", help="arguments as a JSON object")
     enqueue.add_argument("--priority", type=int, help="higher runs first")
@@ -54,7 +54,7 @@ def register(sub: Any) -> None:
     jobs.set_defaults(func=jobs_command)
 
     job = sub.add_parser("job", help="a job's details, events and log")
-    job.add_argument("id", help="job id or number")
+    job.add_argument("id", metavar="ID", help="job id or number")
     job.add_argument("--log-lines", type=int, default=200, help="log lines shown (default 200)")
     job.add_argument("--json", action="store_true", help="print JSON")
     add_remote_options(job)
@@ -200,8 +200,7 @@ async def job_command(ctx: Context) -> int:
     if ctx.args.json:
         _print_json(ctx, {"job": job, "events": events, "log": lines})
         return 0
-    for key, value in job.items():
-        print(f"{key:>14}: {value}", file=ctx.out)
+    print(details(job), file=ctx.out)
     print("\nevents:", file=ctx.out)
     for event in events:
         print(f"  {short_time(event['created'])}  {event['name']:<18} "
@@ -211,6 +210,30 @@ async def job_command(ctx: Context) -> int:
         print(f"  {short_time(line['created'])} {line['level']:<7} {line['message']}",
               file=ctx.out)
     return 0
+
+
+def _replaces(action: str, job: dict[str, Any]) -> bool:
+    """Whether `job` is the new job a restart made (of a stopped one)."""
+    enqueued = job.get("enqueued") or {}
+    return action == "restart" and enqueued.get("origin") == "restart" \
+        and bool(enqueued.get("parent_id"))
+
+
+def action_line(action: str, job: dict[str, Any], parent: dict[str, Any] | None = None
+                ) -> str:
+    """What an action did, in words: done, or requested of the job's worker; a
+    restart of a stopped job names the job that replaces it."""
+    number, state = job["number"], job["state"]
+    held = ", held" if job.get("held") and state in ("pending", "deferred", "failed") else ""
+    if parent is not None:
+        return f"restarted job #{parent['number']}: job #{number} replaces it ({state})"
+    if action in ("kill", "remove") and state == "running":
+        noun = "kill" if action == "kill" else "removal"
+        return (f"{noun} of job #{number} requested: it is running, its worker stops it "
+                f"(watch: monq job {number})")
+    done = {"kill": "killed", "remove": "removed", "restart": "restarted", "hold": "held",
+            "resume": "resumed"}[action]
+    return f"{done} job #{number} ({state}{held})"
 
 
 async def action_command(ctx: Context) -> int:
@@ -226,8 +249,10 @@ async def action_command(ctx: Context) -> int:
                 continue
             results.append(job)
             if not ctx.args.json:
-                print(f"{ctx.args.action}: job #{job['number']} is {job['state']}"
-                      + (" (held)" if job.get("held") else ""), file=ctx.out)
+                parent = None
+                if _replaces(ctx.args.action, job):
+                    parent = await backend.job(job["enqueued"]["parent_id"])
+                print(action_line(ctx.args.action, job, parent), file=ctx.out)
     if ctx.args.json:
         _print_json(ctx, results)
     return 0 if last is None else error_code(last)

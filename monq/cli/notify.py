@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from monq.cli import Context, run_daemon
+from monq.cli.output import details, table
 from monq.notify.deliveries import STATES, Delivery, Notifications, check_delivery_id
 from monq.queue.queue import Queue
 
@@ -25,11 +26,11 @@ def register(sub: Any) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=list_command)
     show = actions.add_parser("show", help="one delivery: what was sent, attempts, error")
-    show.add_argument("id", help="the delivery id")
+    show.add_argument("id", metavar="ID", help="the delivery id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_command)
     resend = actions.add_parser("resend", help="send a delivery again now")
-    resend.add_argument("id", help="the delivery id")
+    resend.add_argument("id", metavar="ID", help="the delivery id")
     resend.add_argument("--json", action="store_true")
     resend.set_defaults(func=resend_command)
 
@@ -58,10 +59,7 @@ async def list_command(ctx: Context) -> int:
     rows = [{"id": d.id, "job": f"#{d.number}", "transition": d.transition, "type": d.type,
              "state": d.state, "attempts": f"{d.attempts}/{d.max_attempts}",
              "error": (d.last_error or "")[:60]} for d in deliveries]
-    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=ctx.out)
-    for row in rows:
-        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=ctx.out)
+    print(table(rows, columns), file=ctx.out)
     print(f"{len(rows)} of {total} notifications", file=ctx.out)
     return 0
 
@@ -70,10 +68,8 @@ def _show(ctx: Context, delivery: Delivery) -> None:
     if ctx.args.json:
         _print_json(ctx, delivery.to_public())
         return
-    for key, value in delivery.to_public().items():
-        if key not in ("payload", "rule"):
-            print(f"{key:>13}: {value}", file=ctx.out)
-    print(f"{'payload':>13}: {json.dumps(delivery.payload, default=str)}", file=ctx.out)
+    shown = {k: v for k, v in delivery.to_public().items() if k not in ("payload", "rule")}
+    print(details({**shown, "payload": delivery.payload}, width=13), file=ctx.out)
 
 
 async def show_command(ctx: Context) -> int:

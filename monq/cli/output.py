@@ -8,6 +8,7 @@ text, so that it is tested without a terminal.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -44,14 +45,50 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def short_time(value: Any) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` (UTC) of an ISO time, or an empty string."""
+    """``YYYY-MM-DD HH:MM:SS`` (UTC) of an ISO time, or an empty string. Every time
+    the CLI prints for people is in this form, in UTC."""
     when = parse_time(value)
     return "" if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def cell(value: Any) -> str:
+    """A value as every table and detail view shows it: nothing for None, yes/no,
+    times as ``YYYY-MM-DD HH:MM:SS`` in UTC, lists comma-separated, objects as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_TIME.match(value)):
+        try:
+            return short_time(value)
+        except ValueError:
+            return str(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, default=_default)
+    return str(value)
+
+
+def details(record: Mapping[str, Any], width: int = 14) -> str:
+    """``key: value`` lines of one record, values as `cell` shows them; an object's
+    fields on lines of their own (``enqueued.at``)."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    width = max([width, *map(len, flat)])
+    return "\n".join(f"{key:>{width}}: {cell(value)}".rstrip() for key, value in flat.items())
+
+
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """Left-aligned columns with an upper-case header line."""
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()

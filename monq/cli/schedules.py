@@ -9,6 +9,7 @@ from typing import Any
 
 from monq.cli import Context, Parser, run_daemon
 from monq.cli.jobs import parse_values
+from monq.cli.output import details, table
 from monq.schedule.cron import CATCHUP_POLICIES, OVERLAP_POLICIES
 from monq.schedule.service import ScheduleRecord, Schedules
 
@@ -26,19 +27,20 @@ def register(sub: Any) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=list_command)
     show = commands.add_parser("show", help="one schedule, by id or name")
-    show.add_argument("id")
+    show.add_argument("id", metavar="ID", help="schedule id or name")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_command)
 
     add = commands.add_parser("add", help="add a schedule: NAME JOB CRON [key=value ...]")
-    add.add_argument("name")
-    add.add_argument("job", help="the job type's qualified name")
-    add.add_argument("cron", help="a cron expression, e.g. '*/5 * * * *' (quote it)")
+    add.add_argument("name", metavar="NAME", help="the schedule's name")
+    add.add_argument("job", metavar="JOB", help="the job type's qualified name")
+    add.add_argument("cron", metavar="CRON",
+                     help="a cron expression, e.g. '*/5 * * * *' (quote it)")
     _definition_options(add)
     add.add_argument("--disabled", action="store_true", help="add it disabled")
     add.set_defaults(func=add_command)
     update = commands.add_parser("update", help="change a schedule (only what is given)")
-    update.add_argument("id", help="schedule id or name")
+    update.add_argument("id", metavar="ID", help="schedule id or name")
     update.add_argument("--cron")
     update.add_argument("--job")
     _definition_options(update)
@@ -47,14 +49,14 @@ def register(sub: Any) -> None:
     for action, text in (("enable", "enable a schedule (from its next tick after now)"),
                          ("disable", "disable a schedule"), ("remove", "remove a schedule")):
         parser = commands.add_parser(action, help=text)
-        parser.add_argument("id", help="schedule id or name")
+        parser.add_argument("id", metavar="ID", help="schedule id or name")
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(func=toggle_command if action != "remove" else remove_command,
                             enabled=action == "enable")
 
 
 def _definition_options(parser: Any) -> None:
-    parser.add_argument("values", nargs="*", metavar="key=value",
+    parser.add_argument("values", nargs="*", default=[], metavar="key=value",
                         help="job arguments; values parse as JSON when they can")
     parser.add_argument("--args", help="job arguments as a JSON object")
     parser.add_argument("--timezone", help="IANA time zone of the expression (default UTC)")
@@ -88,13 +90,19 @@ def _print(ctx: Context, record: ScheduleRecord, verb: str | None = None) -> Non
     if ctx.args.json:
         print(json.dumps(record.to_public(), indent=2), file=ctx.out)
     elif verb:
-        state = "enabled" if record.enabled else "disabled"
-        print(f"schedule {record.name} {verb}: {record.cron} ({record.timezone}), {state}, "
-              f"next tick {record.next_tick:%Y-%m-%d %H:%M:%S} UTC", file=ctx.out)
+        # a disabled schedule has no next tick: enabling it sets one after now
+        when = (f"enabled, next tick {record.next_tick:%Y-%m-%d %H:%M:%S} UTC" if record.enabled
+                else "disabled, no next tick")
+        print(f"schedule {record.name} {verb}: {record.cron} ({record.timezone}), {when}",
+              file=ctx.out)
     else:
-        for key, value in record.to_public().items():
-            print(f"{key:<12} {json.dumps(value) if isinstance(value, dict) else value}",
-                  file=ctx.out)
+        print(details(_shown(record.to_public()), width=12), file=ctx.out)
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A schedule as people read it: a disabled one shows no next tick (it has none
+    that will fire; enabling it sets one after now)."""
+    return row if row.get("enabled") else {**row, "next_tick": None}
 
 
 async def scheduler_command(ctx: Context) -> int:
@@ -110,10 +118,7 @@ async def list_command(ctx: Context) -> int:
     if ctx.args.json:
         print(json.dumps(rows, indent=2), file=ctx.out)
         return 0
-    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in COLUMNS}
-    print("  ".join(c.upper().ljust(widths[c]) for c in COLUMNS), file=ctx.out)
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS), file=ctx.out)
+    print(table([_shown(r) for r in rows], COLUMNS), file=ctx.out)
     print(f"{len(rows)} schedules", file=ctx.out)
     return 0
 

@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
 
     maintenance = sub.add_parser(
         "maintenance", help="pause claiming new jobs (everywhere or for one job name)")
-    maintenance.add_argument("switch", choices=("on", "off", "status"),
+    maintenance.add_argument("switch", choices=("on", "off", "status"), metavar="on|off|status",
                              help="on: workers claim nothing new; off: back to normal")
     maintenance.add_argument("--name", help="only this job name (a qualified class name)")
     maintenance.add_argument("--json", action="store_true", help="print JSON")

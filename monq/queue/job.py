@@ -28,13 +28,20 @@ from typing import Any, ClassVar, NoReturn, Protocol
 
 from bson import ObjectId
 
-from monq.core.errors import BadRequest, NotFound, ValidationError
+from monq.core.errors import BadRequest, ValidationError
 
 UNAUTHORIZED_NAME = "UnauthorizedJob"
+# Every process that meets a job type imports it: the newcomer's usual trouble.
+IMPORT_HINT = ("the API server, every worker and the CLI must each be able to import "
+               "it: install your project where they run, or put its directory on PYTHONPATH")
 
 
-class UnknownJobType(NotFound):
-    """No such job type."""
+class UnknownJobType(ValidationError):
+    """No such job type (bad input, as for every other way of naming a job wrongly:
+    400 in the API, exit 2 in the CLI, from enqueue and schedules alike)."""
+
+    def __init__(self, message: str | None = None, field: str | None = "name") -> None:
+        super().__init__(message, field)
 
 
 class InvalidJobType(BadRequest):
@@ -248,8 +255,8 @@ def load_job_type(name: str) -> type[Job]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise UnknownJobType(f"unknown job type {name!r}: no module {module_name!r}"
-                                 ) from exc
+            raise UnknownJobType(f"unknown job type {name!r}: no module {module_name!r} "
+                                 f"({IMPORT_HINT})") from exc
         raise InvalidJobType(f"job type {name!r}: its module failed to import: "
                              f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:

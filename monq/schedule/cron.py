@@ -43,7 +43,8 @@ def check_cron(expression: str) -> str:
     text = " ".join(expression.split())
     if len(text.split()) not in (5, 6) or not croniter.is_valid(text):
         raise ValidationError(f"cron: invalid cron expression {expression!r} (expected five "
-                              f"fields: minute hour day month weekday)", field="cron")
+                              f"fields: minute hour day month weekday, and optionally a "
+                              f"sixth: second)", field="cron")
     try:
         next_tick(text, ZoneInfo("UTC"), datetime(2000, 1, 1, tzinfo=UTC))
     except (ValueError, KeyError, OverflowError):

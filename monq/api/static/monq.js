@@ -82,7 +82,10 @@ function debounce(fn, ms) {
 }
 
 // --- the event websocket: reconnects and asks for what it missed -----------------
+let streaming = false;
+
 function subscribe(channels, onEvent) {
+  streaming = true;
   let lastId = null;
   let delay = 500;
   const live = document.getElementById("live");
@@ -144,10 +147,34 @@ function drawChart(container, series) {
     line.setAttribute("class", "line " + state);
     svg.append(line);
   }
-  const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", 2); label.setAttribute("y", 12); label.setAttribute("class", "axis");
-  label.textContent = String(top);
-  svg.append(label);
+  const text = (x, y, value, anchor = "start") => {
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", x); label.setAttribute("y", y); label.setAttribute("class", "axis");
+    label.setAttribute("text-anchor", anchor);
+    label.textContent = value;
+    svg.append(label);
+  };
+  text(2, 12, String(top));
+  text(2, height - pad, "0");
+  // the time axis: the first, middle and last point's time
+  const clock = (p) => {
+    const d = new Date(p.created);
+    const long = series.length > 1 && new Date(series[series.length - 1].created) - new Date(series[0].created) > 86400000;
+    return isNaN(d) ? "" : (long ? d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " : "")
+      + d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  };
+  if (series.length) {
+    const axis = document.createElementNS(ns, "line");
+    axis.setAttribute("x1", pad); axis.setAttribute("x2", width - pad);
+    axis.setAttribute("y1", height - pad); axis.setAttribute("y2", height - pad);
+    axis.setAttribute("class", "baseline");
+    svg.append(axis);
+    const middle = Math.floor((series.length - 1) / 2);
+    text(pad, height - 6, clock(series[0]));
+    text(x(middle), height - 6, clock(series[middle]), "middle");
+    text(width - pad, height - 6, clock(series[series.length - 1]), "end");
+    svg.setAttribute("data-axis", [0, middle, series.length - 1].map((i) => clock(series[i])).join("|"));
+  }
   container.replaceChildren(svg);
 }
 
@@ -195,6 +222,18 @@ pages.overview = () => {
     row.querySelector(".event").textContent = event.name;
     row.querySelector(".at").textContent = when(event.created);
   };
+  // what is queued now, before the stream brings changes (for users who may list jobs)
+  (async () => {
+    try {
+      const reply = await api("GET", "/jobs?per_page=25&sort=number&descending=true");
+      for (const job of reply.data.slice().reverse()) {
+        if (!rows.has(job._id)) {
+          show({ name: "", created: job.enqueued?.at,
+                 data: { _id: job._id, number: job.number, name: job.name, state: job.state } });
+        }
+      }
+    } catch (_) { /* no permission to list: the stream fills the table */ }
+  })();
   subscribe(["queue"], (event) => {
     if (event.name === "summary") {
       counts(event.data);
@@ -235,6 +274,8 @@ pages.jobs = () => {
         el("td", { text: job.locked ? job.locked.worker : "" }))), "no jobs");
       document.getElementById("page-info").textContent =
         `page ${reply.page + 1} of ${Math.max(1, reply.page_count)} (${reply.total_count} jobs)`;
+      document.getElementById("prev").disabled = page <= 0;
+      document.getElementById("next").disabled = page + 1 >= reply.page_count;
     } catch (err) { flash(err.message); }
   };
   form.addEventListener("submit", (e) => { e.preventDefault(); page = 0; load(); });
@@ -244,9 +285,27 @@ pages.jobs = () => {
   subscribe(["queue"], debounce((event) => { if (event.name !== "summary") load(); }, 300));
 };
 
+// What a job's state allows (the state machine in monq/queue/states.py); the API's
+// ``actions`` say what the user may do at all.
+const WAITING = ["pending", "deferred", "failed"];
+function actionsFor(job) {
+  const granted = job.actions || [];
+  let possible = [];
+  if (WAITING.includes(job.state)) {
+    possible = ["kill", "remove", "restart", job.held ? "resume" : "hold"];
+  } else if (job.state === "running") {
+    possible = job.killed_at || job.removed_at ? [] : ["kill", "remove"];
+  } else if (["error", "inactive", "killed"].includes(job.state)) {
+    possible = job.child_id ? [] : ["restart"];
+  }
+  return possible.filter((a) => granted.includes(a));
+}
+
 pages.job = () => {
+  streaming = true;  // this page follows its job's channel
   const id = document.getElementById("job").dataset.job;
   let job = null;
+  let worker = "";
   const render = () => {
     document.getElementById("job-title").textContent = `#${job.number} ${job.name}`;
     const state = document.getElementById("job-state");
@@ -259,21 +318,41 @@ pages.job = () => {
     document.getElementById("job-args").textContent = JSON.stringify(job.args, null, 2);
     const fields = [["Priority", job.priority], ["Attempts left", `${job.attempts_left} of ${job.attempts}`],
       ["Enqueued", `${when(job.enqueued?.at)} by ${job.enqueued?.by || "?"}`], ["Started", when(job.started_at)],
-      ["Finished", when(job.finished_at)], ["Worker", job.locked?.worker || ""], ["Last error", job.last_error || ""],
+      ["Finished", when(job.finished_at)], ["Worker", job.locked?.worker || worker],
       ["Result", job.result === null || job.result === undefined ? "" : JSON.stringify(job.result)]];
     document.getElementById("job-fields").replaceChildren(...fields.flatMap(([k, v]) =>
       [el("dt", { text: k }), el("dd", { text: v ?? "" })]));
-    document.getElementById("actions").replaceChildren(...(job.actions || []).map((action) =>
+    // a traceback keeps its lines
+    const error = document.getElementById("job-error");
+    error.textContent = job.last_error || "";
+    error.hidden = !job.last_error;
+    document.getElementById("job-error-title").hidden = !job.last_error;
+    const actions = actionsFor(job);
+    document.getElementById("actions").replaceChildren(...actions.map((action) =>
       el("button", { type: "button", class: "action " + action, dataset: { action }, text: action,
         onclick: async () => {
-          try { job = { ...job, ...(await api("POST", `/jobs/${job._id}/${action}`)).data }; render(); flash(`${action}: done`, "ok"); }
-          catch (err) { flash(err.message); }
+          try {
+            const done = (await api("POST", `/jobs/${job._id}/${action}`)).data;
+            if (done._id !== job._id) { location.href = `/jobs/${done._id}`; return; }
+            job = { ...job, ...done }; render(); flash(`${action}: done`, "ok");
+          } catch (err) { flash(err.message); }
         } })));
+    if (!actions.length) {
+      document.getElementById("actions").append(el("span", { class: "muted",
+        text: (job.actions || []).length ? "no action in this state" : "" }));
+    }
   };
   const loadEvents = async () => {
     const reply = await api("GET", `/jobs/${job._id}/events`);
     fill("job-events", reply.data.map((e) => el("tr", {}, el("td", { text: when(e.created) }),
       el("td", { text: e.name }), el("td", { text: e.data?.state || "" }), el("td", { text: e.author || "" }))));
+    // the worker that last ran it, also once it has finished (its lock is gone then)
+    const claims = reply.data.filter((e) => e.name === "request_start_job");
+    if (claims.length) {
+      const last = claims[claims.length - 1];
+      worker = last.data?.worker || last.author || "";
+      render();
+    }
   };
   const follow = () => {
     const log = document.getElementById("job-log");
@@ -287,13 +366,22 @@ pages.job = () => {
   (async () => {
     try {
       job = (await api("GET", `/jobs/${id}`)).data;
-    } catch (err) { flash(err.message); return; }
+    } catch (err) {
+      // no skeleton of a job that is not there: the message and a way on
+      for (const section of document.querySelectorAll("main section")) section.hidden = true;
+      const missing = document.getElementById("missing");
+      missing.querySelector(".message").textContent =
+        err.code === 404 ? `There is no job ${id} (or you may not see it).` : err.message;
+      missing.hidden = false;
+      document.querySelector("main h1").textContent = err.code === 404 ? "Job not found" : "Job";
+      subscribe([], () => {});  // the footer still tells whether the live connection works
+      return;
+    }
     render();
     loadEvents();
     follow();
     subscribe(["job:" + job._id], debounce(async () => {
-      const actions = job.actions;
-      job = { ...(await api("GET", `/jobs/${job._id}`)).data, actions };
+      job = (await api("GET", `/jobs/${job._id}`)).data;
       render();
       loadEvents();
     }, 150));
@@ -382,9 +470,11 @@ pages.schedules = () => {
   const load = async () => {
     try {
       const reply = await api("GET", "/schedules?per_page=200");
-      fill("schedules-table", reply.data.map((s) => el("tr", {}, el("td", { text: s.name }),
+      fill("schedules-table", reply.data.map((s) => el("tr", { dataset: { schedule: s.name } },
+        el("td", { text: s.name }),
         el("td", { text: s.job }), el("td", { text: s.cron }), el("td", { text: s.timezone || "UTC" }),
-        el("td", { text: when(s.next_at) }), el("td", { text: when(s.last_tick) }),
+        // a disabled schedule has no next run
+        el("td", { class: "next", text: s.enabled ? when(s.next_at) : "" }), el("td", { text: when(s.last_tick) }),
         el("td", { text: s.enabled ? "yes" : "no" }),
         el("td", {}, el("button", { type: "button", text: s.enabled ? "disable" : "enable", onclick: async () => {
           try { await api("PUT", `/schedules/${s._id}`, { etag: s.etag, enabled: !s.enabled }); load(); }
@@ -392,6 +482,32 @@ pages.schedules = () => {
         } })))), "no schedules");
     } catch (err) { fill("schedules-table", [], err.message); }
   };
+  const form = document.getElementById("schedule-form");
+  (async () => {
+    try {
+      const types = (await api("GET", "/jobtypes")).data;
+      document.getElementById("schedule-jobs").replaceChildren(
+        ...types.map((t) => el("option", { value: t.name })));
+    } catch (_) { /* no permission to list job types: type the name */ }
+  })();
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = form.elements;
+    let args = {};
+    const raw = f.namedItem("args").value.trim();
+    if (raw) {
+      try { args = JSON.parse(raw); } catch (_) { flash("arguments: not valid JSON"); return; }
+    }
+    const body = { name: f.namedItem("name").value, job: f.namedItem("job").value,
+      cron: f.namedItem("cron").value, timezone: f.namedItem("timezone").value || "UTC", args,
+      enabled: !f.namedItem("disabled").checked };
+    try {
+      await api("POST", "/schedules", body);
+      form.reset();
+      flash(`schedule ${body.name} added`, "ok");
+      load();
+    } catch (err) { flash(err.message); }
+  });
   load();
 };
 
@@ -417,6 +533,8 @@ pages.notifications = () => {
   load();
 };
 
+const BUILT_IN = ["admin", "standard_user"];
+
 pages.users = () => {
   const list = (value) => value.split(",").map((s) => s.trim()).filter(Boolean);
   const load = async () => {
@@ -426,11 +544,13 @@ pages.users = () => {
         el("td", { text: r.email ? "user" : "role" }), el("td", { text: r.email || "" }),
         el("td", { text: (r.role || []).join(", ") }), el("td", { text: (r.perm || []).join(", ") }),
         el("td", { text: r.is_active === false ? "no" : "yes" }),
-        el("td", {}, el("button", { type: "button", text: "delete", onclick: async () => {
-          if (!confirm(`Delete ${r.name}?`)) return;
-          try { await api("DELETE", `/roles/${r._id}?etag=${encodeURIComponent(r.etag)}`); load(); }
-          catch (err) { flash(err.message); }
-        } })))));
+        // the built-in admin user and roles, and oneself, are not to be deleted here
+        el("td", {}, BUILT_IN.includes(r.name) || r.name === document.body.dataset.user ? null
+          : el("button", { type: "button", class: "delete", text: "delete", onclick: async () => {
+            if (!confirm(`Delete ${r.name}?`)) return;
+            try { await api("DELETE", `/roles/${r._id}?etag=${encodeURIComponent(r.etag)}`); load(); }
+            catch (err) { flash(err.message); }
+          } })))));
     } catch (err) { flash(err.message); }
   };
   document.getElementById("user-form").addEventListener("submit", async (e) => {
@@ -459,4 +579,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const init = pages[document.body.dataset.page];
   if (init) init();
+  // pages without a stream of their own still show whether the live connection
+  // works (the footer would otherwise say "offline" while all is well)
+  if (document.body.dataset.user && !streaming) subscribe([], () => {});
 });

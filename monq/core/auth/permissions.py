@@ -34,6 +34,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from monq.core.auth.core4 import handler_names
 from monq.core.config import Config
 from monq.core.errors import PermissionDenied, ValidationError
 
@@ -79,7 +80,8 @@ def may_call(principal: Principal, handler: str, method: str = "GET") -> bool:
         if not permission.startswith("api://"):
             continue
         pattern, _, crud = permission[6:].partition("/")
-        if _matches(pattern, handler) and (not crud or _CRUD.get(method, "") in crud):
+        named = any(_matches(pattern, name) for name in handler_names(handler))
+        if named and (not crud or _CRUD.get(method, "") in crud):
             return True
     return False
 

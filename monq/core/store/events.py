@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import threading
 import time
@@ -161,10 +162,13 @@ class EventStore:
         return doc["_id"] if doc else None
 
     @staticmethod
-    def _visible_query(channels: Sequence[str], job_ids: Sequence[ObjectId]
+    def _visible_query(channels: Sequence[str] | None, job_ids: Sequence[ObjectId]
                        ) -> dict[str, Any]:
         """Events of these channels, or about these jobs (queue events by job id, and
-        events of the channels ``job:<id>``)."""
+        events of the channels ``job:<id>``); `channels` None means every shared
+        channel (all but the per-job ``job:<id>`` ones, which need a job to be named)."""
+        if channels is None:
+            return {"channel": {"$not": re.compile("^job:")}}
         either: list[dict[str, Any]] = []
         if channels:
             either.append({"channel": {"$in": list(channels)}})
@@ -179,7 +183,7 @@ class EventStore:
         async with self.store.errors():
             return await self.events.find(query).sort("_id", 1).limit(limit).to_list(None)
 
-    async def page(self, channels: Sequence[str], job_ids: Sequence[ObjectId], *,
+    async def page(self, channels: Sequence[str] | None, job_ids: Sequence[ObjectId], *,
                    start: datetime | None, end: datetime | None, newest_first: bool,
                    skip: int, limit: int, after: ObjectId | None = None
                    ) -> tuple[list[dict[str, Any]], int]:
