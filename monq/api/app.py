@@ -71,9 +71,11 @@ ALIASES: list[tuple[str, type[BaseHandler]]] = [
 ]
 
 
-def make_context(config: Config, store: Store) -> ApiContext:
+def make_context(config: Config, store: Store, hub_store: Store | None = None) -> ApiContext:
+    """The handlers' context; the event hub reads events through `hub_store` when
+    given (a client without the requests' time budget), else through `store`."""
     accounts = Accounts(store, config)
-    hub = EventHub(store, accounts, config)
+    hub = EventHub(hub_store or store, accounts, config)
     return ApiContext(config=config, store=store, accounts=accounts,
                       tokens=Tokens(load_secret(config), config.api.token_expiry_s),
                       hub=hub, metrics=Instruments(config, hub))

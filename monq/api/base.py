@@ -43,6 +43,7 @@ from monq.core.config import Config
 from monq.core.errors import (
     AuthenticationFailed,
     BadRequest,
+    DatabaseUnavailable,
     Error,
     PayloadTooLarge,
     PermissionDenied,
@@ -289,6 +290,8 @@ class BaseHandler(tornado.web.RequestHandler):
                 self.set_header("Retry-After", str(exc.retry_after_s))
             if isinstance(exc, AuthenticationFailed):
                 self.set_header("WWW-Authenticate", "Bearer")
+            if isinstance(exc, DatabaseUnavailable):
+                self.set_header("Retry-After", str(exc.retry_after_s))
         elif isinstance(exc, tornado.web.HTTPError):
             message = exc.log_message or self._reason
         elif status_code >= 500:
@@ -300,6 +303,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, Error | tornado.web.HTTPError) and not (
                 isinstance(value, Error) and value.status >= 500):
+            return
+        if isinstance(value, DatabaseUnavailable):  # an outage, not a bug: no traceback
+            log.warning("request %s: %s", self.request_id, value.message,
+                        extra={"action": "database_unavailable",
+                               "request_id": self.request_id, "reason": value.reason})
             return
         log.error("request %s failed: %s", self.request_id,
                   "".join(traceback.format_exception(typ, value, tb)),

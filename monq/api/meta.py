@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from monq.api.base import BaseHandler
@@ -9,18 +10,33 @@ from monq.core.errors import DatabaseUnavailable
 
 
 class HealthHandler(BaseHandler):
-    """Whether the server runs and MongoDB answers (503 when it does not)."""
+    """Whether the server runs and MongoDB answers (503 when it does not), and if not,
+    what is wrong: the reason (refused, no answer in time, ...), since when requests
+    have failed, and what the driver knows of each server."""
 
     public = True
-    summary = "liveness: is MongoDB answering"
+    summary = "liveness: is MongoDB answering, and if not, why"
 
     async def get(self) -> None:
+        store = self.ctx.store
+        started = time.monotonic()
         try:
-            await self.ctx.store.ping()
+            await store.ping()
         except DatabaseUnavailable as exc:
-            self.reply({"mongodb": "down"}, code=503, message=exc.message)
+            since = store.unavailable_since
+            self.set_header("Retry-After", str(exc.retry_after_s))
+            self.reply({"mongodb": "down", "reason": exc.reason,
+                        "down_since": since.isoformat() if since else None,
+                        "servers": store.servers(), "events": self._events()},
+                       code=503, message=exc.message)
             return
-        self.reply({"mongodb": "ok"})
+        self.reply({"mongodb": "ok",
+                    "ping_ms": round((time.monotonic() - started) * 1000, 1),
+                    "servers": store.servers(), "events": self._events()})
+
+    def _events(self) -> str:
+        """Where the live event stream comes from: change_stream, poll, or stopped."""
+        return self.ctx.hub.mode if self.ctx.hub is not None else "stopped"
 
 
 class OpenApiHandler(BaseHandler):

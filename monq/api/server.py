@@ -13,6 +13,7 @@ import tornado.netutil
 
 from monq.api.app import make_app, make_context
 from monq.api.stream import EventHub
+from monq.core.auth.accounts import Accounts
 from monq.core.config import Config
 from monq.core.services import wait_for_database
 from monq.core.store import Store
@@ -41,8 +42,21 @@ class ApiServer:
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_database(self.store, stop, "serve"):
             return
-        ctx = make_context(self.config, self.store)
-        generated = await ctx.accounts.bootstrap()
+        # Requests get a client of their own whose operations have a time budget, so
+        # that while MongoDB does not answer they fail with 503 within it; the event
+        # hub keeps the service's client and its own retries.
+        requests = Store(self.store.url, timeout_s=self.store.timeout_s,
+                         operation_timeout_s=self.config.api.database_timeout_s,
+                         app_name="monq-api")
+        try:
+            await self._serve(stop, requests)
+        finally:
+            await requests.close()
+
+    async def _serve(self, stop: asyncio.Event, requests: Store) -> None:
+        ctx = make_context(self.config, requests, hub_store=self.store)
+        # start-up is not a request: it waits for the database as the service does
+        generated = await Accounts(self.store, self.config).bootstrap()
         assert ctx.hub is not None
         self.hub = ctx.hub
         await ctx.hub.start()

@@ -61,6 +61,7 @@ class ApiConfig:
     event_poll_s: float = 0.2
     event_window_s: float = 0.0  # deprecated: queue.relay_bound_s (the larger counts)
     metrics_token: str = ""
+    database_timeout_s: float = 1.5
     max_body_bytes: int = 1_048_576
 
 

@@ -35,6 +35,11 @@ class DatabaseUnavailable(StoreError):
     """MongoDB does not answer."""
 
     status = 503
+    retry_after_s = 2  # what the API tells clients: outages are noticed and ended fast
+
+    def __init__(self, message: str | None = None, reason: str = "no answer") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StreamHistoryLost(StoreError):

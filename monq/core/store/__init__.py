@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
@@ -52,11 +53,27 @@ def with_database(url: str, name: str) -> str:
     return f"{scheme}://{hosts}/{name}" + (f"?{query}" if query else "")
 
 
+def reason(exc: BaseException) -> str:
+    """What went wrong reaching MongoDB, in a few words a reader can act on."""
+    text = str(exc).lower()
+    if "refused" in text or "errno 111" in text or "connect call failed" in text:
+        return "connection refused"
+    if "unreachable" in text or "no route" in text:
+        return "network unreachable"
+    if (isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout) or "timed out" in text:
+        return "no answer in time"
+    if any(word in text for word in ("reset", "closed", "cancelled", "broken pipe", "pool")):
+        return "connection lost"
+    return type(exc).__name__
+
+
 def unavailable(url: str, exc: BaseException | None = None) -> DatabaseUnavailable:
-    detail = f" ({type(exc).__name__})" if exc is not None else ""
-    return DatabaseUnavailable(
-        f"MongoDB at {mask_url(url)} does not answer{detail}: start it, or point "
-        f"mongodb.url (MONQ_MONGODB_URL) at a running server")
+    why = reason(exc) if exc is not None else "no answer"
+    advice = ("start it, or point mongodb.url (MONQ_MONGODB_URL) at a running server"
+              if why in ("connection refused", "no answer") else
+              "check that it runs and that this machine reaches it over the network")
+    return DatabaseUnavailable(f"MongoDB at {mask_url(url)} does not answer ({why}): {advice}",
+                               reason=why)
 
 
 @contextlib.contextmanager
@@ -73,16 +90,32 @@ def translate(url: str) -> Iterator[None]:
     except pymongo.errors.InvalidURI as exc:
         raise StoreError(f"invalid MongoDB URL {mask_url(url)}: {exc}") from exc
     except pymongo.errors.PyMongoError as exc:
+        if exc.timeout:  # the operation's time budget ran out (timeoutMS): no answer
+            raise unavailable(url, exc) from exc
         raise StoreError(f"MongoDB error: {exc}") from exc
 
 
 class Store:
-    """A connection to monq's database; `close` it when done."""
+    """A connection to monq's database; `close` it when done.
 
-    def __init__(self, url: str, *, timeout_s: float = 3.0, app_name: str = "monq",
+    `timeout_s` bounds finding the server and opening a connection. Without
+    `operation_timeout_s` an operation on an open connection to a server that
+    stopped answering (paused, or cut off by the network) waits until the driver's
+    monitor gives the server up, 10 to 20 s; with it, every operation (server
+    selection, connection, retries and the server's own work) gets that budget
+    and then fails as `DatabaseUnavailable`. The API sets it so that a request
+    answers 503 quickly; daemons leave it unset and keep their own retries.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 3.0,
+                 operation_timeout_s: float | None = None, app_name: str = "monq",
                  **client_options: Any) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.operation_timeout_s = operation_timeout_s
+        self.unavailable_since: datetime | None = None  # first failure since the last answer
+        if operation_timeout_s:
+            client_options.setdefault("timeoutMS", int(operation_timeout_s * 1000))
         with translate(url):
             self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
                 url, serverSelectionTimeoutMS=int(timeout_s * 1000),
@@ -95,13 +128,37 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def errors(self) -> AsyncIterator[None]:
-        with translate(self.url):
+        with self._watching(), translate(self.url):
             yield
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        """Remember since when the server has not answered (for /health)."""
+        try:
+            yield
+        except DatabaseUnavailable:
+            if self.unavailable_since is None:
+                self.unavailable_since = datetime.now(UTC)
+            raise
+        self.unavailable_since = None
 
     async def ping(self) -> None:
         """Raise `DatabaseUnavailable` unless the server answers."""
-        with translate(self.url):
+        with self._watching(), translate(self.url):
             await self.client.admin.command("ping")
+
+    def servers(self) -> list[dict[str, Any]]:
+        """What the driver knows of each server right now: address, type, round
+        trip and the last error (no query is made)."""
+        found = []
+        for address, server in self.client.topology_description.server_descriptions().items():
+            error = server.error
+            found.append({
+                "address": f"{address[0]}:{address[1]}", "type": server.server_type_name,
+                "round_trip_ms": None if server.round_trip_time is None
+                else round(server.round_trip_time * 1000, 1),
+                "error": reason(error) if error is not None else None})
+        return found
 
     async def supports_change_streams(self) -> bool:
         with translate(self.url):
