@@ -48,9 +48,9 @@ LEASE_CHECK_S = 0.25
 PROGRESS_WRITE_S = 1.0
 MAINTENANCE_TTL_S = 1.0
 RELEASE_EXCLUDE_S = 30.0
-LOOP_BACKOFF_MAX_S = 5.0  # a worker is back at work soon after the database is
+LOOP_BACKOFF_MAX_S = 1.0  # back at work within a second of the database answering (#23)
 REPORT_RETRY_MIN_S = 0.25
-REPORT_RETRY_MAX_S = 5.0
+REPORT_RETRY_MAX_S = 1.0
 
 
 @dataclass
