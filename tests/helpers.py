@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -65,6 +66,16 @@ def daemon_log(process: subprocess.Popen[str]) -> str:
     log.flush()
     log.seek(0)
     return str(log.read())
+
+
+def wait_for_log(process: subprocess.Popen[str], needle: str, timeout_s: float = 60) -> str:
+    """Wait until a `spawn_monq` process has logged `needle`; its log so far."""
+    deadline = time.monotonic() + timeout_s
+    while needle not in (log := daemon_log(process)):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise AssertionError(f"{needle!r} not logged; got {log[-2000:]!r}")
+        time.sleep(0.05)
+    return log
 
 
 def read_until(process: subprocess.Popen[str], needle: str, timeout_s: float
@@ -148,3 +159,9 @@ def _exit_code(code: object, err: io.StringIO) -> int:
         return code
     print(code, file=err)
     return 1
+
+
+async def run_cli_async(*args: str, env: dict[str, str], input: str | None = None
+                        ) -> CliResult:
+    """`run_cli` from a test's event loop: the command's own loop runs in a thread."""
+    return await asyncio.to_thread(run_cli, *args, env=env, input=input)
