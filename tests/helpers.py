@@ -55,8 +55,9 @@ def spawn_monq(*args: str, env: dict[str, str], cwd: Path | None = None,
 
 def _read_lines(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
     assert process.stdout is not None
-    for line in process.stdout:
-        lines.put(line)
+    with contextlib.suppress(ValueError, OSError):  # closed under us: the end as well
+        for line in process.stdout:
+            lines.put(line)
     lines.put(None)  # end of output
 
 

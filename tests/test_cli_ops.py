@@ -192,6 +192,7 @@ def test_history_as_table_json_and_chart(monq_env: dict[str, str], db: Any) -> N
     assert "█" in chart[0] and chart[2].endswith("UTC")
 
 
+@pytest.mark.slow
 def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
     ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
     ok(monq_env, "enqueue", "monq.jobs.example.ArgsJob", "name=x")
@@ -226,6 +227,7 @@ def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
         assert follower.wait(10) == 0
 
 
+@pytest.mark.slow
 def test_jobs_watch_redraws_until_ctrl_c(monq_env: dict[str, str]) -> None:
     env = {**monq_env, "PYTHONPATH": str(ROOT)}
     with spawn_monq("jobs", "--watch", "--interval", "0.2", env=env) as watcher:

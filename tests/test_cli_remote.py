@@ -61,6 +61,7 @@ def login(env: dict[str, str], url: str, user: str, password: str) -> None:
     assert f"logged in to {url} as {user}" in out
 
 
+@pytest.mark.slow
 def test_admin_operates_everything_over_http(monq_env: dict[str, str], server: str,
                                              tmp_path: Path) -> None:
     no_token = remote_process(monq_env, server, "jobs")

@@ -91,6 +91,7 @@ def wait_for_jobs(db_url: str, count: int, timeout_s: float = 60) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_three_scheduler_processes_enqueue_each_tick_once(monq_env: dict[str, str],
                                                           db_url: str) -> None:
     assert monq(monq_env, "schedules", "add", "every-second", DUMMY, "* * * * * *",

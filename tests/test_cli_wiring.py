@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.helpers import run_monq
 
 
+@pytest.mark.slow
 def test_each_command_family_runs_as_the_installed_executable(
         monq_env: dict[str, str]) -> None:
     env = {**monq_env, "PYTHONPATH": str(ROOT)}

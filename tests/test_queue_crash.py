@@ -33,6 +33,7 @@ def run_and_kill(db_url: str, rng: random.Random) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 async def test_sigkill_at_random_points_loses_and_doubles_no_event(
         store: Store, db_url: str) -> None:
     rng = random.Random(20261124)
