@@ -18,7 +18,8 @@ from tests.api_fixtures import ADMIN_PASSWORD
 from tests.conftest import ROOT
 from tests.helpers import run_monq, spawn_monq, wait_for_line
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one worker runs them all under --dist loadgroup: one chromium, not one per worker
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
