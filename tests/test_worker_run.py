@@ -94,7 +94,7 @@ async def test_kill_stops_a_running_job(queue: Queue, start_worker) -> None:
     # asked before that would come before start_job in the events
     assert "start_job" in await wait_event(queue, job.id, "start_job", timeout_s=30)
     await queue.kill(job.id)
-    await wait_job(queue, job.id, "killed", timeout_s=10)  # long before its 30 s are up
+    await wait_job(queue, job.id, "killed", timeout_s=20)  # long before its 30 s are up
     assert (await event_names(queue, job.id))[-2:] == ["request_kill_job", "kill_job"]
     after = await queue.enqueue(DUMMY)  # the executor was replaced
     await wait_job(queue, after.id, "complete")
@@ -105,7 +105,7 @@ async def test_remove_a_running_job(queue: Queue, start_worker) -> None:
     job = await queue.enqueue("tests.jobtypes.Sleepy", {"seconds": 30})
     await wait_job(queue, job.id, "running")
     await queue.remove(job.id)
-    await wait_job(queue, job.id, "removed", timeout_s=5)
+    await wait_job(queue, job.id, "removed", timeout_s=20)  # before its 30 s are up
 
 
 async def test_wall_time_flags_and_kills_when_asked(queue: Queue, start_worker) -> None:
@@ -115,7 +115,7 @@ async def test_wall_time_flags_and_kills_when_asked(queue: Queue, start_worker) 
     done = await wait_job(queue, flagged.id, "complete")
     assert done.wall_at is not None
     assert "flag_nonstop" in await event_names(queue, flagged.id)
-    stopped = await wait_job(queue, killed.id, "killed", timeout_s=10)
+    stopped = await wait_job(queue, killed.id, "killed", timeout_s=20)
     assert stopped.wall_at is not None
 
 
@@ -199,7 +199,7 @@ async def test_graceful_shutdown_lets_jobs_finish(queue: Queue, start_worker) ->
     job = await queue.enqueue("tests.jobtypes.Sleepy", {"seconds": 1.0})
     await wait_job(queue, job.id, "running")
     worker.send_signal(signal.SIGTERM)
-    await wait_job(queue, job.id, "complete", timeout_s=10)
+    await wait_job(queue, job.id, "complete")
     assert await asyncio.to_thread(worker.wait, 15) == 0
 
 
@@ -208,7 +208,7 @@ async def test_shutdown_grace_over_releases_the_job(queue: Queue, start_worker) 
     job = await queue.enqueue("tests.jobtypes.Sleepy", {"seconds": 30})
     await wait_job(queue, job.id, "running")
     worker.send_signal(signal.SIGTERM)
-    released = await wait_job(queue, job.id, "pending", timeout_s=10)
+    released = await wait_job(queue, job.id, "pending", timeout_s=20)
     assert released.attempts_left == released.attempts
     assert (await wait_event(queue, job.id, "release_job"))[-1] == "release_job"
     assert await asyncio.to_thread(worker.wait, 15) == 0
@@ -223,7 +223,7 @@ async def test_zombie_of_a_killed_worker_is_reset_and_run(queue: Queue,
     doomed.kill()
     doomed.wait()
     start_worker(MONQ_QUEUE_ZOMBIE_TIME_S="1")
-    await wait_job(queue, job.id, "complete", timeout_s=20)
+    await wait_job(queue, job.id, "complete")
     names = await event_names(queue, job.id)
     assert names.count("flag_zombie") == 1 and names.count("reset_job") == 1, names
     assert names[-1] == "complete_job", names

@@ -23,7 +23,7 @@ from tests.helpers import MONQ, wait_for_log
 
 
 async def wait_job(queue: Queue, job: Any, states: set[str] | str,
-                   timeout_s: float = 30) -> JobRecord:
+                   timeout_s: float = 60) -> JobRecord:
     wanted = {states} if isinstance(states, str) else states
     deadline = time.monotonic() + timeout_s
     while True:
@@ -42,7 +42,7 @@ async def wait_started(process: subprocess.Popen[str], timeout_s: float = 60) ->
     await asyncio.to_thread(wait_for_log, process, "action=worker_started", timeout_s)
 
 
-async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 10) -> list[str]:
+async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 30) -> list[str]:
     """Poll until the job's events include `name` (events follow the state change)."""
     deadline = time.monotonic() + timeout_s
     while True:
