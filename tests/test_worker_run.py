@@ -122,11 +122,7 @@ async def test_wall_time_flags_and_kills_when_asked(queue: Queue, start_worker) 
 async def test_release_when_the_worker_cannot_run_it(queue: Queue, start_worker) -> None:
     start_worker()
     job = await queue.enqueue("tests.jobtypes.NotHere")
-    for _ in range(100):
-        names = await event_names(queue, job.id)
-        if "release_job" in names:
-            break
-        await asyncio.sleep(0.05)
+    names = await wait_event(queue, job.id, "release_job")
     assert names[:3] == ["enqueue_job", "request_start_job", "release_job"]
     # a younger job run to the end proves the worker claimed again and passed this one by
     after = await queue.enqueue(DUMMY)
