@@ -46,8 +46,12 @@ def summary(output: str) -> dict[str, int]:
 
 
 def failures(output: str) -> list[str]:
-    return [ln.split(" ", 1)[1].split(" - ")[0] for ln in output.splitlines()
-            if ln.startswith(("FAILED ", "ERROR "))]
+    """The failed tests, and the coverage gate if it failed (a subset of the suite
+    covers less: pass --no-cov after -- for one)."""
+    lines = output.splitlines()
+    return ([ln.split(" ", 1)[1].split(" - ")[0] for ln in lines
+             if ln.startswith(("FAILED ", "ERROR "))]
+            + [ln.strip() for ln in lines if ln.startswith("FAIL Required test coverage")])
 
 
 @contextlib.contextmanager
