@@ -18,8 +18,9 @@ class LoginHandler(BaseHandler):
     query = {"GET": {"username": str, "password": str}}
     required = {"GET": ("username", "password")}
     bodies = {"POST": {"type": "object", "required": ["username", "password"],
-                       "properties": {"username": {"type": "string"},
-                                      "password": {"type": "string"}}}}
+                       "properties": {"username": {"type": "string", "maxLength": 64},
+                                      "password": {"type": "string", "maxLength": 1024}},
+                       "additionalProperties": False}}
 
     async def _login(self, username: Any, password: Any) -> None:
         if not isinstance(username, str) or not isinstance(password, str) or not username:

@@ -14,7 +14,10 @@ A handler declares::
 
 ``self.args`` holds the parsed query parameters; an unknown parameter or a
 value of the wrong type is a 400 naming it. ``self.body()`` is the JSON (or
-form) body as a dict whose keys never start with ``$`` or contain ``.``.
+form) body, already checked in `prepare` (after authorisation, before the
+handler runs) against the route's closed schema in ``bodies`` and the limits of
+`monq.api.bodies`; a write route that declares no body takes none. A body larger
+than ``api.max_body_bytes`` is a 413.
 """
 
 from __future__ import annotations
@@ -31,15 +34,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import tornado.web
 from bson import ObjectId
 
+from monq.api import bodies
 from monq.api.stream import EventHub
 from monq.core.auth.accounts import Accounts
-from monq.core.auth.permissions import Principal, may_call
+from monq.core.auth.permissions import JobTypePolicy, Principal, check_job_name, may_call
 from monq.core.auth.tokens import Claims, Tokens
 from monq.core.config import Config
 from monq.core.errors import (
     AuthenticationFailed,
     BadRequest,
     Error,
+    PayloadTooLarge,
     PermissionDenied,
     TooManyRequests,
 )
@@ -58,6 +63,8 @@ INT_LIMIT = 2**63  # MongoDB's integers are 64 bits
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2106, 1, 1, tzinfo=UTC)
 DEFAULT_PER_PAGE = 25
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+MAX_PARAM_CHARS = 1024
 
 
 @dataclass
@@ -78,18 +85,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, ObjectId):
         return str(value)
     return str(value)
-
-
-def check_keys(value: Any, where: str = "body") -> None:
-    """Refuse operator-looking keys (``$...`` or with ``.``) anywhere in a body."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or key.startswith("$") or "." in key:
-                raise BadRequest(f"{where}: invalid key {key!r}")
-            check_keys(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for item in value:
-            check_keys(item, where)
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:
@@ -135,6 +130,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.claims: Claims | None = None
         self.args: dict[str, Any] = {}
         self._via_cookie = False
+        self._body: dict[str, Any] | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -143,6 +139,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         self.set_header("X-Request-Id", self.request_id)
+        if len(self.request.body or b"") > self.ctx.config.api.max_body_bytes:
+            raise PayloadTooLarge(f"body: larger than {self.ctx.config.api.max_body_bytes} "
+                                  f"bytes (api.max_body_bytes)")
         self.args = self._parse_query()
         if not self.public:
             self.principal = await self.authenticate()
@@ -153,6 +152,8 @@ class BaseHandler(tornado.web.RequestHandler):
             if self.permission and not may_call(self.principal, self.permission,
                                                 self.request.method or "GET"):
                 raise PermissionDenied(f"permission denied: api://{self.permission}")
+        if self.request.method in WRITE_METHODS:
+            self._body = self._checked_body()
 
     # Parameters and bodies ------------------------------------------------------
     def _parse_query(self) -> dict[str, Any]:
@@ -166,6 +167,9 @@ class BaseHandler(tornado.web.RequestHandler):
             if len(values) != 1:
                 raise BadRequest(f"parameter {name!r}: give it once")
             raw = values[0].decode("utf-8", "replace")
+            if len(raw) > MAX_PARAM_CHARS:
+                raise BadRequest(f"parameter {name!r}: longer than {MAX_PARAM_CHARS} "
+                                 f"characters")
             if "$" in raw and spec[name] is str:
                 raise BadRequest(f"parameter {name!r}: may not contain '$'")
             args[name] = _parse(name, raw, spec[name])
@@ -174,22 +178,40 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise BadRequest(f"parameter {name!r}: required")
         return args
 
-    def body(self) -> dict[str, Any]:
+    def _checked_body(self) -> dict[str, Any]:
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.startswith("application/x-www-form-urlencoded") or \
                 content_type.startswith("multipart/form-data"):
-            data: Any = {k: v[0].decode() for k, v in self.request.body_arguments.items()}
+            data: Any = {}
+            for key, values in self.request.body_arguments.items():
+                if len(values) != 1:
+                    raise BadRequest(f"{key}: give it once"[:200])
+                try:
+                    data[key] = values[0].decode()
+                except UnicodeDecodeError:
+                    raise BadRequest(f"{key}: not UTF-8 text"[:200]) from None
         elif not self.request.body:
             data = {}
         else:
-            try:
-                data = json.loads(self.request.body)
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequest("the body is not valid JSON") from None
+            data = bodies.parse_json(self.request.body)
         if not isinstance(data, dict):
-            raise BadRequest("the body must be a JSON object")
-        check_keys(data)
+            raise BadRequest("body: expected a JSON object")
+        bodies.check_values(data)
+        bodies.validate(self.bodies.get(self.request.method or "POST", bodies.NO_BODY), data)
         return data
+
+    def body(self) -> dict[str, Any]:
+        """The checked body of a write (a copy: handlers may pop from it)."""
+        if self._body is None:
+            self._body = self._checked_body()
+        return dict(self._body)
+
+    def job_name(self, name: object, mode: str = "x", field: str = "name") -> str:
+        """A job type's name from the client, checked against the deployment's
+        ``queue.job_types`` and the user's job permissions before anything imports it."""
+        assert self.principal is not None
+        return check_job_name(self.principal, name,
+                              JobTypePolicy.from_config(self.ctx.config), mode, field)
 
     def page_args(self) -> tuple[int, int]:
         page = self.args.get("page", 0)
@@ -221,7 +243,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if not token:
             raise AuthenticationFailed("log in first: no token given")
         claims = self.claims = self.ctx.tokens.verify(token)
-        principal = await self.ctx.accounts.principal(claims.user)
+        principal = await self.ctx.accounts.principal_by_id(claims.account_id)
         if principal is None or principal.token_version != claims.version:
             raise AuthenticationFailed("invalid or expired token")
         if claims.expires_at - time.time() < self.ctx.config.api.token_refresh_s:
@@ -235,7 +257,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.ctx.config.api.public_url.startswith("https://")
 
     def issue_token(self, principal: Principal) -> str:
-        token = self.ctx.tokens.issue(principal.name, principal.token_version)
+        token = self.ctx.tokens.issue(principal.id, principal.token_version)
         self.set_header(TOKEN_HEADER, token)
         self.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
                         secure=self.served_over_https(),

@@ -10,6 +10,8 @@ cookie (`monq.api.base.BaseHandler.prepare`).
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,21 @@ def content_security_policy(host: str, secure: bool) -> str:
     return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             f"connect-src 'self' {ws}; form-action 'self'; base-uri 'none'; "
             "frame-ancestors 'none'")
+
+
+_SAFE_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*\Z")
+
+
+def safe_next(target: str) -> str:
+    """`target` if it is a path on this site, else ``/``: no scheme, no authority,
+    no backslash (browsers read ``/\\host`` as ``//host``), no whitespace or control
+    characters (they drop tabs and newlines, so ``/\\t/host`` becomes ``//host``)."""
+    if not _SAFE_PATH.match(target) or "\\" in target:
+        return "/"
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,10 @@ class PageHandler(BaseHandler):
             version=__version__, current=self.request.path, **values))
 
     async def get(self, **path: str) -> None:
-        self._render(self.page.template, xsrf=self.xsrf_token.decode(), **path)
+        extra = {}
+        if self.page.public:  # the login page: where to go afterwards, same site only
+            extra["next"] = safe_next(self.get_query_argument("next", "/"))
+        self._render(self.page.template, xsrf=self.xsrf_token.decode(), **extra, **path)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -12,11 +12,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from monq.api.base import BaseHandler, _json_default
-from monq.core.auth.permissions import may_execute_job, may_read_job
-from monq.core.errors import BadRequest, NotFound, PermissionDenied
+from monq.api.base import EARLIEST, LATEST, BaseHandler, _json_default
+from monq.api.bodies import INT_MAX, INT_MIN
+from monq.core.auth.permissions import JobTypePolicy, may_execute_job, may_read_job
+from monq.core.errors import BadRequest, NotFound, PermissionDenied, ValidationError
 from monq.core.store.jobs import JobFilter
-from monq.queue.enqueue import Origin
+from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.job import Job, load_job_type
 from monq.queue.model import JobRecord
 from monq.queue.queue import Queue
@@ -26,6 +27,41 @@ from monq.queue.workers import list_workers
 SORTS = {"number": "number", "priority": "priority", "enqueued": "enqueued.at"}
 ACTIONS = ("kill", "remove", "restart", "hold", "resume")
 FOLLOW_POLL_S = 0.5
+MAX_DELAY_S = 10 * 366 * 86400  # ten years: later is a mistake, and timedelta's limit is near
+MAX_CHAIN = 20
+MAX_GLOB = 200  # characters of a name filter
+MAX_STARS = 8  # wildcards in one: each may make the server's regular expression backtrack
+
+_SECONDS = {"type": "number", "minimum": 0, "maximum": MAX_DELAY_S}
+# The enqueue options a client may set (monq.queue.enqueue.OVERRIDES), closed
+ENQUEUE_OPTIONS: dict[str, Any] = {
+    "priority": {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX},
+    "attempts": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "retry_delay_s": _SECONDS, "retry_backoff": {"type": "number", "minimum": 0,
+                                                 "maximum": 100},
+    "retry_jitter_s": _SECONDS, "defer_time_s": _SECONDS,
+    "defer_max": {"type": ["integer", "null"], "minimum": 0, "maximum": INT_MAX},
+    "wall_time_s": {**_SECONDS, "type": ["number", "null"]},
+    "kill_on_wall": {"type": "boolean"},
+    "zombie_time_s": {**_SECONDS, "type": ["number", "null"]},
+    "max_parallel": {"type": ["integer", "null"], "minimum": 1, "maximum": INT_MAX},
+    "pool": {"type": "string", "maxLength": 128},
+    "tags": {"type": "array", "maxItems": 64, "items": {"type": "string", "maxLength": 128}},
+    "unique": {"type": "boolean"},
+}
+JOB_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "args": {"type": "object"}, **ENQUEUE_OPTIONS,
+    "notifications": {"type": "array", "maxItems": 50, "items": {"type": ["object", "string"]}},
+}
+ENQUEUE_BODY: dict[str, Any] = {
+    "type": "object", "required": ["name"], "additionalProperties": False,
+    "properties": {
+        **JOB_FIELDS, "at": {"type": "string", "format": "date-time", "maxLength": 64},
+        "delay_s": _SECONDS, "hold": {"type": "boolean"},
+        "chain": {"type": "array", "maxItems": MAX_CHAIN, "items": {
+            "type": "object", "required": ["name"], "properties": JOB_FIELDS,
+            "additionalProperties": False}}}}
 
 
 class JobsBase(BaseHandler):
@@ -54,12 +90,7 @@ class JobsHandler(JobsBase):
     query = {"GET": {"page": int, "per_page": int, "state": str, "name": str, "number": int,
                      "worker": str, "enqueued_after": datetime, "enqueued_before": datetime,
                      "sort": str, "descending": bool, "finished": bool}}
-    bodies = {"POST": {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string"}, "args": {"type": "object"},
-        "priority": {"type": "integer"}, "attempts": {"type": "integer", "minimum": 1},
-        "at": {"type": "string", "format": "date-time"},
-        "delay_s": {"type": "number", "minimum": 0}, "hold": {"type": "boolean"},
-        "notifications": {"type": "array", "items": {"type": ["object", "string"]}}}}}
+    bodies = {"POST": ENQUEUE_BODY}
 
     async def get(self) -> None:
         assert self.principal is not None
@@ -76,7 +107,7 @@ class JobsHandler(JobsBase):
         if not self.principal.is_admin:
             names = tuple(n for n in await self.queue().jobs.distinct_names(finished=finished)
                           if may_read_job(self.principal, n))
-        spec = JobFilter(states=states, name_glob=self.args.get("name"),
+        spec = JobFilter(states=states, name_glob=_glob(self.args.get("name")),
                          number=self.args.get("number"), worker=self.args.get("worker"),
                          enqueued_after=self.args.get("enqueued_after"),
                          enqueued_before=self.args.get("enqueued_before"), names=names)
@@ -86,27 +117,55 @@ class JobsHandler(JobsBase):
         self.reply_page([j.to_public() for j in jobs], total, page, per_page)
 
     async def post(self) -> None:
-        assert self.principal is not None
-        body = self.body()
-        name = body.pop("name", None)
-        if not isinstance(name, str):
-            raise BadRequest("name: the job type's qualified name is required")
-        args = body.pop("args", None) or {}
-        if not isinstance(args, dict):
-            raise BadRequest("args: expected an object")
-        job_type = load_job_type(name)
-        if not may_execute_job(self.principal, job_type.qualname()):
-            raise PermissionDenied(f"permission denied: job://{job_type.qualname()}/x")
+        body = self.body()  # checked against ENQUEUE_BODY: closed, typed, bounded
+        # every name is authorised before any is imported
+        name = self.job_name(body.pop("name"))
+        chain = body.pop("chain", [])
+        names = [self.job_name(link["name"], field=f"chain[{i}].name")
+                 for i, link in enumerate(chain)]
+        self.load(name)
+        links = []
+        for i, (link, link_name) in enumerate(zip(chain, names, strict=True)):
+            self.load(link_name, f"chain[{i}].name")
+            options = {k: v for k, v in link.items() if k not in ("name", "args",
+                                                                   "notifications")}
+            links.append(EnqueueRequest(name=link_name, args=link.get("args"),
+                                        options=options,
+                                        notifications=link.get("notifications") or ()))
         if "at" in body:
-            try:
-                at = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00"))
-            except ValueError:
-                raise BadRequest("at: not an ISO 8601 time") from None
-            if at.tzinfo is None:
-                raise BadRequest("at: give a time zone")
-            body["at"] = at
-        job = await self.queue().enqueue(name, args, **body)
+            body["at"] = _parse_at(body["at"])
+        job = await self.queue().enqueue(name, body.pop("args", None) or {}, chain=links,
+                                         **body)
         self.reply(job.to_public(), code=201, message="Created")
+
+    def load(self, name: str, field: str = "name") -> type[Job]:
+        """The job type of an authorised name; its qualified name (a class may be
+        re-exported under another module) must be allowed too."""
+        job_type = load_job_type(name)
+        if job_type.qualname() != name:
+            self.job_name(job_type.qualname(), field=field)
+        return job_type
+
+
+def _glob(value: str | None) -> str | None:
+    """A name filter short and simple enough to match cheaply on the server."""
+    if value is not None and (len(value) > MAX_GLOB or value.count("*") > MAX_STARS):
+        raise ValidationError(f"parameter 'name': at most {MAX_GLOB} characters and "
+                              f"{MAX_STARS} '*'", field="name")
+    return value
+
+
+def _parse_at(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError("at: not an ISO 8601 time", field="at") from None
+    if at.tzinfo is None:
+        raise ValidationError("at: give a time zone", field="at")
+    if not EARLIEST <= at < LATEST:
+        raise ValidationError(f"at: must be between {EARLIEST.year} and {LATEST.year - 1}",
+                              field="at")
+    return at
 
 
 class JobHandler(JobsBase):
@@ -134,6 +193,8 @@ class JobActionHandler(JobsBase):
         job = await self.visible_job(job_id)
         if not may_execute_job(self.principal, job.name):
             raise PermissionDenied(f"permission denied: job://{job.name}/x")
+        if action == "restart":  # a restart imports the type again: it must still be allowed
+            self.job_name(job.name)
         result = await getattr(self.queue(), action)(job.id)
         self.reply(result.to_public())
 
@@ -190,7 +251,7 @@ def _line(line: dict[str, Any]) -> dict[str, Any]:
             "extra": line.get("extra") or {}}
 
 
-def _known_job_types(names: list[str]) -> list[type[Job]]:
+def _known_job_types(names: list[str], policy: JobTypePolicy) -> list[type[Job]]:
     import monq.jobs.example  # noqa: F401 - the shipped examples are always offered
 
     found: dict[str, type[Job]] = {}
@@ -201,6 +262,8 @@ def _known_job_types(names: list[str]) -> list[type[Job]]:
         if cls.__module__ != "__main__" and not cls.__module__.startswith("tests."):
             found[cls.qualname()] = cls
     for name in names:
+        if policy.refusal(name) is not None:
+            continue  # never import what clients may not name
         try:
             found[name] = load_job_type(name)
         except Exception:  # noqa: S112 - a type no longer importable is not offered
@@ -219,8 +282,10 @@ class JobTypesHandler(JobsBase):
         store = self.queue().jobs
         names = sorted(set(await store.distinct_names())
                        | set(await store.distinct_names(finished=True)))
-        self.reply([t.describe() for t in _known_job_types(names)
-                    if may_read_job(self.principal, t.qualname())])
+        policy = JobTypePolicy.from_config(self.ctx.config)
+        self.reply([t.describe() for t in _known_job_types(names, policy)
+                    if may_read_job(self.principal, t.qualname())
+                    and policy.refusal(t.qualname()) is None])
 
 
 class WorkersHandler(BaseHandler):

@@ -7,6 +7,7 @@ a 404, as for jobs. Resending needs ``job://<name>/x``.
 
 from __future__ import annotations
 
+from monq.api.bodies import NO_BODY
 from monq.api.jobs import JobsBase
 from monq.core.auth.permissions import may_execute_job, may_read_job
 from monq.core.errors import BadRequest, NotFound, PermissionDenied
@@ -65,7 +66,7 @@ class NotificationResendHandler(NotificationsBase):
     """Send a delivery again now, whatever its state (needs ``job://<name>/x``)."""
 
     summary = "send a notification again"
-    bodies = {"POST": {"type": "object"}}
+    bodies = {"POST": NO_BODY}
 
     async def post(self, delivery_id: str) -> None:
         assert self.principal is not None

@@ -10,6 +10,7 @@ import tornado.websocket
 
 from monq import __version__
 from monq.api.base import BaseHandler
+from monq.api.bodies import NO_BODY
 
 _TYPES = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
           str: {"type": "string"}}
@@ -69,13 +70,14 @@ def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
                     ("200", "OK"), ("201", "created"), ("400", "bad request"),
                     ("401", "not logged in"), ("403", "permission denied"),
                     ("404", "not found"), ("409", "conflict"),
-                    ("412", "the etag is not current"), ("429", "too many attempts"),
+                    ("412", "the etag is not current"), ("413", "body too large"),
+                    ("429", "too many attempts"),
                     ("503", "MongoDB does not answer"))},
                 "x-permission": None if handler.public else (
                     f"api://{handler.permission}" if handler.permission else "logged in"),
             }
             if method in ("post", "put"):
-                body = handler.bodies.get(method.upper(), {"type": "object"})
+                body = handler.bodies.get(method.upper(), NO_BODY)
                 operation["requestBody"] = {"required": True, "content": {
                     "application/json": {"schema": body}}}
             if not handler.public:

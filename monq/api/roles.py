@@ -6,11 +6,15 @@ from __future__ import annotations
 from monq.api.base import BaseHandler
 from monq.core.auth.accounts import parse_etag, parse_id, public
 
-RECORD = {"name": {"type": "string"}, "realname": {"type": "string"},
-          "email": {"type": "string"}, "password": {"type": "string"},
-          "role": {"type": "array", "items": {"type": "string"}},
-          "perm": {"type": "array", "items": {"type": "string"}},
-          "is_active": {"type": "boolean"}, "language": {"type": "string"}}
+RECORD = {"name": {"type": "string", "maxLength": 64},
+          "realname": {"type": "string", "maxLength": 256},
+          "email": {"type": "string", "maxLength": 320},
+          "password": {"type": "string", "maxLength": 1024},
+          "role": {"type": "array", "maxItems": 100,
+                   "items": {"type": "string", "maxLength": 64}},
+          "perm": {"type": "array", "maxItems": 500,
+                   "items": {"type": "string", "maxLength": 256}},
+          "is_active": {"type": "boolean"}, "language": {"type": "string", "maxLength": 16}}
 
 
 class RolesHandler(BaseHandler):
@@ -37,10 +41,11 @@ class RoleHandler(BaseHandler):
     permission = "monq.api.roles"
     summary = "one user or role: read, change (with etag), delete (with etag)"
     query = {"DELETE": {"etag": str}}
-    required = {"DELETE": ("etag",)}
     bodies = {"PUT": {"type": "object", "required": ["etag"],
                       "properties": {"etag": {"type": "string"}, **RECORD},
-                      "additionalProperties": False}}
+                      "additionalProperties": False},
+              "DELETE": {"type": "object", "properties": {"etag": {"type": "string"}},
+                         "additionalProperties": False}}
 
     async def get(self, record_id: str) -> None:
         self.reply(public(await self.ctx.accounts.get(parse_id(record_id))))
@@ -53,11 +58,7 @@ class RoleHandler(BaseHandler):
         self.reply(public(doc))
 
     async def delete(self, record_id: str) -> None:
-        etag = self.args.get("etag")
-        if etag is None:
-            try:
-                etag = self.body().get("etag")
-            except Exception:
-                etag = None
-        await self.ctx.accounts.delete(parse_id(record_id), parse_etag(etag))
+        assert self.principal is not None
+        etag = self.args.get("etag", self.body().get("etag"))
+        await self.ctx.accounts.delete(parse_id(record_id), parse_etag(etag), self.principal)
         self.reply(None)

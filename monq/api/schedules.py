@@ -14,14 +14,15 @@ from typing import Any
 from monq.api.base import BaseHandler
 from monq.core.auth.accounts import parse_etag
 from monq.core.auth.permissions import may_execute_job, may_read_job
-from monq.core.errors import NotFound, PermissionDenied, ValidationError
+from monq.core.errors import PermissionDenied
 from monq.schedule.cron import CATCHUP_POLICIES, MAX_JITTER_S, OVERLAP_POLICIES
 from monq.schedule.service import ScheduleRecord, Schedules
 
 DEFINITION = {
     "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"},
-    "job": {"type": "string"}, "args": {"type": "object"},
-    "cron": {"type": "string"}, "timezone": {"type": "string"},
+    "job": {"type": "string", "minLength": 1, "maxLength": 200}, "args": {"type": "object"},
+    "cron": {"type": "string", "maxLength": 256}, "timezone": {"type": "string",
+                                                               "maxLength": 64},
     "jitter_s": {"type": "number", "minimum": 0, "maximum": MAX_JITTER_S},
     "enabled": {"type": "boolean"},
     "catchup": {"type": "string", "enum": list(CATCHUP_POLICIES)},
@@ -37,10 +38,9 @@ class SchedulesBase(BaseHandler):
     async def visible(self, key: str) -> ScheduleRecord:
         """The schedule, if this user may see it; otherwise as if it did not exist."""
         assert self.principal is not None
-        record = await self.schedules().get(key)
-        if not may_read_job(self.principal, record.job):
-            raise NotFound(f"no schedule {key}")
-        return record
+        principal = self.principal
+        # names are unique per job: only the schedules of readable jobs are looked at
+        return await self.schedules().get(key, lambda job: may_read_job(principal, job))
 
     def may_change(self, job: Any) -> None:
         assert self.principal is not None
@@ -64,9 +64,7 @@ class SchedulesHandler(SchedulesBase):
 
     async def post(self) -> None:
         body = self.body()
-        if "job" in body and not isinstance(body["job"], str):
-            raise ValidationError("job: expected a job type's qualified name", field="job")
-        self.may_change(body.get("job"))
+        self.job_name(body["job"], field="job")  # allowed and permitted, before any import
         record = await self.schedules().create(body)
         self.reply(record.to_public(), code=201, message="Created")
 
@@ -88,10 +86,7 @@ class ScheduleHandler(SchedulesBase):
         current = await self.visible(schedule_id)
         self.may_change(current.job)
         if "job" in body:
-            if not isinstance(body["job"], str):
-                raise ValidationError("job: expected a job type's qualified name",
-                                      field="job")
-            self.may_change(body["job"])
+            self.job_name(body["job"], field="job")
         record = await self.schedules().update(current.id, etag, body)
         self.reply(record.to_public())
 

@@ -18,6 +18,7 @@ from monq.core.services import wait_for_database
 from monq.core.store import Store
 
 log = logging.getLogger("monq.api")
+HARD_BODY_LIMIT = 64 * 1024 * 1024  # bytes the server reads at all
 
 
 class ApiServer:
@@ -45,7 +46,11 @@ class ApiServer:
         assert ctx.hub is not None
         self.hub = ctx.hub
         await ctx.hub.start()
-        server = tornado.httpserver.HTTPServer(make_app(ctx), xheaders=False)
+        # well above api.max_body_bytes, so that a body in between gets its 413 from
+        # the handler rather than a dropped connection
+        server = tornado.httpserver.HTTPServer(
+            make_app(ctx), xheaders=False,
+            max_body_size=max(HARD_BODY_LIMIT, 2 * self.config.api.max_body_bytes))
         sockets = tornado.netutil.bind_sockets(self.config.api.port, self.config.api.host)
         self.port = sockets[0].getsockname()[1]
         server.add_sockets(sockets)

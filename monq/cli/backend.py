@@ -180,4 +180,5 @@ class DirectBackend:
         return jsonable(public(doc))
 
     async def delete_record(self, record: Json) -> None:
-        await self.accounts.delete(parse_id(record["_id"]), parse_etag(record["etag"]))
+        await self.accounts.delete(parse_id(record["_id"]), parse_etag(record["etag"]),
+                                   self.principal)

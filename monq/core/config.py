@@ -59,6 +59,7 @@ class ApiConfig:
     event_poll_s: float = 0.2
     event_window_s: float = 10.0
     metrics_token: str = ""
+    max_body_bytes: int = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,15 @@ class QueueConfig:
     zombie_time_s: float = 30.0
     sweep_interval_s: float = 2.0
     relay_interval_s: float = 1.0
+    # globs of the job types clients (API, dashboard, schedules) may name
+    job_types: list[str] = field(default_factory=lambda: ["*"])
+
+    def __post_init__(self) -> None:
+        for pattern in self.job_types:
+            if not pattern or any(not (c.isascii() and (c.isalnum() or c in "_.*?"))
+                                  for c in pattern):
+                raise ConfigError(f"queue.job_types: {pattern!r} is not a glob of "
+                                  f"qualified names (letters, digits, _ . * ?)")
 
 
 @dataclass(frozen=True)

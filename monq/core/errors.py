@@ -65,6 +65,12 @@ class ValidationError(BadRequest):
         self.field = field
 
 
+class PayloadTooLarge(BadRequest):
+    """The request body is too large."""
+
+    status = 413
+
+
 class NotFound(Error):
     """Not found."""
 

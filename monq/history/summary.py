@@ -1,9 +1,15 @@
 """The queue's state as counts: per state, and per job name, state and flags
 (DESIGN.md §5); history documents and roll-ups; masking for users who may not
-read a job's name. Pure functions and a small in-memory model, no I/O."""
+read a job's name. Pure functions and a small in-memory model, no I/O.
+
+The model reads documents that other processes wrote, some from clients'
+requests: one it cannot use (an id that is not an ObjectId, a name that is not
+text, an unknown state) is logged once and skipped, never allowed to stop the
+summarizer."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -15,7 +21,11 @@ from bson import ObjectId
 from monq.queue.job import UNAUTHORIZED_NAME
 from monq.queue.states import FINAL, State
 
+log = logging.getLogger("monq.summarizer")
+
 WAITING_AND_RUNNING = ("pending", "running", "deferred", "failed")
+STATES = frozenset(s.value for s in State)
+MAX_REPORTED = 1000  # malformed documents remembered, so each is logged once
 FLAGS = ("zombie", "wall", "killed", "removed")
 
 
@@ -63,12 +73,31 @@ class QueueModel:
     jobs: dict[ObjectId, Key] = field(default_factory=dict)
     counts: Counter[Key] = field(default_factory=Counter)
 
+    reported: set[Any] = field(default_factory=set)
+
     def load(self, docs: Iterable[dict[str, Any]]) -> None:
-        self.jobs = {d["_id"]: Key(d["name"], d["state"], bool(d.get("zombie_at")),
-                                   bool(d.get("wall_at")), bool(d.get("killed_at")),
-                                   bool(d.get("removed_at")))
-                     for d in docs if d["state"] not in FINAL}
+        self.jobs = {}
+        for d in docs:
+            if not self._usable(d, d.get("_id"), d.get("name"), d.get("state"), "job"):
+                continue
+            if d["state"] not in FINAL:
+                self.jobs[d["_id"]] = Key(d["name"], d["state"], bool(d.get("zombie_at")),
+                                          bool(d.get("wall_at")), bool(d.get("killed_at")),
+                                          bool(d.get("removed_at")))
         self.counts = Counter(self.jobs.values())
+
+    def _usable(self, doc: dict[str, Any], job_id: Any, name: Any, state: Any,
+                kind: str) -> bool:
+        """Whether a job or event document can be counted; a malformed one is
+        logged (once) and skipped."""
+        if isinstance(job_id, ObjectId) and isinstance(name, str) and state in STATES:
+            return True
+        marker = repr(doc.get("_id"))[:100]
+        if marker not in self.reported and len(self.reported) < MAX_REPORTED:
+            self.reported.add(marker)
+            log.error("skipping a malformed %s document %s", kind, marker,
+                      extra={"action": "malformed_document", "kind": kind})
+        return False
 
     def _set(self, job_id: ObjectId, key: Key | None) -> None:
         old = self.jobs.pop(job_id, None)
@@ -82,14 +111,18 @@ class QueueModel:
 
     def apply(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
+        if not isinstance(data, dict):
+            return
         job_id, state = data.get("_id"), data.get("state")
         if job_id is None or state is None:
+            return
+        if not self._usable(event, job_id, data.get("name", ""), state, "event"):
             return
         if state in FINAL:
             self._set(job_id, None)
             return
         key = self.jobs.get(job_id) or Key(data.get("name", ""), state)
-        name = event["name"]
+        name = event.get("name")
         if name == "request_start_job":
             key = replace(key, zombie=False, wall=False)
         elif name == "flag_zombie":

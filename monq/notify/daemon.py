@@ -289,7 +289,9 @@ class Notifier:
             "next_at": now, "owner": None, "last_error": None, "created": now,
             "delivered_at": None, "resent": 0, "payload": None}
         try:
-            doc["payload"] = render_payload(rule, template_context(event, job), language, key)
+            # in a thread: a slow template (bounded by MAX_RENDER_S) never stalls the loop
+            doc["payload"] = await asyncio.to_thread(
+                render_payload, rule, template_context(event, job), language, key)
         except RenderError as exc:
             doc.update(state="failed", last_error=f"template: {exc}", failed_at=now)
         return doc

@@ -50,9 +50,9 @@ EVENTS = frozenset(e.value for e in EventName) | {
     "flag_nonstop", "flag_zombie", "reset_job", "restart_waiting", "restart_stopped"}
 MAX_RULES = 50
 MAX_RECIPIENTS = 100
-_EMAIL = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]{1,255}$")
-_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
+_EMAIL = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]{1,255}\Z")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\Z", re.IGNORECASE)
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?\Z")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,13 @@ quietly rendering nothing. Output is plain text (no HTML escaping), capped at
 `MAX_OUTPUT_CHARS`; repetition and powers are bounded so that a template cannot
 exhaust memory.
 
+Templates must not stall the process either (the notifier shares it with the
+API and workers in ``monq up``): ``range`` yields at most `MAX_RANGE` items, loops
+nest at most `MAX_LOOP_DEPTH` deep and their constant ranges multiply to at most
+`MAX_ITERATIONS` (refused when the rule is made), and every render stops after
+`MAX_RENDER_S` seconds of work whatever the template does (a trace on the
+template's own frames). `render_async` renders in a thread, off the event loop.
+
 The variables a template sees are those of `template_context`: ``transition``,
 ``description``, ``job_id``, ``number``, ``name``, ``state``, ``progress``,
 ``message``, ``cancelled``, ``worker``, ``error``, ``data`` (the transition's
@@ -16,9 +23,13 @@ data, e.g. what was given with progress), ``enqueued_by`` and ``args``.
 
 from __future__ import annotations
 
+import asyncio
 import operator
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from types import FrameType
 from typing import Any
 
 import jinja2
@@ -32,6 +43,11 @@ MAX_TEMPLATE_CHARS = 20_000
 MAX_OUTPUT_CHARS = 100_000
 MAX_REPEAT = 10_000
 MAX_EXPONENT = 64
+MAX_RANGE = 1_000
+MAX_LOOP_DEPTH = 3
+MAX_ITERATIONS = 100_000
+MAX_RENDER_S = 0.5
+TEMPLATE_FILE = "<template>"  # what Jinja2 names the code of a template from a string
 
 
 class RenderError(ValueError):
@@ -59,10 +75,46 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return operator.mul(left, right)
 
 
+def _range(*args: int) -> range:
+    """``range`` of at most `MAX_RANGE` items (Jinja2's own allows 100,000)."""
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range of more than {MAX_RANGE} items")
+    return numbers
+
+
 @lru_cache(maxsize=1)
 def environment() -> _Sandbox:
-    return _Sandbox(autoescape=False, undefined=jinja2.ChainableUndefined,
-                    keep_trailing_newline=True)
+    env = _Sandbox(autoescape=False, undefined=jinja2.ChainableUndefined,
+                   keep_trailing_newline=True)
+    env.globals["range"] = _range
+    return env
+
+
+class RenderTimeout(SecurityError):
+    """A template rendered for longer than `MAX_RENDER_S`."""
+
+
+class _Deadline:
+    """A trace on the frames of template code that raises once the time is up:
+    loops, however nested, run through those frames."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def calls(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == TEMPLATE_FILE:
+            self.check()
+            return self.lines
+        return None
+
+    def lines(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.check()
+        return self.lines
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise RenderTimeout(f"rendering took longer than {MAX_RENDER_S} s")
 
 
 def _unsafe_names(tree: jinja2.nodes.Node) -> list[str]:
@@ -82,10 +134,46 @@ def _unsafe_names(tree: jinja2.nodes.Node) -> list[str]:
     return found
 
 
+def _constant_range(node: jinja2.nodes.Node) -> int | None:
+    """The size of ``range(<constants>)``, else None (unknown until rendered)."""
+    if isinstance(node, jinja2.nodes.Call) and isinstance(node.node, jinja2.nodes.Name) \
+            and node.node.name == "range" and node.args and all(
+                isinstance(a, jinja2.nodes.Const) and isinstance(a.value, int)
+                and not isinstance(a.value, bool) for a in node.args):
+        try:
+            return len(range(*(a.value for a in node.args)))  # type: ignore[attr-defined]
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return None
+
+
+def _loop_problem(node: jinja2.nodes.Node, depth: int = 0, product: int = 1) -> str | None:
+    """What makes the loops of a template too costly, seen without rendering it."""
+    for child in node.iter_child_nodes():
+        if isinstance(child, jinja2.nodes.For):
+            size = _constant_range(child.iter)
+            if size is not None and size > MAX_RANGE:
+                return f"range of more than {MAX_RANGE} items"
+            if depth + 1 > MAX_LOOP_DEPTH:
+                return f"loops nested more than {MAX_LOOP_DEPTH} deep"
+            inner = product * (size or 1)
+            if inner > MAX_ITERATIONS:
+                return f"loops of more than {MAX_ITERATIONS} iterations"
+            problem = _loop_problem(child, depth + 1, inner)
+        else:
+            size = _constant_range(child)
+            if size is not None and size > MAX_RANGE:
+                return f"range of more than {MAX_RANGE} items"
+            problem = _loop_problem(child, depth, product)
+        if problem:
+            return problem
+    return None
+
+
 def check_template(source: Any, field: str) -> str:
     """`source` if it is a template that may be stored, else a `ValidationError`
-    naming `field`: not a string, too long, a syntax error, or reaching for
-    attributes the sandbox forbids."""
+    naming `field`: not a string, too long, a syntax error, reaching for
+    attributes the sandbox forbids, or loops too large to render in time."""
     if not isinstance(source, str):
         raise ValidationError(f"{field}: expected a template string", field=field)
     if len(source) > MAX_TEMPLATE_CHARS:
@@ -95,10 +183,15 @@ def check_template(source: Any, field: str) -> str:
         tree = environment().parse(source)
     except TemplateError as exc:
         raise ValidationError(f"{field}: invalid template: {exc}", field=field) from None
+    except RecursionError:
+        raise ValidationError(f"{field}: nested too deeply", field=field) from None
     unsafe = _unsafe_names(tree)
     if unsafe:
         raise ValidationError(f"{field}: the template may not use {unsafe[0]!r} "
                               f"(names starting with '_' are not allowed)", field=field)
+    problem = _loop_problem(tree)
+    if problem:
+        raise ValidationError(f"{field}: the template is too costly: {problem}", field=field)
     return source
 
 
@@ -107,16 +200,36 @@ def _compiled(source: str) -> jinja2.Template:
     return environment().from_string(source)
 
 
-def render(source: str, context: Mapping[str, Any]) -> str:
-    """The template rendered with `context`; `RenderError` if it fails."""
+def render(source: str, context: Mapping[str, Any], limit_s: float = MAX_RENDER_S) -> str:
+    """The template rendered with `context`; `RenderError` if it fails, takes longer
+    than `limit_s` or grows past `MAX_OUTPUT_CHARS`."""
+    deadline = _Deadline(limit_s)
+    previous = sys.gettrace()
+    sys.settrace(deadline.calls)
     try:
-        text = _compiled(source).render(dict(context))
+        return _collect(_compiled(source).generate(dict(context)))
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
-            AttributeError, OverflowError) as exc:
+            AttributeError, OverflowError, RecursionError, MemoryError) as exc:
         raise RenderError(f"{type(exc).__name__}: {exc}") from None
-    if len(text) > MAX_OUTPUT_CHARS:
-        raise RenderError(f"the rendered text is longer than {MAX_OUTPUT_CHARS} characters")
-    return text
+    finally:
+        sys.settrace(previous)
+
+
+def _collect(parts: Iterator[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for part in parts:
+        size += len(part)
+        if size > MAX_OUTPUT_CHARS:  # stop now, not after building all of it
+            raise RenderError(f"the rendered text is longer than {MAX_OUTPUT_CHARS} "
+                              f"characters")
+        out.append(part)
+    return "".join(out)
+
+
+async def render_async(source: str, context: Mapping[str, Any]) -> str:
+    """`render` in a thread: the event loop keeps serving while a template renders."""
+    return await asyncio.to_thread(render, source, context)
 
 
 DESCRIPTIONS = {

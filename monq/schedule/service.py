@@ -33,7 +33,7 @@ from monq.schedule import cron
 
 log = logging.getLogger("monq.scheduler")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")
 DEFAULT_CATCHUP = "latest"
 DEFAULT_OVERLAP = "skip"
 FIELDS = ("name", "job", "args", "cron", "timezone", "jitter_s", "enabled", "catchup",
@@ -199,16 +199,24 @@ class Schedules:
     async def all(self) -> list[ScheduleRecord]:
         return [ScheduleRecord.from_document(d) for d in await self.schedules.all()]
 
-    async def get(self, key: str | ObjectId) -> ScheduleRecord:
-        """A schedule by id or by name."""
-        doc = None
+    async def get(self, key: str | ObjectId,
+                  visible: Callable[[str], bool] | None = None) -> ScheduleRecord:
+        """A schedule by id or by name, among those whose job `visible` accepts (all
+        when None). Names are unique per job: a name several visible schedules share
+        is a `Conflict` asking for the id."""
+        docs: list[dict[str, Any]] = []
         if isinstance(key, ObjectId) or ObjectId.is_valid(key):
             doc = await self.schedules.get(ObjectId(key))
-        if doc is None and isinstance(key, str):
-            doc = await self.schedules.by_name(key)
-        if doc is None:
+            docs = [doc] if doc is not None else []
+        if not docs and isinstance(key, str):
+            docs = await self.schedules.named(key)
+        docs = [d for d in docs if visible is None or visible(d["job"])]
+        if not docs:
             raise NotFound(f"no schedule {key}")
-        return ScheduleRecord.from_document(doc)
+        if len(docs) > 1:
+            raise Conflict(f"schedules of {len(docs)} jobs are named {key!r}: give the id "
+                           f"of one ({', '.join(str(d['_id']) for d in docs)})")
+        return ScheduleRecord.from_document(docs[0])
 
     async def create(self, spec: Mapping[str, Any]) -> ScheduleRecord:
         for key in ("name", "job", "cron"):
@@ -229,7 +237,8 @@ class Schedules:
         try:
             await self.schedules.insert(doc)
         except Conflict:
-            raise Conflict(f"a schedule named {values['name']!r} exists already") from None
+            raise Conflict(f"a schedule named {values['name']!r} exists already for "
+                           f"{values['job']}") from None
         return ScheduleRecord.from_document(doc)
 
     async def update(self, key: str | ObjectId, etag: ObjectId | None,
@@ -284,7 +293,7 @@ class Schedules:
                 log.error("job type %s: its schedule is refused: %s", name, exc.message,
                           extra={"action": "type_schedule_refused", "job": name})
                 continue
-            current = await self.schedules.by_name(name)
+            current = await self.schedules.by_name(name, name)
             if current is None:
                 schedule_id = ObjectId()
                 with contextlib.suppress(Conflict):  # another scheduler made it just now

@@ -122,8 +122,9 @@ pages.login = () => {
     const form = new FormData(e.target);
     try {
       await api("POST", "/login", { username: form.get("username"), password: form.get("password") });
-      const next = new URLSearchParams(location.search).get("next") || "/";
-      location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      // the server vetted it (same-site paths only); check the origin again here
+      const next = new URL(e.target.dataset.next || "/", location.origin);
+      location.href = next.origin === location.origin ? next.pathname + next.search + next.hash : "/";
     } catch (err) { flash(err.message); }
   });
 };

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,13 @@ from typing import Any
 from bson import ObjectId
 
 from monq.core.auth import passwords
-from monq.core.auth.permissions import ADMIN_PERMISSION, Principal, check_permission, may_grant
+from monq.core.auth.permissions import (
+    ADMIN_PERMISSION,
+    Principal,
+    check_permission,
+    holds_all,
+    may_grant,
+)
 from monq.core.config import Config
 from monq.core.errors import (
     AuthenticationFailed,
@@ -36,11 +43,18 @@ STANDARD_ROLE = "standard_user"
 STANDARD_PERMISSIONS = ("api://monq.api.auth.profile", "api://monq.api.events.stream",
                         "api://monq.api.events.history")
 LOGIN_FAILED = "wrong user name or password"
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_EMAIL = re.compile(r"^[^@\s$]{1,64}@[^@\s$]{1,255}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}\Z")
+_EMAIL = re.compile(r"^[^@\s$]{1,64}@[^@\s$]{1,255}\Z")
 FIELDS: dict[str, type] = {"name": str, "realname": str, "email": str, "password": str,
                            "role": list, "perm": list, "is_active": bool, "language": str}
 PROFILE_FIELDS = frozenset({"realname", "email", "password", "language"})
+
+
+def first_token_version() -> int:
+    """A new account's token version: microseconds since the epoch. Versions only
+    grow (each revocation adds one, and takes far longer than a microsecond), so a
+    name deleted and created again never meets a version its old tokens carry."""
+    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,8 @@ def check_fields(data: Mapping[str, Any], allowed: frozenset[str] | None = None
     for key, value in data.items():
         kind = FIELDS.get(key)
         if kind is None or (allowed is not None and key not in allowed):
-            raise ValidationError(f"unknown or read-only field {key!r}", field=key)
+            raise ValidationError(f"{key}: unknown or read-only field {key!r}"[:200],
+                                  field=key)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise ValidationError(f"{key}: expected {kind.__name__}, got {value!r}"[:200],
                                   field=key)
@@ -115,21 +130,40 @@ class Accounts:
 
     async def principal(self, name: str) -> Principal | None:
         """The active user `name` with the permissions of all their roles, or None."""
-        doc = await self.roles.by_name(name)
+        return await self._principal(await self.roles.by_name(name))
+
+    async def principal_by_id(self, account_id: str) -> Principal | None:
+        """The active user whose immutable id is `account_id`, or None."""
+        try:
+            record_id = ObjectId(account_id)
+        except Exception:
+            return None
+        return await self._principal(await self.roles.by_id(record_id))
+
+    async def _principal(self, doc: dict[str, Any] | None) -> Principal | None:
         if doc is None or doc.get("kind") != "user" or not doc.get("is_active", True):
             return None
+        permissions, roles = await self.expand(doc)
+        return Principal(doc["name"], frozenset(permissions), frozenset(roles),
+                         doc.get("token_version", 0), doc.get("language"), str(doc["_id"]))
+
+    async def expand(self, doc: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+        """Every permission and role a record has, its roles' nested roles included
+        (``cop`` when ``admin`` is among them)."""
         permissions, roles = set(doc.get("perm") or ()), set()
-        pending = list(doc.get("role") or ())
+        asked: set[str] = set()
+        pending = sorted({r for r in doc.get("role") or () if isinstance(r, str)})
         while pending:
-            for role in await self.roles.roles_named(pending):
+            asked |= set(pending)
+            found = await self.roles.roles_named(pending)
+            for role in found:
                 roles.add(role["name"])
-                permissions |= set(role.get("perm") or ())
-            pending = [r for role in await self.roles.roles_named(pending)
-                       for r in role.get("role") or () if r not in roles]
+                permissions |= {p for p in role.get("perm") or () if isinstance(p, str)}
+            pending = sorted({r for role in found for r in role.get("role") or ()
+                              if isinstance(r, str) and r not in asked})
         if ADMIN_ROLE in roles:
             permissions.add(ADMIN_PERMISSION)
-        return Principal(doc["name"], frozenset(permissions), frozenset(roles),
-                         doc.get("token_version", 0), doc.get("language"))
+        return permissions, roles
 
     async def token_versions(self, names: Sequence[str]) -> dict[str, int]:
         """The current token version of each active user among `names` (one query);
@@ -138,18 +172,21 @@ class Accounts:
 
     # Logging in -----------------------------------------------------------------
     async def login(self, name: str, password: str, address: str) -> Principal:
-        """Check a user's password; too many failures for the user or the address
-        lock both out for a while (429), and an unknown user looks like a wrong password."""
+        """Check a user's password. Too many failures for one user from one address
+        lock that pair out for a while (429): failures elsewhere, or for other users,
+        never lock the admin out of their own address, and once the window passes a
+        correct password gets in. An unknown user looks like a wrong password. The
+        argon2 work runs off the event loop."""
         now = datetime.now(UTC)
-        keys = [f"user:{name}", f"addr:{address}"]
+        keys = [f"user:{name}@{address}"]
         until = await self.roles.failures(keys, now)
         if until is not None:
             raise TooManyRequests("too many failed logins: try again later",
                                   retry_after_s=max(1, int((until - now).total_seconds())))
         doc = await self.roles.by_name(name) if isinstance(name, str) else None
         stored = doc.get("password") if doc and doc.get("kind") == "user" else None
-        ok = passwords.verify_password(stored, password)
-        principal = await self.principal(name) if ok else None
+        ok = await passwords.verify_async(stored, password)
+        principal = await self._principal(doc) if ok else None
         if principal is None:
             await self.roles.record_failure(keys, now, self.config.api.login_max_failures,
                                             self.config.api.login_lockout_s)
@@ -157,7 +194,7 @@ class Accounts:
         await self.roles.clear_failures(keys)
         if stored and passwords.needs_rehash(stored):
             await self.roles.update(doc["_id"], None,  # type: ignore[index]
-                                    {"password": passwords.hash_password(password)})
+                                    {"password": await passwords.hash_async(password)})
         return principal
 
     async def logout(self, name: str) -> None:
@@ -182,13 +219,26 @@ class Accounts:
                        for r in doc.get("role") or () if r not in seen]
 
     async def _check_grants(self, by: Principal, fields: dict[str, Any]) -> None:
-        granted = set(fields.get("perm") or ())
-        if ADMIN_ROLE in (fields.get("role") or ()) and not by.is_admin:
-            raise PermissionDenied("only an admin grants the admin role")
-        for role in await self.roles.roles_named(fields.get("role") or []):
-            granted |= set(role.get("perm") or ())
+        """Without ``cop`` nobody grants a permission they do not hold, directly or
+        through the roles named (expanded fully: a role may include roles)."""
+        if by.is_admin or ("perm" not in fields and "role" not in fields):
+            return
+        granted, _ = await self.expand({"perm": fields.get("perm") or [],
+                                        "role": fields.get("role") or []})
         if not may_grant(by, granted):
-            raise PermissionDenied("only an admin grants permissions they do not hold")
+            missing = sorted(p for p in granted if not may_grant(by, {p}))
+            raise PermissionDenied(f"permission denied: you do not hold {missing[0]!r}, "
+                                   f"so you may not grant it")
+
+    async def _check_holds(self, by: Principal, current: Mapping[str, Any]) -> None:
+        """Without ``cop`` nobody changes or deletes a user or role that holds more
+        than they do (the admin's password, a role of admins)."""
+        if by.is_admin:
+            return
+        held, _ = await self.expand(current)
+        if not holds_all(by, held):
+            raise PermissionDenied(f"permission denied: {current['name']!r} holds more than "
+                                   f"you do")
 
     async def create(self, data: Mapping[str, Any], by: Principal) -> dict[str, Any]:
         fields = check_fields(data)
@@ -203,9 +253,9 @@ class Accounts:
         now = datetime.now(UTC)
         doc = {"_id": ObjectId(), "kind": kind, "realname": None, "role": [], "perm": [],
                "is_active": True, "language": None, **fields, "etag": ObjectId(),
-               "token_version": 0, "created": now, "updated": now}
+               "token_version": first_token_version(), "created": now, "updated": now}
         if kind == "user":
-            doc["password"] = passwords.hash_password(fields["password"])
+            doc["password"] = await passwords.hash_async(fields["password"])
         if await self.roles.by_name(fields["name"], kind) is not None:
             raise Conflict(f"the {kind} name {fields['name']!r} is taken")
         await self.roles.insert(doc)
@@ -216,6 +266,8 @@ class Accounts:
                      ) -> dict[str, Any]:
         current = await self.get(record_id)
         fields = check_fields(data, allowed)
+        if allowed is None:  # the profile route changes only the caller's own record
+            await self._check_holds(by, current)
         if "name" in fields and fields["name"] != current["name"]:
             if await self.roles.by_name(fields["name"], current["kind"]) is not None:
                 raise Conflict(f"the {current['kind']} name {fields['name']!r} is taken")
@@ -231,7 +283,7 @@ class Accounts:
         if "password" in fields:
             if current["kind"] != "user":
                 raise ValidationError("password: a role has none", field="password")
-            fields["password"] = passwords.hash_password(fields["password"])
+            fields["password"] = await passwords.hash_async(fields["password"])
         fields["updated"] = datetime.now(UTC)
         doc = await self.roles.update(record_id, etag, fields, bump_version=revoke)
         if doc is None:
@@ -239,8 +291,9 @@ class Accounts:
                             "current): reload it and try again")
         return doc
 
-    async def delete(self, record_id: ObjectId, etag: ObjectId) -> None:
+    async def delete(self, record_id: ObjectId, etag: ObjectId, by: Principal) -> None:
         current = await self.get(record_id)
+        await self._check_holds(by, current)
         if current["kind"] == "role" and await self.roles.users_with_role(current["name"]):
             raise Conflict(f"role {current['name']!r} is still given to someone")
         if not await self.roles.delete(record_id, etag):
@@ -269,7 +322,8 @@ class Accounts:
         password = self.config.api.admin_password or secrets.token_urlsafe(12)
         await self.roles.insert({
             "_id": ObjectId(), "kind": "user", "name": username, "realname": "administrator",
-            "email": f"{username}@localhost", "password": passwords.hash_password(password),
+            "email": f"{username}@localhost", "password": await passwords.hash_async(password),
             "role": [ADMIN_ROLE], "perm": [], "is_active": True, "language": None,
-            "etag": ObjectId(), "token_version": 0, "created": now, "updated": now})
+            "etag": ObjectId(), "token_version": first_token_version(), "created": now,
+            "updated": now})
         return None if self.config.api.admin_password else password

@@ -1,7 +1,11 @@
 """Password hashing with argon2id (argon2-cffi); hashes are rehashed at login when
-the parameters change."""
+the parameters change. Hashing costs tens of milliseconds of CPU by design: servers
+call the ``_async`` forms, which run it in a thread (argon2 releases the GIL) so
+that logins never stall the event loop."""
 
 from __future__ import annotations
+
+import asyncio
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -25,3 +29,11 @@ def verify_password(stored: str | None, password: str) -> bool:
 
 def needs_rehash(stored: str) -> bool:
     return _hasher.check_needs_rehash(stored)
+
+
+async def hash_async(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_async(stored: str | None, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, stored, password)

@@ -1,6 +1,7 @@
-"""Login tokens: JWTs signed with HS256, with a required expiry and the user's token
-version (bumped by logout, a password change or deactivation, which revokes every
-token issued before)."""
+"""Login tokens: JWTs signed with HS256, with a required expiry, naming the account
+by its immutable id (``sub``) and its token version (``ver``: bumped by logout, a
+password change, deactivation or a rename, which revokes every token issued
+before). A deleted account's tokens name an id that no account has again."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ SECRET_FILE = "secret"  # noqa: S105 - a file name, not a secret
 
 @dataclass(frozen=True)
 class Claims:
-    user: str
+    account_id: str
     version: int
     expires_at: float
 
@@ -49,9 +50,9 @@ class Tokens:
         self.secret = secret
         self.expiry_s = expiry_s
 
-    def issue(self, user: str, version: int, now: float | None = None) -> str:
+    def issue(self, account_id: str, version: int, now: float | None = None) -> str:
         now = time.time() if now is None else now
-        return jwt.encode({"sub": user, "ver": version, "iat": int(now),
+        return jwt.encode({"sub": account_id, "ver": version, "iat": int(now),
                            "exp": int(now + self.expiry_s)}, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Claims:

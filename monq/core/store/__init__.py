@@ -118,6 +118,9 @@ class Store:
         with translate(self.url):
             for name, models in by_collection.items():
                 created += await self.db[name].create_indexes(models)
+            for collection, retired in layout.RETIRED_INDEXES:
+                if retired in await self.db[collection].index_information():
+                    await self.db[collection].drop_index(retired)
         return created
 
     async def delete_batch(self, collection: AsyncCollection[dict[str, Any]],

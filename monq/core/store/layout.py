@@ -73,6 +73,9 @@ class Index:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# Indexes of earlier versions that `Store.ensure_indexes` drops: (collection, name)
+RETIRED_INDEXES: tuple[tuple[str, str], ...] = ((SCHEDULE, "name"),)
+
 INDEXES: tuple[Index, ...] = (
     # The claim: waiting jobs by priority, then age; query_at is filtered from the keys.
     Index(QUEUE, (("state", 1), ("priority", -1), ("_id", 1), ("query_at", 1)), "claim"),
@@ -100,7 +103,9 @@ INDEXES: tuple[Index, ...] = (
           {"unique": True, "partialFilterExpression": {"email": {"$type": "string"}}}),
     Index(LOG, (("job_id", 1), ("_id", 1)), "job"),
     Index(JOURNAL, (("parent_id", 1),), "parent", {"sparse": True}),
-    Index(SCHEDULE, (("name", 1),), "name", {"unique": True}),
+    # a name is unique per job: a user who may not see a schedule can still choose
+    # its name for their own job, so a refusal never confirms a hidden schedule
+    Index(SCHEDULE, (("name", 1), ("job", 1)), "name_job", {"unique": True}),
     Index(SCHEDULE, (("enabled", 1), ("next_at", 1)), "due"),
     Index(SCHEDULE, (("pending.claimed_at", 1),), "pending_claimed", {"sparse": True}),
     Index(NOTIFICATION, (("state", 1), ("next_at", 1)), "due"),

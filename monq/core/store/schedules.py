@@ -2,7 +2,7 @@
 
 A schedule document::
 
-    {_id, name (unique), job, args, cron, timezone, jitter_s, enabled,
+    {_id, name (unique per job), job, args, cron, timezone, jitter_s, enabled,
      catchup: "none"|"latest"|"all", overlap: "skip"|"enqueue",
      source: "api"|"type", etag, created, updated, created_by,
      next_tick, next_at (= next_tick + its jitter: when it is due),
@@ -43,9 +43,14 @@ class ScheduleStore:
         async with self.store.errors():
             return await self.schedules.find_one({"_id": schedule_id})
 
-    async def by_name(self, name: str) -> dict[str, Any] | None:
+    async def named(self, name: str) -> list[dict[str, Any]]:
+        """The schedules called `name` (one per job at most)."""
         async with self.store.errors():
-            return await self.schedules.find_one({"name": name})
+            return await self.schedules.find({"name": name}).sort("job", 1).to_list(None)
+
+    async def by_name(self, name: str, job: str) -> dict[str, Any] | None:
+        async with self.store.errors():
+            return await self.schedules.find_one({"name": name, "job": job})
 
     async def all(self) -> list[dict[str, Any]]:
         """Every schedule, by name (sys.schedule holds one document per schedule)."""
