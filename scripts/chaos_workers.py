@@ -11,6 +11,15 @@ SIGCONTs it: its late result must be refused (one complete_job per job). Prints
 jobs enqueued, completed, lost and run twice; exits 1 if a job is lost, a job
 completed twice, or jobs ran twice more often than there were kills.
 Without --url it starts an embedded SecantusDB on a free port.
+
+    python scripts/chaos_workers.py --db-pause 10 [--db-pauses 3] [--lease 30]
+
+Database-pause mode: instead of killing workers, SIGSTOPs the database server for
+the given seconds (shorter than the lease, ``queue.zombie_time_s``) now and then
+while the workers run jobs with one attempt each, then SIGCONTs it. An outage
+shorter than the lease must change no job's outcome: it prints jobs lost, jobs
+completed twice and jobs that ran to completion but ended in error, and exits 1 if
+any is not 0. With --url, give the server's process id with --db-pid.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from typing import Any
 import pymongo
 
 from monq.core.config import Config
-from monq.core.embedded import server_for
+from monq.core.embedded import EmbeddedServer, free_port
 from monq.core.store import Store, with_database
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue
@@ -42,13 +51,13 @@ ZOMBIE_S = 2.0
 
 
 class Fleet:
-    def __init__(self, url: str, size: int, log_dir: Path) -> None:
+    def __init__(self, url: str, size: int, log_dir: Path, zombie_s: float = ZOMBIE_S) -> None:
         self.url = url
         self.log_dir = log_dir
         self.monq = str(Path(sys.executable).parent / "monq")
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("MONQ_")},
                     "MONQ_MONGODB_URL": url, "MONQ_MONGODB_EMBEDDED": "never",
-                    "MONQ_QUEUE_ZOMBIE_TIME_S": str(ZOMBIE_S),
+                    "MONQ_QUEUE_ZOMBIE_TIME_S": str(zombie_s),
                     "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_QUEUE_SWEEP_INTERVAL_S": "0.5",
                     "MONQ_WORKER_POLL_MAX_S": "0.2", "MONQ_WORKER_CONCURRENCY": "1",
                     "MONQ_LOG_LEVEL": "WARNING"}
@@ -78,8 +87,9 @@ class Fleet:
                 process.wait()
 
 
-def enqueue(url: str, jobs: int, scale: float) -> None:
+def enqueue(url: str, jobs: int, scale: float, attempts: int | None = None) -> None:
     """Enqueue the jobs, each doing 0.05 to 0.25 s of work times `scale`."""
+    options = {"attempts": attempts} if attempts else {}
 
     async def run() -> None:
         store = Store(url)
@@ -87,7 +97,8 @@ def enqueue(url: str, jobs: int, scale: float) -> None:
         queue = Queue(store, Config(), author="chaos")
         for first in range(0, jobs, 100):
             await queue.enqueue_many([
-                EnqueueRequest(JOB, {"db_url": url, "sleep": (0.05 + (j % 5) * 0.05) * scale})
+                EnqueueRequest(JOB, {"db_url": url, "sleep": (0.05 + (j % 5) * 0.05) * scale},
+                               options=options)
                 for j in range(first, min(first + 100, jobs))])
         await store.close()
 
@@ -142,6 +153,38 @@ def report(db: Any, jobs: int, kills: int, stops: int) -> int:
     return 0 if ok else 1
 
 
+def pause_report(db: Any, jobs: int, pauses: int, pause_s: float) -> int:
+    """After database pauses shorter than the lease: nothing lost, nothing completed
+    twice, and no job that ran to completion ended in error."""
+    journal = {d["_id"]: d for d in db["sys.journal"].find({}, {"state": 1, "last_error": 1})}
+    completed = sum(1 for d in journal.values() if d["state"] == "complete")
+    ran = {r["job_id"] for r in db["chaos.runs"].find({}, {"job_id": 1})}
+    ran_but_error = [d for i, d in journal.items() if i in ran and d["state"] != "complete"]
+    completes = list(db["sys.event"].aggregate([
+        {"$match": {"name": "complete_job"}},
+        {"$group": {"_id": "$data._id", "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}}]))
+    lost = jobs - len(journal)
+    print(f"jobs enqueued:          {jobs}")
+    print(f"database pauses:        {pauses} of {pause_s:g}s")
+    print(f"jobs completed:         {completed}")
+    print(f"jobs lost:              {lost}")
+    print(f"completed twice:        {len(completes)}")
+    print(f"ran, yet ended badly:   {len(ran_but_error)}")
+    for doc in ran_but_error[:5]:
+        print(f"    {doc['_id']}: {doc['state']}: {doc.get('last_error')}")
+    ok = lost == 0 and not completes and not ran_but_error
+    print("result:                 " + ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def pause_database(pid: int, pause_s: float) -> None:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(pause_s)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="MongoDB server URL (default: embedded SecantusDB)")
@@ -155,10 +198,30 @@ def main() -> int:
     parser.add_argument("--sleep-scale", type=float, default=10.0,
                         help="multiplies each job's 0.05-0.25 s of work")
     parser.add_argument("--log-dir", default=None)
+    parser.add_argument("--db-pause", type=float, default=0.0, metavar="SECONDS",
+                        help="database-pause mode: SIGSTOP the server this long, now and "
+                             "then, instead of killing workers")
+    parser.add_argument("--db-pauses", type=int, default=3, help="how many pauses")
+    parser.add_argument("--db-pid", type=int, default=None,
+                        help="the process id of the --url server (for --db-pause)")
+    parser.add_argument("--lease", type=float, default=30.0,
+                        help="queue.zombie_time_s of the workers in --db-pause mode")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.db_pause and args.url and not args.db_pid:
+        parser.error("--db-pause with --url needs --db-pid (the server's process id)")
+    if args.db_pause and args.db_pause >= args.lease:
+        print(f"warning: a pause of {args.db_pause:g}s is not shorter than the lease "
+              f"({args.lease:g}s): jobs may rightly be recovered", file=sys.stderr)
     with ExitStack() as stack:
-        server = stack.enter_context(server_for(args.url))
+        db_pid = args.db_pid
+        if args.url:
+            server = args.url
+        else:
+            embedded = stack.enter_context(EmbeddedServer("127.0.0.1", free_port(), ":memory:"))
+            server = embedded.url
+            assert embedded.process is not None
+            db_pid = embedded.process.pid
         url = with_database(server, f"chaos_{uuid.uuid4().hex[:8]}")
         log_dir = Path(args.log_dir or stack.enter_context(
             __import__("tempfile").TemporaryDirectory()))
@@ -166,6 +229,9 @@ def main() -> int:
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url)
         stack.callback(client.close)
         db = client.get_default_database()
+        if args.db_pause:
+            assert db_pid is not None
+            return pause_mode(args, rng, url, db, db_pid, log_dir, stack)
         enqueue(url, args.jobs, args.sleep_scale)
         fleet = Fleet(url, args.workers, log_dir)
         stack.callback(fleet.stop_all)
@@ -195,6 +261,30 @@ def main() -> int:
         fleet.stop_all()
         client.drop_database(db.name)
         return code
+
+
+def pause_mode(args: Any, rng: random.Random, url: str, db: Any, db_pid: int,
+               log_dir: Path, stack: ExitStack) -> int:
+    enqueue(url, args.jobs, args.sleep_scale, attempts=1)
+    fleet = Fleet(url, args.workers, log_dir, zombie_s=args.lease)
+    stack.callback(fleet.stop_all)
+    deadline = time.monotonic() + args.timeout
+    pauses = 0
+    while pauses < args.db_pauses and time.monotonic() < deadline:
+        time.sleep(rng.uniform(args.min_interval, args.max_interval))
+        if db["sys.queue"].count_documents({"state": "running"}) == 0:
+            if db["sys.queue"].count_documents({}) == 0:
+                break
+            continue
+        pause_database(db_pid, args.db_pause)
+        pauses += 1
+    while time.monotonic() < deadline and db["sys.queue"].count_documents({}):
+        time.sleep(0.5)
+    print(f"server pid: {db_pid}   workers: {args.workers}   lease: {args.lease:g}s")
+    code = pause_report(db, args.jobs, pauses, args.db_pause)
+    fleet.stop_all()
+    db.client.drop_database(db.name)
+    return code
 
 
 if __name__ == "__main__":

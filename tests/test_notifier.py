@@ -16,7 +16,7 @@ from bson import ObjectId
 from monq.core.config import Config
 from monq.core.embedded import free_port
 from monq.core.store import Store, layout
-from monq.core.store.events import new_event
+from monq.core.store.events import EventStore, new_event
 from monq.notify.daemon import Notifier
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue
@@ -120,7 +120,7 @@ async def test_deriving_again_never_doubles_and_late_events_are_picked_up(
         "_id": job.id, "number": job.number, "name": DUMMY, "state": "pending"})
     late["_id"] = ObjectId.from_datetime(cursor["event_id"].generation_time
                                          - timedelta(seconds=2))
-    await store.collection(layout.EVENT).insert_one(late)
+    await EventStore(store).insert([late])
     await Notifier(store, cfg, clock=clock).tick()
     assert sorted(d["transition"] for d in await deliveries(store)) == ["complete_job",
                                                                        "hold_job"]
@@ -160,10 +160,10 @@ async def test_jobs_without_rules_and_unknown_types_make_no_deliveries(
         caplog: pytest.LogCaptureFixture) -> None:
     await run_job(queue, DUMMY)
     for _ in range(2):
-        await store.collection(layout.EVENT).insert_one(new_event(
+        await EventStore(store).insert([new_event(
             "complete_job", channel="queue", author="x", data={
                 "_id": ObjectId(), "number": 99, "name": "monq.nosuch.Job",
-                "state": "complete"}))
+                "state": "complete"})])
     caplog.set_level(logging.WARNING, "monq.notifier")
     notifier = Notifier(store, notifier_config(config, free_port()), clock=clock)
     assert await notifier.tick() is False

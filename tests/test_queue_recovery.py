@@ -10,7 +10,7 @@ from monq.core.store import Store, layout
 from monq.core.store.events import new_event
 from monq.core.store.jobs import JobFilter
 from monq.queue.enqueue import EnqueueRequest
-from monq.queue.queue import Queue
+from monq.queue.queue import FINISH_GRACE_S, Queue
 from monq.queue.states import State
 from tests.queue_fixtures import DUMMY, WORKER, event_names
 
@@ -112,6 +112,12 @@ async def test_relay_of_an_event_already_in_sys_event_is_not_doubled(
     assert await event_names(queue, job.id) == ["enqueue_job"]
 
 
+def after_finish_grace(queue: Queue) -> Queue:
+    """The queue as a sweep sees it once the writer had its time to finish the move."""
+    return Queue(queue.store, queue.config, author="sweeper", clock=lambda: datetime.now(UTC)
+                 + timedelta(seconds=FINISH_GRACE_S + 1))
+
+
 async def test_sweep_finishes_a_move_to_the_journal(queue: Queue, store: Store) -> None:
     job = await queue.enqueue(DUMMY)
     c = await queue.claim(WORKER)
@@ -123,7 +129,7 @@ async def test_sweep_finishes_a_move_to_the_journal(queue: Queue, store: Store) 
         event=new_event("complete_job", channel="queue", author="w1",
                         data={"state": "complete"}))
     assert await queue.jobs.in_both(job.id) == (True, False)
-    report = await queue.sweep()
+    report = await after_finish_grace(queue).sweep()
     assert report.moved == 1
     assert await queue.jobs.in_both(job.id) == (False, True)
     assert (await event_names(queue, job.id))[-1] == "complete_job"
@@ -137,7 +143,7 @@ async def test_sweep_resolves_a_job_in_both_collections(queue: Queue, store: Sto
     doc = await store.collection(layout.JOURNAL).find_one({"_id": job.id})
     await store.collection(layout.QUEUE).insert_one(doc)  # the delete never happened
     assert await queue.jobs.in_both(job.id) == (True, True)
-    await queue.sweep()
+    await after_finish_grace(queue).sweep()
     assert await queue.jobs.in_both(job.id) == (False, True)
     assert (await event_names(queue, job.id)).count("complete_job") == 1
 

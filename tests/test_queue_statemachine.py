@@ -31,9 +31,11 @@ from monq.core.errors import LeaseLost, TransitionRefused
 from monq.core.store import Store, layout, with_database
 from monq.queue.queue import Queue, WorkerRef
 from monq.queue.states import FINAL, STOPPED, WAITING, State
+from tests.interleave import Interleaved
 
 NAME = "monq.jobs.example.DummyJob"
 WORKER = WorkerRef("hypo", "host", 1)
+MAX_RECOVERIES = 3
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Model:
     kill_requested: bool = False
     remove_requested: bool = False
     has_child: bool = False
+    recoveries: int = 0
     events: list[str] = field(default_factory=lambda: ["enqueue_job"])
 
 
@@ -60,7 +63,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.url = with_database(self.server_url, f"monq_h_{uuid.uuid4().hex[:10]}")
         self.store = self.run(self._store())
-        config = Config().with_values(queue={"zombie_time_s": 30.0})
+        config = Config().with_values(queue={"zombie_time_s": 30.0,
+                                             "max_recoveries": MAX_RECOVERIES})
         self.queue = Queue(self.store, config, author="hypo")
         self.jobs: dict[ObjectId, Model] = {}
         self.order = 0
@@ -248,9 +252,65 @@ class QueueMachine(RuleBasedStateMachine):
         elif model.remove_requested:
             model.state = State.REMOVED
             model.events.append("remove_job")
-        else:
-            model.state = State.PENDING if model.attempts_left > 0 else State.ERROR
+        elif model.recoveries < MAX_RECOVERIES:  # a lost worker costs no attempt
+            model.state = State.PENDING
+            model.attempts_left += 1
+            model.recoveries += 1
             model.events.append("reset_job")
+        else:
+            model.state = State.ERROR
+            model.events.append("reset_job")
+
+    @precondition(lambda self: [m for m in self._running()
+                                if not (m.kill_requested or m.remove_requested)])
+    @rule(data=st.data(), action=st.sampled_from(["fail", "defer", "release"]),
+          stop=st.sampled_from(["kill", "remove"]), at=st.integers(1, 5))
+    def user_stops_during_worker_write(self, data: st.DataObject, action: str, stop: str,
+                                       at: int) -> None:
+        """Concurrent actors: the user's kill (or removal) runs before the worker's
+        store call number `at` of its fail/defer/release, at every point; whatever
+        the interleaving, the job ends in a state someone will move it out of."""
+        model = self._pick(data, [m for m in self._running()
+                                  if not (m.kill_requested or m.remove_requested)])
+        token = model.token
+        assert token is not None
+        worker = Queue(self.store, self.queue.config, author=WORKER.id)
+        interleaved = Interleaved(worker.jobs, at,
+                                  lambda: getattr(self.queue, stop)(model.id))
+        worker.jobs = interleaved  # type: ignore[assignment]
+        if action == "fail":
+            self.run(worker.fail(model.id, token, "boom"))
+        elif action == "defer":
+            self.run(worker.defer(model.id, token, "later", delay_s=0))
+        else:
+            self.run(worker.release(model.id, token, "not here"))
+        self.run(interleaved.run_action())
+        self.stale_tokens.append((model.id, token))
+        model.token = None
+        final = model.attempts_left == 0 and action == "fail"  # ends error, stop or not
+        outcome = {"fail": ("failed_job", State.FAILED), "defer": ("defer_job", State.DEFERRED),
+                   "release": ("release_job", State.PENDING)}[action]
+        stopped = State.KILLED if stop == "kill" else State.REMOVED
+        doc = self.run(self.queue.jobs.get(model.id))
+        names = [e["name"] for e in self.run(self.queue.events(model.id))]
+        tail = names[len(model.events):]
+        if final:
+            assert isinstance(interleaved.error, TransitionRefused) or \
+                interleaved.error is None, interleaved.error
+            assert doc["state"] == State.ERROR
+            # event ids are taken before the writes: the worker's may sort first
+            assert sorted(tail) in (["failed_job"], sorted([f"request_{stop}_job",
+                                                            "failed_job"])), tail
+            model.state = State.ERROR
+        else:
+            assert interleaved.error is None, interleaved.error
+            assert doc["state"] == stopped, (doc["state"], tail)
+            assert tail in ([outcome[0], f"{stop}_job"],
+                            [f"request_{stop}_job", f"{stop}_job"]), tail
+            if tail[0] == outcome[0] and action in ("defer", "release"):
+                model.attempts_left += 1  # requeued first: the attempt was given back
+            model.state = stopped
+        model.events += tail
 
     @precondition(lambda self: self.stale_tokens)
     @rule(data=st.data())
@@ -265,6 +325,16 @@ class QueueMachine(RuleBasedStateMachine):
         if not self.jobs:
             return
         self.run(self._check())
+
+    @invariant()
+    def no_job_is_stuck(self) -> None:
+        """Every job in sys.queue is one somebody will move on: a waiting job has no
+        kill or removal pending, and no final job stays behind."""
+        stuck = self.run(self.store.collection(layout.QUEUE).count_documents(
+            {"$or": [{"state": {"$in": [str(s) for s in WAITING]},
+                      "$or": [{"killed_at": {"$ne": None}}, {"removed_at": {"$ne": None}}]},
+                     {"state": {"$in": [str(s) for s in FINAL]}}]}))
+        assert stuck == 0
 
     async def _check(self) -> None:
         queue_docs = {d["_id"]: d async for d in self.store.collection(layout.QUEUE).find()}

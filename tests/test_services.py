@@ -8,7 +8,7 @@ import pytest
 
 from monq.core.embedded import free_port
 from monq.core.logs import JsonFormatter, TextFormatter
-from monq.core.services import resilient, run_services, wait_for_database
+from monq.core.services import run_services, wait_for_database
 from monq.core.store import Store
 
 
@@ -71,20 +71,6 @@ async def test_a_failing_service_stops_the_others() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         await run_services([a, Broken()], asyncio.Event())
     assert a.stopped
-
-
-async def test_resilient_runs_again_after_the_database_returns(store: Store) -> None:
-    from monq.core.errors import DatabaseUnavailable
-
-    calls = []
-
-    async def body() -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise DatabaseUnavailable("gone")
-
-    await resilient("svc", body, asyncio.Event(), store)
-    assert len(calls) == 2
 
 
 def test_log_formats_carry_the_action() -> None:

@@ -8,7 +8,11 @@ or header) before the upgrade, and the Origin must be the server's own or one of
 ``{"type": "interest", "data": ["queue", "message", "job:<id>"], "since": "<event id>"}``
     subscribe (replacing earlier interests); with ``since``, the events of those
     channels after that id are replayed from sys.event first, then the stream goes
-    live with nothing missed and nothing twice.
+    live with nothing missed and nothing twice. The reply names the channels
+    subscribed and, under ``unknown``, those that are not (no such chat channel in
+    ``api.chat_channels``, or a job that is missing or unreadable: the two look
+    alike). Names are de-duplicated, at most ``api.ws_max_interests`` are taken, and
+    all ``job:<id>`` channels are looked up in one query.
 ``{"type": "message", "channel": "message", "text": "..."}``
     stored as an event and delivered to the channel's subscribers; needs
     ``api://monq.api.events.message/c``; nobody posts into ``queue``, ``system``
@@ -16,22 +20,25 @@ or header) before the upgrade, and the Origin must be the server's own or one of
 
 Channels: ``queue`` (job events and ``summary`` events, masked per user),
 ``job:<id>`` (one job's events and its websocket notifications; needs read
-access to the job), ``system``, ``message`` and other named chat channels.
+access to the job), ``system``, and the chat channels of ``api.chat_channels``.
+Every event is masked by the user's current permissions (see
+`monq.queue.visibility`; the hub re-reads them every few seconds), on every
+channel: a user who loses read access to a job stops seeing what it is.
 
-Each connection has a bounded send queue: a client that falls too far behind is
-closed with code 4008; a revoked or expired token closes it with 4001.
+Delivery is `monq.api.fanout` (one rendering per distinct view, one write per
+socket and turn of the event loop): a client whose socket has not taken what was
+sent and falls ``api.ws_send_queue`` frames behind is closed with code 4008; a
+revoked or expired token closes it with 4001.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import urlparse
 
 import tornado.websocket
@@ -39,30 +46,25 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from monq.api.base import ApiContext, BaseHandler
-from monq.api.stream import EventHub, dumps
+from monq.api.fanout import CLOSE_REVOKED, CLOSE_TOO_SLOW, Subscription, dumps, frame, render
+from monq.api.stream import EventHub
 from monq.core.auth.permissions import Principal, may_call, may_read_job
-from monq.core.errors import BadRequest, NotFound
+from monq.core.errors import BadRequest, NotFound, StoreError
 from monq.core.store.events import EventStore, new_event
+from monq.core.store.jobs import JobStore
 from monq.queue.queue import Queue
-from monq.queue.visibility import (
-    QUEUE_CHANNEL,
-    SUMMARY_EVENT,
-    event_job,
-    is_masked,
-    job_channel,
-    visible,
-)
+from monq.queue.visibility import QUEUE_CHANNEL, job_channel, visible
 
 log = logging.getLogger("monq.api")
 
-CLOSE_REVOKED = 4001
-CLOSE_TOO_SLOW = 4008
-RESERVED_CHANNELS = frozenset({QUEUE_CHANNEL, "system"})
+__all__ = ["CLOSE_REVOKED", "CLOSE_TOO_SLOW", "EventHistoryHandler", "EventSocketHandler"]
+
+SYSTEM_CHANNEL = "system"
+RESERVED_CHANNELS = frozenset({QUEUE_CHANNEL, SYSTEM_CHANNEL})
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _JOB_CHANNEL = re.compile(r"^job:([0-9a-f]{24})$")
 MAX_TEXT = 10_000
 REPLAY_PAGE = 1000
-DEDUPE_MAX = 10_000
 POST_PERMISSION = "monq.api.events.message"
 
 
@@ -70,6 +72,7 @@ class InterestReply(TypedDict):
     type: Literal["interest"]
     data: list[str]
     message: str
+    unknown: NotRequired[list[str]]
 
 
 class ErrorReply(TypedDict):
@@ -77,90 +80,36 @@ class ErrorReply(TypedDict):
     message: str
 
 
-def _error(message: str) -> str:
+def _error(message: str) -> bytes:
     reply: ErrorReply = {"type": "error", "message": message}
-    return dumps(reply)
+    return frame(dumps(reply))
 
 
-class Interests:
-    """A connection's channels, and the job ids behind its ``job:<id>`` channels."""
-
-    def __init__(self, channels: frozenset[str] = frozenset(),
-                 jobs: frozenset[ObjectId] = frozenset()) -> None:
-        self.channels = channels
-        self.jobs = jobs
-
-    def wants(self, event: dict[str, Any]) -> bool:
-        if event.get("channel") in self.channels:
-            return True
-        job_id, _ = event_job(event)
-        return job_id is not None and job_id in self.jobs
+def _interest_reply(channels: list[str], unknown: list[str]) -> bytes:
+    reply: InterestReply = {"type": "interest", "data": channels,
+                            "message": f"processed interest in {channels}"}
+    if unknown:
+        reply["unknown"] = unknown
+        reply["message"] += f"; unknown channels, not subscribed: {unknown}"
+    return frame(dumps(reply))
 
 
-class Subscription:
-    """One connection as the hub sees it: who, what they want, and their bounded
-    queue of messages to send."""
-
-    def __init__(self, principal: Principal, token_version: int, expires_at: float,
-                 queue_size: int, close: Callable[[int, str], None]) -> None:
-        self.principal = principal
-        self.token_version = token_version
-        self.expires_at = expires_at
-        self.interests = Interests()
-        self.outbox: asyncio.Queue[str] = asyncio.Queue(queue_size)
-        self.delivered: OrderedDict[ObjectId, None] = OrderedDict()
-        self.held: list[tuple[ObjectId, str]] | None = None  # live events during a replay
-        self.closed = False
-        self._close = close
-
-    def wants(self, event: dict[str, Any]) -> bool:
-        return self.interests.wants(event)
-
-    def may_read(self, name: str) -> bool:
-        return may_read_job(self.principal, name)
-
-    def view_key(self, event: dict[str, Any]) -> Hashable:
-        """Subscribers with equal keys see an event alike (it is rendered once)."""
-        if event.get("channel") != QUEUE_CHANNEL:
-            return None
-        if event.get("name") == SUMMARY_EVENT:
-            return True if self.principal.is_admin else self.principal.permissions
-        return is_masked(event, self.may_read)
-
-    def render(self, event: dict[str, Any]) -> str:
-        return dumps(visible(event, self.may_read))
-
-    def offer(self, event_id: ObjectId, text: str) -> None:
-        if self.closed:
-            return
-        if self.held is not None:
-            self.held.append((event_id, text))
-        elif self.first_time(event_id):
-            self.send(text)
-
-    def send(self, text: str) -> None:
-        if self.closed:
-            return
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            self.shut(CLOSE_TOO_SLOW, "too far behind: reconnect with since")
-
-    def first_time(self, event_id: ObjectId) -> bool:
-        if event_id in self.delivered:
-            return False
-        self.delivered[event_id] = None
-        if len(self.delivered) > DEDUPE_MAX:
-            self.delivered.popitem(last=False)
-        return True
-
-    def revoke(self, reason: str) -> None:
-        self.shut(CLOSE_REVOKED, reason)
-
-    def shut(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self._close(code, reason)
+def parse_channels(value: Any, limit: int) -> list[str]:
+    """The distinct channel names of an interest message, in their order; a
+    `BadRequest` for a malformed list, a malformed name, or more than `limit`."""
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise BadRequest("interest: 'data' must be a list of channel names")
+    channels = list(dict.fromkeys(value))
+    if len(channels) > limit:
+        raise BadRequest(f"interest: at most {limit} channels in one interest "
+                         f"(api.ws_max_interests), got {len(channels)}")
+    for channel in channels:
+        if channel.startswith("job:") and not _JOB_CHANNEL.match(channel):
+            raise BadRequest(f"interest: invalid channel {channel[:80]!r}: a job's channel "
+                             f"is job:<its _id, 24 hex digits>")
+        if not (_CHANNEL.match(channel) or _JOB_CHANNEL.match(channel)):
+            raise BadRequest(f"interest: invalid channel {channel[:80]!r}")
+    return channels
 
 
 class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -174,7 +123,6 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         assert ctx.hub is not None, "the event websocket needs the server's event hub"
         self.hub: EventHub = ctx.hub
         self.sub: Subscription | None = None
-        self.sender: asyncio.Task[None] | None = None
 
     # Handshake ------------------------------------------------------------------
     def check_origin(self, origin: str) -> bool:
@@ -201,14 +149,21 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def max_message_size(self) -> int:
         return self.ctx.config.api.ws_max_message_bytes
 
+    def get_compression_options(self) -> None:
+        # Frames are built once and written to many sockets as they are: no
+        # per-connection compression (it would cost one deflate per socket).
+        return None
+
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         assert self.principal is not None and self.claims is not None
+        assert self.ws_connection is not None
+        stream = self.ws_connection.stream  # type: ignore[attr-defined]
+        assert stream is not None
         self.sub = Subscription(self.principal, self.claims.version, self.claims.expires_at,
-                                self.ctx.config.api.ws_send_queue, self._shut)
-        self.sender = asyncio.create_task(self._send_loop(self.sub))
+                                stream, self.ctx.config.api.ws_send_queue, self._shut)
         self.hub.add(self.sub)
         log.info("event socket opened by %s", self.principal.name,
                  extra={"action": "ws_open", "request_id": self.request_id})
@@ -217,8 +172,6 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if self.sub is not None:
             self.sub.closed = True
             self.hub.discard(self.sub)
-        if self.sender is not None:
-            self.sender.cancel()
         log.info("event socket closed (%s)", self.close_code,
                  extra={"action": "ws_close", "request_id": self.request_id,
                         "code": self.close_code})
@@ -230,24 +183,16 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                  extra={"action": "ws_shut", "code": code, "request_id": self.request_id})
         self.close(code, reason)
 
-    async def _send_loop(self, sub: Subscription) -> None:
-        try:
-            while True:
-                text = await sub.outbox.get()
-                await self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
-            pass
-
     # Client messages --------------------------------------------------------------
     async def on_message(self, message: str | bytes) -> None:
         sub = self.sub
         assert sub is not None
         try:
             data = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             data = None
         if not isinstance(data, dict):
-            return sub.send(_error("messages must be JSON objects"))
+            return sub.write(_error("messages must be JSON objects"))
         kind = data.get("type")
         try:
             if kind == "interest":
@@ -255,14 +200,16 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             elif kind == "message":
                 await self._post(sub, data)
             else:
-                sub.send(_error(f"unknown message type {kind!r}: use interest or message"))
+                sub.write(_error(f"unknown message type {kind!r}: use interest or message"))
         except (BadRequest, NotFound) as exc:
-            sub.send(_error(exc.message))
+            sub.write(_error(exc.message))
+        except StoreError as exc:  # the socket stays open; the URL stays out of the reply
+            log.warning("event socket message failed: %s", type(exc).__name__,
+                        extra={"action": "ws_message_failed", "request_id": self.request_id})
+            sub.write(_error(f"{kind}: the database is not answering; try again"))
 
     async def _interest(self, sub: Subscription, data: dict[str, Any]) -> None:
-        channels = data.get("data")
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-            raise BadRequest("interest: 'data' must be a list of channel names")
+        channels = parse_channels(data.get("data"), self.ctx.config.api.ws_max_interests)
         since = data.get("since")
         since_id = None
         if since is not None:
@@ -270,49 +217,46 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 since_id = ObjectId(since)
             except (InvalidId, TypeError):
                 raise BadRequest(f"interest: 'since' is not an event id: {since!r}") from None
-        jobs: set[ObjectId] = set()
-        for channel in channels:
-            jobs |= await self._check_channel(sub.principal, channel)
-        interests = Interests(frozenset(channels), frozenset(jobs))
-        reply: InterestReply = {"type": "interest", "data": sorted(channels),
-                                "message": f"processed interest in {sorted(channels)}"}
+        known = await self._known(sub.principal, channels)
+        unknown = [c for c in channels if c not in known]
+        subscribed = sorted(known)
         if since_id is None:
-            sub.interests = interests
-            sub.send(dumps(reply))
+            self.hub.subscribe(sub, subscribed)
+            sub.write(_interest_reply(subscribed, unknown))
             return
-        sub.held = []  # live events wait while the past is replayed
-        sub.interests = interests
+        sub.hold()  # live events wait while the past is replayed
+        self.hub.subscribe(sub, subscribed)
         try:
-            await sub.outbox.put(dumps(reply))
+            sub.write(_interest_reply(subscribed, unknown))
             await self._replay(sub, since_id)
         finally:
-            held, sub.held = sub.held, None
-            for event_id, text in held or ():
-                sub.offer(event_id, text)
+            sub.release(2 * self.ctx.config.relay_bound_s)
 
-    async def _check_channel(self, principal: Principal, channel: str) -> set[ObjectId]:
-        match = _JOB_CHANNEL.match(channel)
-        if match:
-            job_id = ObjectId(match.group(1))
-            try:
-                job = await Queue(self.ctx.store, self.ctx.config).get(job_id)
-            except NotFound:
-                job = None
-            if job is None or not may_read_job(principal, job.name):
-                raise NotFound(f"interest: no job {job_id}")
-            return {job_id}
-        if not _CHANNEL.match(channel):
-            raise BadRequest(f"interest: invalid channel {channel!r}")
-        return set()
+    async def _known(self, principal: Principal, channels: Sequence[str]) -> set[str]:
+        """The channels among `channels` that exist for this user: queue, system, the
+        configured chat channels, and ``job:<id>`` of jobs they may read (all job ids
+        looked up in one query; a job they may not read is as unknown as a missing one)."""
+        chat = set(self.ctx.config.api.chat_channels)
+        known = {c for c in channels if c in RESERVED_CHANNELS or c in chat}
+        job_ids = {ObjectId(m.group(1)): c for c in channels if (m := _JOB_CHANNEL.match(c))}
+        if job_ids:
+            names = await JobStore(self.ctx.store).names_of(list(job_ids))
+            known |= {job_ids[job_id] for job_id, name in names.items()
+                      if may_read_job(principal, name)}
+        return known
 
     async def _replay(self, sub: Subscription, since: ObjectId) -> None:
         events = EventStore(self.ctx.store)
+        replayed = sub.replayed
+        assert replayed is not None
         while not sub.closed:
-            docs = await events.replay(since, sorted(sub.interests.channels),
-                                       sorted(sub.interests.jobs), REPLAY_PAGE)
-            for doc in docs:
-                if sub.first_time(doc["_id"]):
-                    await sub.outbox.put(sub.render(doc))
+            docs = await events.replay(since, sorted(sub.channels), sorted(sub.jobs),
+                                       REPLAY_PAGE)
+            fresh = [d for d in docs if d["_id"] not in replayed]
+            replayed.update(d["_id"] for d in fresh)
+            if fresh:  # a page in one write, as fast as the client reads
+                sub.write(b"".join(render(d, sub.principal) for d in fresh))
+                await sub.drained()
             if len(docs) < REPLAY_PAGE:
                 return
             since = docs[-1]["_id"]
@@ -324,6 +268,9 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if not isinstance(channel, str) or not _CHANNEL.match(channel) \
                 or channel in RESERVED_CHANNELS:
             raise BadRequest(f"message: cannot post into channel {channel!r}")
+        if channel not in self.ctx.config.api.chat_channels:
+            raise BadRequest(f"message: unknown channel {channel!r}: the chat channels are "
+                             f"{sorted(self.ctx.config.api.chat_channels)} (api.chat_channels)")
         if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
             raise BadRequest(f"message: 'text' must be a string of 1 to {MAX_TEXT} characters")
         await EventStore(self.ctx.store).insert([new_event(
@@ -371,5 +318,5 @@ class EventHistoryHandler(BaseHandler):
             after=after)
         principal = self.principal
         assert principal is not None
-        self.reply_page([visible(d, lambda n: may_read_job(principal, n)) for d in docs],
-                        total, page, per_page)
+        self.reply_page([visible(d, lambda n: may_read_job(principal, n), principal.is_admin)
+                         for d in docs], total, page, per_page)

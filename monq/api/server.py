@@ -61,7 +61,7 @@ class ApiServer:
         log.info("API server listening on %s", self.url, extra={"action": "api_started"})
         self.started.set()
         try:
-            await stop.wait()
+            await ctx.hub.wait(stop)  # a hub that cannot go on stops the server
         finally:
             server.stop()
             await ctx.hub.stop()

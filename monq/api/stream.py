@@ -4,16 +4,15 @@ to every websocket subscriber.
 The source is a change stream on sys.event where the server has one, resumed from
 its resume token after an error (and caught up by a read of sys.event when the
 token can no longer be resumed); elsewhere (a standalone server) a tailing poll.
-The poll reads events after the newest one seen, and every second re-reads a window
-of ``api.event_window_s`` behind it: event ids carry the writer's clock, so an event
-written a moment late by another process (or relayed by a sweep after a crash) can
-sort before one already seen. Ids already dispatched are remembered for that window,
-so nothing is delivered twice and nothing written within the window is missed.
+Both reads go through an `EventReader`, the one way every reader follows sys.event:
+the poll reads events after the newest one seen, and every second re-reads the
+``queue.relay_bound_s`` behind it, because event ids carry the writer's clock and an
+event relayed late (by a sweep after a crash) sorts before ones already seen. The
+reader returns each id once, and `dispatch` skips ids delivered lately, so nothing
+is delivered twice and nothing relayed within the bound is missed.
 
-Subscribers get events through `Subscriber.offer`, which never blocks: a slow
-client has a bounded queue of its own and is disconnected when it overflows, so it
-never slows the others. Each event is rendered (masked and serialised) once per
-distinct view, not once per subscriber.
+Delivery is `monq.api.fanout`: subscribers indexed by channel and job, one
+rendering per distinct view, one write per socket, never a wait on a slow one.
 
 Every ``REVOCATION_CHECK_S`` the hub reads the token versions of its subscribers' users
 in one query: one who was deactivated, logged out or changed their password, or whose
@@ -25,22 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from bson import ObjectId
 
+from monq.api.fanout import Fanout, Subscription, dumps
 from monq.core.auth.accounts import Accounts
-from monq.core.auth.permissions import Principal
 from monq.core.config import Config
 from monq.core.errors import Error, StreamHistoryLost
+from monq.core.loops import periodic, supervise
 from monq.core.store import Store
-from monq.core.store.events import EventStore
+from monq.core.store.events import EventReader, EventStore
 
 log = logging.getLogger("monq.api")
 
@@ -51,29 +50,8 @@ RETRY_MAX_S = 10.0
 RECENT_MAX = 100_000
 
 
-class Subscriber(Protocol):
-    principal: Principal
-    token_version: int
-    expires_at: float
-
-    def wants(self, event: dict[str, Any]) -> bool: ...
-
-    def view_key(self, event: dict[str, Any]) -> Hashable: ...
-
-    def render(self, event: dict[str, Any]) -> str: ...
-
-    def offer(self, event_id: ObjectId, text: str) -> None: ...
-
-    def revoke(self, reason: str) -> None: ...
-
-
-def dumps(message: Any) -> str:
-    """JSON for websocket messages: ObjectIds as strings, times in ISO 8601."""
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-        return str(value)
-    return json.dumps(message, default=default, separators=(",", ":"))
+Subscriber = Subscription  # what the hub holds: one per open websocket
+__all__ = ["EventHub", "RecentIds", "Subscriber", "dumps"]
 
 
 class RecentIds:
@@ -104,7 +82,9 @@ class EventHub:
         self.accounts = accounts
         self.config = config
         self.subscribers: set[Subscriber] = set()
-        self.recent = RecentIds(config.api.event_window_s)
+        self.fanout = Fanout()
+        self.recent = RecentIds(config.relay_bound_s)
+        self.reader = EventReader(self.events, config.relay_bound_s, batch=10_000)
         self.last_id: ObjectId | None = None
         self.mode = "stopped"
         self.delivered = 0
@@ -117,8 +97,16 @@ class EventHub:
     # Life -----------------------------------------------------------------------
     async def start(self) -> None:
         self.last_id = await self.events.latest_id()
+        self.reader.start_at(await self.events.latest_seq())
+        await self.reader.read(load=False)  # what was there before is not news
         self._tasks = [asyncio.create_task(self._source(), name="event-source"),
                        asyncio.create_task(self._check_users(), name="event-revocation")]
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; raises `LoopFailed` (and sets `stop`) if one of the
+        hub's loops could not go on, so that its server stops instead of serving a
+        stream that no longer flows."""
+        await supervise(self._tasks, stop)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -132,9 +120,16 @@ class EventHub:
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
+        self.fanout.attach(subscriber)
+
+    def subscribe(self, subscriber: Subscriber, channels: Iterable[str]) -> None:
+        """Give `subscriber` these channels (replacing its earlier ones)."""
+        if subscriber in self.subscribers:
+            self.fanout.subscribe(subscriber, channels)
 
     def discard(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self.fanout.remove(subscriber)
 
     # Fan-out --------------------------------------------------------------------
     def dispatch(self, event: dict[str, Any]) -> None:
@@ -149,16 +144,7 @@ class EventHub:
             self.lag_s = max(0.0, (datetime.now(UTC) - created).total_seconds())
         for observe in self.observers:
             observe(event)
-        rendered: dict[Hashable, str] = {}
-        for subscriber in list(self.subscribers):
-            if not subscriber.wants(event):
-                continue
-            key = subscriber.view_key(event)
-            text = rendered.get(key)
-            if text is None:
-                text = rendered[key] = subscriber.render(event)
-            subscriber.offer(event_id, text)
-            self.delivered += 1
+        self.delivered += self.fanout.deliver(event)
 
     # Sources --------------------------------------------------------------------
     async def _source(self) -> None:
@@ -175,9 +161,11 @@ class EventHub:
             await self._poll()
 
     async def _catch_up(self) -> None:
-        """Dispatch what was written after the newest event seen (a gap closed by a read)."""
+        """Dispatch what was written after the newest event seen and what appeared late
+        behind it (a gap closed by a read; `dispatch` skips what it delivered)."""
+        self.reader.start_at(self.reader.newest)
         while True:
-            docs = await self.events.between(self.last_id, limit=1000)
+            docs = await self.reader.read(limit=1000)
             for doc in docs:
                 self.dispatch(doc)
             if len(docs) < 1000:
@@ -185,63 +173,60 @@ class EventHub:
 
     async def _follow_changes(self) -> None:
         token: Any = None
-        delay = 0.1
-        while True:
+
+        async def follow() -> float:
+            """One change stream session, until the server ends it or it fails."""
+            nonlocal token
             try:
                 async with self.events.changes(resume_after=token) as changes:
                     if token is None:
                         await self._catch_up()  # between the last event seen and now
                     self.mode = "change_stream"
                     self.ready.set()
-                    delay = 0.1
                     async for change in changes:
                         token = change["_id"]
-                        self.dispatch(change["fullDocument"])
-                log.info("the event change stream ended; resuming",
-                         extra={"action": "event_stream_resume"})
+                        event = change["fullDocument"]
+                        seq = event.get("seq")
+                        if seq is not None and (self.reader.newest is None
+                                                or seq > self.reader.newest):
+                            self.reader.newest = seq  # where a catch-up would start
+                        self.dispatch(event)
             except StreamHistoryLost as exc:
                 log.warning("%s; reopening and reading what was missed", exc,
                             extra={"action": "event_stream_reopen"})
                 token = None  # a fresh stream, and a read of sys.event closes the gap
-            except Exception as exc:  # the source must outlive any failure
-                log.warning("event change stream failed (%s: %s); resuming in %.1fs",
-                            type(exc).__name__, exc, delay,
-                            extra={"action": "event_stream_resume", "delay_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                return 0.0
+            log.info("the event change stream ended; resuming",
+                     extra={"action": "event_stream_resume"})
+            return 0.0
+
+        await periodic("the event hub's change stream", follow, None, interval_s=0.1,
+                       backoff_max_s=RETRY_MAX_S, logger=log)
 
     async def _poll(self) -> None:
-        interval = self.config.api.event_poll_s
         rescanned = 0.0
         self.mode = "poll"
-        while True:
-            try:
-                low = self.last_id
-                if time.monotonic() - rescanned >= RESCAN_EVERY_S:
-                    floor = ObjectId.from_datetime(
-                        datetime.now(UTC) - timedelta(seconds=self.config.api.event_window_s))
-                    low = floor if low is None else min(low, floor)
-                    rescanned = time.monotonic()
-                docs = await self.events.between(low, limit=10_000)
-                for doc in docs:
-                    self.dispatch(doc)
-                self.ready.set()
-                if len(docs) == 10_000:
-                    continue
-            except Exception as exc:  # the source must outlive any failure
-                log.warning("event poll failed: %s: %s", type(exc).__name__, exc,
-                            extra={"action": "event_poll_failed"})
-            await asyncio.sleep(interval)
+
+        async def poll() -> float | None:
+            nonlocal rescanned
+            behind = time.monotonic() - rescanned >= RESCAN_EVERY_S
+            if behind:
+                rescanned = time.monotonic()
+            docs = await self.reader.read(limit=10_000, behind=behind)
+            for doc in docs:
+                self.dispatch(doc)
+            self.ready.set()
+            return 0.0 if len(docs) >= 10_000 else None  # more are waiting
+
+        await periodic("the event hub's poll", poll, None,
+                       interval_s=self.config.api.event_poll_s, backoff_max_s=RETRY_MAX_S,
+                       logger=log)
 
     # Revocation -----------------------------------------------------------------
     async def _check_users(self) -> None:
-        while True:
-            await asyncio.sleep(REVOCATION_CHECK_S)
-            try:
-                await self.check_users()
-            except Error as exc:
-                log.warning("checking websocket users failed: %s", exc,
-                            extra={"action": "revocation_check_failed"})
+        await asyncio.sleep(REVOCATION_CHECK_S)
+        await periodic("the event hub's user check", self.check_users, None,
+                       interval_s=REVOCATION_CHECK_S, backoff_max_s=RETRY_MAX_S, logger=log)
 
     async def check_users(self) -> None:
         """Disconnect subscribers whose user is gone or deactivated, or whose token was

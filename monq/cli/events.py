@@ -60,9 +60,13 @@ def event_line(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
     if "number" in data or "state" in data:
         what = f"#{data.get('number')} {data.get('name', '')} {data.get('state', '')}"
-        progress = data.get("progress") or data
-        if event["name"] == "progress_job" and progress.get("value") is not None:
-            what += f" {float(progress['value']):.0%} {progress.get('message') or ''}"
+        # a progress event carries its value as a number in ``progress`` and the
+        # message beside it (DESIGN.md section 4), not a nested document
+        value = data.get("progress", data.get("value"))
+        if isinstance(value, dict):
+            value = value.get("value")
+        if event["name"] == "progress_job" and isinstance(value, int | float):
+            what += f" {float(value):.0%} {data.get('message') or ''}"
     else:
         what = str(data.get("text") or json.dumps(data, default=str))
     author = f"  ({event['author']})" if event.get("author") else ""

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from monq.core import embedded
 from monq.core.config import Config
+from monq.core.errors import ConfigError
 from monq.core.services import (
     Service,
     install_signal_handlers,
@@ -76,8 +78,33 @@ async def run_node(config: Config, roles: tuple[str, ...], out: Any = sys.stdout
     return 0
 
 
+def check_api_port(config: Config) -> None:
+    """Refuse to start when the API's address is taken (a second `monq up` on this
+    machine): said in one line before anything starts, not after the worker has."""
+    host, port = config.api.host, config.api.port
+    if not port:
+        return  # any free port
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"api.host {host!r}: {exc.strerror or exc}") from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # as tornado binds: SO_REUSEADDR lets a port in TIME_WAIT be reused, never
+            # one with a listener
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ConfigError(
+                    f"the API port {port} on {host} is taken ({exc.strerror}): is another "
+                    f"monq up running? Stop it or set api.port (MONQ_API_PORT)") from None
+
+
 def up_command(ctx: Any) -> int:
     config: Config = ctx.config
+    check_api_port(config)
     server = None
     if embedded.wanted(config.mongodb):
         address = embedded.local_address(config.mongodb.url)

@@ -55,9 +55,11 @@ class ApiConfig:
     ws_ping_timeout_s: float = 20.0
     ws_max_message_bytes: int = 65536
     ws_send_queue: int = 1000
+    ws_max_interests: int = 100
+    chat_channels: list[str] = field(default_factory=lambda: ["message"])
     event_source: Literal["auto", "change_stream", "poll"] = "auto"
     event_poll_s: float = 0.2
-    event_window_s: float = 10.0
+    event_window_s: float = 0.0  # deprecated: queue.relay_bound_s (the larger counts)
     metrics_token: str = ""
     max_body_bytes: int = 1_048_576
 
@@ -80,6 +82,8 @@ class QueueConfig:
     zombie_time_s: float = 30.0
     sweep_interval_s: float = 2.0
     relay_interval_s: float = 1.0
+    max_recoveries: int = 3
+    relay_bound_s: float = 10.0
     # globs of the job types clients (API, dashboard, schedules) may name
     job_types: list[str] = field(default_factory=lambda: ["*"])
 
@@ -165,6 +169,13 @@ class Config:
     notifier: NotifierConfig = field(default_factory=NotifierConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
+
+    @property
+    def relay_bound_s(self) -> float:
+        """How late an event may appear in sys.event, by its id's time (see
+        `monq.core.store.events.EventReader`); the deprecated ``api.event_window_s``
+        counts when it is the larger."""
+        return max(self.queue.relay_bound_s, self.api.event_window_s)
 
     @property
     def var_path(self) -> Path:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from monq.core.errors import DatabaseUnavailable
@@ -51,20 +51,6 @@ async def wait_for_database(store: Store, stop: asyncio.Event | None = None,
         delay = min(delay * 2, RETRY_MAX_S)
 
 
-async def resilient(name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event,
-                    store: Store) -> None:
-    """Run `body` until `stop`; when the database goes away, wait for it and run again."""
-    while not stop.is_set():
-        try:
-            await body()
-            return
-        except DatabaseUnavailable as exc:
-            log.warning("%s lost the database: %s", name, exc,
-                        extra={"action": "database_lost", "service": name})
-            if not await wait_for_database(store, stop, name):
-                return
-
-
 def install_signal_handlers(stop: asyncio.Event,
                             on_forced_exit: Callable[[], None] | None = None) -> None:
     """First SIGINT/SIGTERM sets `stop`; a second one exits at once (after
@@ -85,16 +71,18 @@ def install_signal_handlers(stop: asyncio.Event,
 
 
 async def run_services(services: Sequence[Service], stop: asyncio.Event) -> None:
-    """Run every service until `stop` is set or one of them fails."""
+    """Run every service until `stop` is set or one of them fails; the failure of one
+    (also one noticed while stopping, such as a loop that could not go on) stops the
+    others and is raised, so the process exits non-zero with its message."""
     tasks = [asyncio.create_task(s.run(stop), name=s.name) for s in services]
     stopper = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                stop.set()
-                raise task.exception()  # type: ignore[misc]
+        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result,
+                                                                asyncio.CancelledError):
+            raise result

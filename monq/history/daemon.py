@@ -9,9 +9,10 @@ writers never write the same second.
 The tick's cost does not grow with the queue: the counts live in memory
 (`QueueModel`), updated from the queue events since the last tick, and are
 reconciled with a full read of sys.queue only at takeover and every
-``RECONCILE_S``. Events are re-read over a short window behind the last one
-seen (ids already applied are skipped), because an event relayed late by a
-sweep keeps the id it was given before the crash.
+``RECONCILE_S``. The events come from an `EventReader`, the one way every reader
+follows sys.event: it takes events relayed late (within ``queue.relay_bound_s``)
+and never returns one twice, so no event is applied twice (a start applied again
+after the job finished showed it running again).
 
 Every minute it rolls the seconds into per-minute documents and the minutes
 into per-hour ones (the maximum of each count), deletes what is older than
@@ -34,9 +35,10 @@ from bson import ObjectId
 
 from monq.core.config import Config
 from monq.core.errors import Error
+from monq.core.loops import periodic
 from monq.core.services import wait_for_database
 from monq.core.store import Store
-from monq.core.store.events import EventStore, new_event
+from monq.core.store.events import EventReader, EventStore, new_event
 from monq.core.store.history import HistoryStore
 from monq.history.retention import apply_retention
 from monq.history.summary import QueueModel, Summary, history_document, rollup, summary_of
@@ -45,7 +47,8 @@ log = logging.getLogger("monq.summarizer")
 
 LEASE = "summarizer"
 RECONCILE_S = 30.0
-REREAD_WINDOW_S = 3.0
+# what the model needs of an event
+EVENT_FIELDS = {"name": 1, "data._id": 1, "data.name": 1, "data.state": 1}
 ROLLUP_EVERY_S = 60.0
 
 
@@ -68,27 +71,31 @@ class Summarizer:
         self.model = QueueModel()
         self.active = False
         self.last: Summary | None = None
-        self.cursor: ObjectId | None = None
-        self.seen: dict[ObjectId, float] = {}
+        self.reader = EventReader(self.events, config.relay_bound_s, channel="queue",
+                                  exclude_names=("summary",), projection=EVENT_FIELDS,
+                                  batch=5000)
         self.reconciled_at = 0.0
         self.rolled_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_database(self.store, stop, "summarizer"):
             return
+        try:
+            await periodic("the summarizer", self._tick_on_the_second, stop,
+                           interval_s=self.config.summarizer.interval_s, logger=log)
+        finally:
+            if self.active:
+                with contextlib.suppress(Error):
+                    await self.history.drop_lease(LEASE, self.holder)
+
+    async def _tick_on_the_second(self) -> float:
+        try:
+            await self.tick()
+        except Error:
+            self.active = False  # take the lease and reconcile again before writing
+            raise
         interval = self.config.summarizer.interval_s
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Error as exc:
-                log.warning("summarizer tick failed: %s", exc, extra={"action": "tick_failed"})
-                self.active = False
-            delay = interval - (time.time() % interval)  # on the second
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-        if self.active:
-            with contextlib.suppress(Error):
-                await self.history.drop_lease(LEASE, self.holder)
+        return interval - (time.time() % interval)  # on the second
 
     async def tick(self) -> bool:
         """One second's work; True if a history document was written."""
@@ -122,31 +129,16 @@ class Summarizer:
             log.info("summarizer active: %s", self.holder, extra={"action": "takeover"})
             previous = await self.history.latest("second")
             self.last = summary_of(previous) if previous else None
-        self.cursor = await self.history.last_event_id() or ObjectId.from_datetime(
-            self.clock() - timedelta(seconds=REREAD_WINDOW_S))
+        self.reader.start_at(await self.events.latest_seq() or ObjectId.from_datetime(
+            self.clock() - timedelta(seconds=self.config.relay_bound_s)))
         self.model.load(await self.history.queue_snapshot())
         self.active = True
         self.reconciled_at = time.monotonic()
 
     async def catch_up(self) -> None:
-        """Apply the queue events since the last tick (re-reading a short window)."""
-        assert self.cursor is not None
-        floor = ObjectId.from_datetime(
-            self.cursor.generation_time - timedelta(seconds=REREAD_WINDOW_S))
-        now = time.monotonic()
-        while True:
-            events = await self.history.queue_events_since(floor)
-            fresh = [e for e in events if e["_id"] not in self.seen]
-            for event in fresh:
-                self.model.apply(event)
-                self.seen[event["_id"]] = now
-            if events:
-                self.cursor = max(self.cursor, events[-1]["_id"])
-                floor = events[-1]["_id"]
-            if len(events) < 5000:
-                break
-        horizon = now - 2 * REREAD_WINDOW_S - 5
-        self.seen = {k: v for k, v in self.seen.items() if v > horizon}
+        """Apply the queue events not applied yet (also ones relayed late)."""
+        for event in await self.reader.read():
+            self.model.apply(event)
 
     async def roll_up(self, now: datetime) -> None:
         """Per-minute and per-hour documents for the last complete periods, and

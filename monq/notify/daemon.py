@@ -5,9 +5,9 @@ deliveries are derived from events rather than written by every transition:
 
 1. *Derive.* The notifier reads the queue channel of sys.event after its cursor
    (kept in sys.counter, moved only forward and only after the events before it
-   were derived), re-reading a window of `REREAD_WINDOW_S` behind it because an
-   event relayed late by a sweep keeps the id it was given before the crash (ids
-   are re-read from the covering index; only unseen events are loaded). On its
+   were derived) through an `EventReader`, the one way every reader follows
+   sys.event: it also takes events relayed late (within ``queue.relay_bound_s``)
+   and loads only events it has not returned before. On its
    very first start (no cursor) it looks back `FIRST_LOOKBACK_S`, so that an
    existing installation is not flooded with notifications of old events. For
    each event it loads the job's rules (the job type's ``notifications``, the job
@@ -30,7 +30,6 @@ attempt (only live subscribers get them). Several notifiers may run at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -45,8 +44,10 @@ from tornado.httpclient import AsyncHTTPClient
 
 from monq.core.config import Config
 from monq.core.errors import Error
+from monq.core.loops import periodic
 from monq.core.services import wait_for_database
 from monq.core.store import Store
+from monq.core.store.events import EventReader, EventStore
 from monq.core.store.notifications import NotificationStore
 from monq.notify.rules import EVENTS, Rule, expand, job_type_rules
 from monq.notify.senders import (
@@ -64,7 +65,6 @@ from monq.queue.job import load_job_type
 
 log = logging.getLogger("monq.notifier")
 
-REREAD_WINDOW_S = 30.0
 FIRST_LOOKBACK_S = 24 * 3600.0
 BATCH = 1000
 MAX_RETRY_DELAY_S = 3600.0
@@ -130,7 +130,8 @@ class Notifier:
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self.cursor: ObjectId | None = None
         self.started = False
-        self.seen: dict[ObjectId, float] = {}
+        self.reader = EventReader(EventStore(store), config.relay_bound_s, channel="queue",
+                                  exclude_names=("summary",), batch=BATCH)
         self.cleaned_at = 0.0
         self._http: AsyncHTTPClient | None = None
         self._type_failures: dict[str, float] = {}
@@ -146,19 +147,13 @@ class Notifier:
         self._stop = stop
         if not await wait_for_database(self.store, stop, "notifier"):
             return
+
+        async def tick() -> float | None:
+            return 0.0 if await self.tick() else None  # busy: at once
+
         try:
-            while not stop.is_set():
-                busy = False
-                try:
-                    busy = await self.tick()
-                except Error as exc:
-                    log.warning("notifier tick failed: %s", exc,
-                                extra={"action": "tick_failed"})
-                except Exception:  # a bug must not stop the other services of monq up
-                    log.exception("notifier tick failed", extra={"action": "tick_failed"})
-                if not busy:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.cfg.interval_s)
+            await periodic("the notifier", tick, stop, interval_s=self.cfg.interval_s,
+                           logger=log)
         finally:
             if self._http is not None:
                 self._http.close()
@@ -177,31 +172,23 @@ class Notifier:
     async def derive(self) -> int:
         """Deliveries for the events since the cursor; how many events were new."""
         if not self.started:
-            self.cursor = await self.deliveries.cursor()
+            self.cursor = await self.deliveries.cursor()  # a seq (see EventReader)
+            # first start: catch up on recent history only
+            self.reader.start_at(self.cursor or ObjectId.from_datetime(
+                self.clock() - timedelta(seconds=FIRST_LOOKBACK_S)))
             self.started = True
-        if self.cursor is None:  # first start: catch up on recent history only
-            floor = ObjectId.from_datetime(self.clock() - timedelta(seconds=FIRST_LOOKBACK_S))
-        else:
-            floor = ObjectId.from_datetime(
-                self.cursor.generation_time - timedelta(seconds=REREAD_WINDOW_S))
-        newest, read, now = self.cursor, 0, time.monotonic()
+        read = 0
         while True:
-            ids = await self.deliveries.queue_event_ids(floor, BATCH)
-            fresh = [i for i in ids if i not in self.seen]
-            await self.derive_from(await self.deliveries.events_by_id(fresh))
-            for event_id in fresh:
-                self.seen[event_id] = now
-            read += len(fresh)
-            if ids:
-                floor = ids[-1]
-                newest = max(newest, floor) if newest else floor
-            if len(ids) < BATCH:
+            events = await self.reader.read(limit=BATCH)
+            await self.derive_from(events)
+            read += len(events)
+            if len(events) < BATCH:
                 break
-        if newest is not None and newest != self.cursor:
+        newest = self.reader.newest
+        if newest is not None and newest != self.cursor and (
+                self.cursor is None or newest > self.cursor):
             await self.deliveries.advance_cursor(newest)
             self.cursor = newest
-        horizon = now - 2 * REREAD_WINDOW_S - 5
-        self.seen = {k: v for k, v in self.seen.items() if v > horizon}
         return read
 
     def _type_rules(self, name: str) -> list[dict[str, Any]]:

@@ -64,6 +64,7 @@ class JobRecord:
     parent_id: ObjectId | None = None
     child_id: ObjectId | None = None
     defer_count: int = 0
+    recoveries: int = 0  # times the sweep put it back after its worker was lost
     result: Any = None
     warnings: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
@@ -94,7 +95,8 @@ class JobRecord:
             tags=tuple(doc.get("tags") or ()), max_parallel=doc.get("max_parallel"),
             wait_for=tuple(doc.get("wait_for") or ()), parent_id=doc.get("parent_id"),
             child_id=doc.get("child_id"), defer_count=doc.get("defer_count", 0),
-            result=doc.get("result"), warnings=tuple(doc.get("warnings") or ()),
+            recoveries=doc.get("recoveries", 0), result=doc.get("result"),
+            warnings=tuple(doc.get("warnings") or ()),
             options=doc.get("options") or {},
             notifications=tuple(doc.get("notifications") or ()))
 
@@ -123,6 +125,7 @@ class JobRecord:
             "wait_for": [str(i) for i in self.wait_for],
             "parent_id": str(self.parent_id) if self.parent_id else None,
             "child_id": str(self.child_id) if self.child_id else None,
-            "defer_count": self.defer_count, "result": self.result,
+            "defer_count": self.defer_count, "recoveries": self.recoveries,
+            "result": self.result,
             "warnings": list(self.warnings),
         }

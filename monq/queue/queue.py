@@ -26,7 +26,13 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from monq.core.config import Config
-from monq.core.errors import LeaseLost, NotFound, TransitionRefused, ValidationError
+from monq.core.errors import (
+    DatabaseUnavailable,
+    LeaseLost,
+    NotFound,
+    TransitionRefused,
+    ValidationError,
+)
 from monq.core.store import Store
 from monq.core.store.counters import CounterStore
 from monq.core.store.events import new_event
@@ -35,11 +41,26 @@ from monq.core.store.logs import LogStore
 from monq.notify.webhook_policy import WebhookPolicy
 from monq.queue.enqueue import EnqueueRequest, Origin, build_document
 from monq.queue.model import JobRecord
-from monq.queue.states import FINAL, STOPPED, WAITING, EventName, State, sources_of
+from monq.queue.states import (
+    FINAL,
+    QUEUED,
+    STOPPED,
+    WAITING,
+    EventName,
+    State,
+    sources_of,
+)
 
 log = logging.getLogger("monq.queue")
 
 RELAY_GRACE_S = 2.0
+# A final job still in sys.queue is finished by its own writer right after the write
+# (relay, chain, journal move); the sweep takes over only this long after, so it does
+# not finish a second time what is being finished now.
+FINISH_GRACE_S = 5.0
+# The filter of every worker write that puts a job back to waiting: a kill or removal
+# asked for meanwhile makes it miss, and the job ends killed or removed instead.
+NOT_STOPPED: dict[str, Any] = {"killed_at": None, "removed_at": None}
 SLOT_GRACE_S = 10.0
 FULL_NAMES_TTL_S = 1.0
 
@@ -252,9 +273,11 @@ class Queue:
 
     async def _stop(self, job: str | int | ObjectId, done: EventName, request: EventName,
                     target: State, flag: str, action: str) -> JobRecord:
-        now = self.clock()
         record = await self.get(job)
-        if record.state in WAITING:
+        # A worker may put the running job back to waiting (or claim the waiting one)
+        # between two writes here: each write decides, and a miss tries the other.
+        for _ in range(3):
+            now = self.clock()
             doc = await self.jobs.transition(
                 record.id, sources=[str(s) for s in WAITING],
                 set_fields={"state": str(target), flag: now, "finished_at": now},
@@ -262,13 +285,16 @@ class Queue:
             if doc is not None:
                 await self._finish(doc)
                 return JobRecord.from_document(doc)
-        doc = await self.jobs.transition(
-            record.id, sources=[str(State.RUNNING)], set_fields={flag: now},
-            extra_filter={flag: None}, event=self._event(request, State.RUNNING, now))
-        if doc is None:
-            raise await self._refused(record.id, action)
-        await self.jobs.relay(doc)
-        return JobRecord.from_document(doc)
+            doc = await self.jobs.transition(
+                record.id, sources=[str(State.RUNNING)], set_fields={flag: now},
+                extra_filter={flag: None}, event=self._event(request, State.RUNNING, now))
+            if doc is not None:
+                await self.jobs.relay(doc)
+                return JobRecord.from_document(doc)
+            current = await self.jobs.get(record.id)
+            if current is None or current["state"] not in QUEUED or current.get(flag):
+                break
+        raise await self._refused(record.id, action)
 
     async def restart(self, job: str | int | ObjectId) -> JobRecord:
         """A waiting job runs now; a stopped one is enqueued again as a new job linked
@@ -342,7 +368,14 @@ class Queue:
                 return None
             if isinstance(doc.get("query_at"), datetime):
                 annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
-            await self.jobs.relay(doc)
+            try:
+                await self.jobs.relay(doc)
+            except DatabaseUnavailable as exc:
+                # the job is ours now: a worker that dropped it for want of its event
+                # would leave it to the sweep a whole lease later; the outbox keeps
+                # the event, and the sweep relays it
+                log.warning("job #%s: relaying its claim failed (%s); the sweep will",
+                            doc["number"], exc, extra={"action": "relay_deferred"})
             if doc.get("max_parallel") and not await self.counters.take_slot(
                     doc["name"], doc["max_parallel"], doc["_id"], now):
                 await self.release(doc["_id"], token, "max parallel reached")
@@ -377,30 +410,35 @@ class Queue:
             raise LeaseLost(f"job {job_id}: {kind.value} refused, the lease is lost")
         return current
 
-    async def _stop_if_requested(self, current: dict[str, Any], token: str
-                                 ) -> JobRecord | None:
-        """A job whose kill or removal was asked for ends so instead of waiting again."""
-        if current.get("killed_at"):
-            return await self.mark_killed(current["_id"], token)
-        if current.get("removed_at"):
-            return await self.mark_removed(current["_id"], token)
-        return None
-
     async def release(self, job_id: ObjectId, token: str, reason: str) -> JobRecord:
         """Give a claimed job back unstarted; the attempt does not count."""
         now = self.clock()
-        stopped = await self._stop_if_requested(
-            await self._leased(job_id, token, EventName.RELEASE_JOB), token)
-        if stopped is not None:
-            return stopped
-        doc = await self._worker_transition(
+        doc = await self._requeue(
             job_id, token, EventName.RELEASE_JOB,
             set_fields={"state": str(State.PENDING), "locked": None, "query_at": now},
             inc={"attempts_left": 1},
             event=self._event(EventName.RELEASE_JOB, State.PENDING, now, reason=reason))
+        return JobRecord.from_document(doc)
+
+    async def _requeue(self, job_id: ObjectId, token: str, kind: EventName,
+                       **kwargs: Any) -> dict[str, Any]:
+        """A worker's write that puts its job back to waiting, decided by one
+        conditional write: it misses when a kill or removal was asked for meanwhile,
+        and the job then ends killed or removed instead (a job left waiting with
+        ``killed_at`` set would be claimed by no one). The job after it."""
+        doc = await self.jobs.transition(job_id, sources=[str(State.RUNNING)], token=token,
+                                         extra_filter=NOT_STOPPED, **kwargs)
+        if doc is None:
+            current = await self._leased(job_id, token, kind)
+            if current.get("state") != State.RUNNING:
+                raise LeaseLost(f"job {job_id}: {kind.value} refused, the lease is lost "
+                                f"(the job is {current.get('state')})")
+            event, target = ((EventName.KILL_JOB, State.KILLED) if current.get("killed_at")
+                             else (EventName.REMOVE_JOB, State.REMOVED))
+            return await self._end_stopped(job_id, token, event, target)
         await self.jobs.relay(doc)
         await self._give_slot(doc)
-        return JobRecord.from_document(doc)
+        return doc
 
     async def start(self, job_id: ObjectId, token: str) -> JobRecord:
         now = self.clock()
@@ -475,23 +513,18 @@ class Queue:
         now = self.clock()
         current = await self._leased(job_id, token, event)
         retry = current["attempts_left"] > 0
-        if retry and (stopped := await self._stop_if_requested(current, token)):
-            return stopped
         target = State.FAILED if retry else State.ERROR
         fields: dict[str, Any] = {"state": str(target), "last_error": error, "locked": None}
+        outcome = self._event(event, target, now, error=error,
+                              attempts_left=current["attempts_left"])
         if retry:
             fields["query_at"] = now + timedelta(seconds=self._retry_delay_s(current))
-        else:
-            fields["finished_at"] = now
-        doc = await self._worker_transition(
-            job_id, token, event, set_fields=fields,
-            event=self._event(event, target, now, error=error, attempts_left=
-                              current["attempts_left"]))
-        if retry:
-            await self.jobs.relay(doc)
-            await self._give_slot(doc)
-        else:
-            await self._finish(doc)
+            return JobRecord.from_document(await self._requeue(
+                job_id, token, event, set_fields=fields, event=outcome))
+        fields["finished_at"] = now
+        doc = await self._worker_transition(job_id, token, event, set_fields=fields,
+                                            event=outcome)
+        await self._finish(doc)
         return JobRecord.from_document(doc)
 
     async def fail_start(self, job_id: ObjectId, token: str, error: str) -> JobRecord:
@@ -503,8 +536,6 @@ class Queue:
         """Run the job again later; past its ``defer_max`` it becomes inactive."""
         now = self.clock()
         current = await self._leased(job_id, token, EventName.DEFER_JOB)
-        if stopped := await self._stop_if_requested(current, token):
-            return stopped
         options = current.get("options") or {}
         count = current.get("defer_count", 0) + 1
         defer_max = options.get("defer_max")
@@ -518,14 +549,12 @@ class Queue:
             await self._finish(doc)
             return JobRecord.from_document(doc)
         wait_s = delay_s if delay_s is not None else float(options.get("defer_time_s") or 0)
-        doc = await self._worker_transition(
+        doc = await self._requeue(
             job_id, token, EventName.DEFER_JOB,
             set_fields={"state": str(State.DEFERRED), "locked": None, "defer_count": count,
                         "query_at": now + timedelta(seconds=wait_s)},
             inc={"attempts_left": 1},
             event=self._event(EventName.DEFER_JOB, State.DEFERRED, now, reason=reason))
-        await self.jobs.relay(doc)
-        await self._give_slot(doc)
         return JobRecord.from_document(doc)
 
     async def mark_killed(self, job_id: ObjectId, token: str) -> JobRecord:
@@ -537,12 +566,16 @@ class Queue:
 
     async def _mark_stopped(self, job_id: ObjectId, token: str, event: EventName,
                             target: State) -> JobRecord:
+        return JobRecord.from_document(await self._end_stopped(job_id, token, event, target))
+
+    async def _end_stopped(self, job_id: ObjectId, token: str, event: EventName,
+                           target: State) -> dict[str, Any]:
         now = self.clock()
         doc = await self._worker_transition(
             job_id, token, event, set_fields={"state": str(target), "finished_at": now},
             event=self._event(event, target, now))
         await self._finish(doc)
-        return JobRecord.from_document(doc)
+        return doc
 
     async def flag_nonstop(self, job_id: ObjectId) -> JobRecord | None:
         """Flag a running job past its wall time (once)."""
@@ -605,8 +638,8 @@ class Queue:
     # Sweeping ---------------------------------------------------------------
     async def sweep(self) -> SweepReport:
         """Repair what dead processes left: unrelayed events, unfinished moves,
-        jobs of dead workers, leaked parallel slots, dependencies. Idempotent;
-        every worker may run it at once."""
+        jobs of dead workers, jobs nobody would ever move on, leaked parallel slots,
+        dependencies. Idempotent; every worker may run it at once."""
         now = self.clock()
         relayed = moved = zombies = unblocked = 0
         before = now - timedelta(seconds=RELAY_GRACE_S)
@@ -614,14 +647,37 @@ class Queue:
             for doc in await self.jobs.with_outbox(before, journal=journal):
                 await self.jobs.relay(doc, journal=journal)
                 relayed += len(doc.get("outbox") or [])
-        for doc in await self.jobs.in_states([str(s) for s in FINAL]):
+        finished_before = now - timedelta(seconds=FINISH_GRACE_S)
+        for doc in await self.jobs.in_states([str(s) for s in FINAL],
+                                             finished_before=finished_before):
             await self._finish(doc)
             moved += 1
         for doc in await self.jobs.expired_leases(now):
             zombies += await self._recover(doc, now)
+        moved += await self._sweep_stopped_waiting(now)
         unblocked += await self._sweep_dependencies()
         await self._sweep_slots(now)
         return SweepReport(relayed, moved, zombies, unblocked)
+
+    async def _sweep_stopped_waiting(self, now: datetime) -> int:
+        """End waiting jobs whose kill or removal was asked for: no worker claims
+        them, so they would wait forever (left by a version without the conditional
+        requeue, or written by hand)."""
+        ended = 0
+        for doc in await self.jobs.stopped_waiting([str(s) for s in WAITING]):
+            event, target = ((EventName.KILL_JOB, State.KILLED) if doc.get("killed_at")
+                             else (EventName.REMOVE_JOB, State.REMOVED))
+            done = await self.jobs.transition(
+                doc["_id"], sources=[str(s) for s in WAITING],
+                set_fields={"state": str(target), "finished_at": now},
+                event=self._event(event, target, now, author="sweeper"))
+            if done is not None:
+                log.warning("ended job #%s, left waiting with its %s asked for",
+                            done["number"], "kill" if target == State.KILLED else "removal",
+                            extra={"action": "stuck_job_ended", "job": str(done["_id"])})
+                await self._finish(done)
+                ended += 1
+        return ended
 
     async def _recover(self, doc: dict[str, Any], now: datetime) -> int:
         token = doc["locked"]["token"]
@@ -634,22 +690,33 @@ class Queue:
                 return 0
             await self.jobs.relay(flagged)
             doc = flagged
+        worker = doc["locked"]["worker"]
+        recoveries = int(doc.get("recoveries") or 0)
+        limit = self.config.queue.max_recoveries
+        inc: dict[str, int] | None = None
         if doc.get("killed_at") or doc.get("removed_at"):
             event, target = ((EventName.KILL_JOB, State.KILLED) if doc.get("killed_at")
                              else (EventName.REMOVE_JOB, State.REMOVED))
             fields: dict[str, Any] = {"state": str(target), "finished_at": now}
-        elif doc["attempts_left"] > 0:
+            data: dict[str, Any] = {}
+        elif recoveries < limit:
+            # a lost worker is not the job's fault: the attempt its claim took is
+            # given back, and recoveries have their own bound (queue.max_recoveries)
             event, target = EventName.RESET_JOB, State.PENDING
             fields = {"state": str(target), "locked": None, "query_at": now,
-                      "last_error": f"worker {doc['locked']['worker']} stopped responding"}
+                      "last_error": f"worker {worker} stopped responding"}
+            inc = {"attempts_left": 1, "recoveries": 1}
+            data = {"recoveries": recoveries + 1, "max_recoveries": limit}
         else:
             event, target = EventName.RESET_JOB, State.ERROR
             fields = {"state": str(target), "finished_at": now,
-                      "last_error": f"worker {doc['locked']['worker']} stopped responding "
-                                    f"and no attempts are left"}
+                      "last_error": f"worker {worker} stopped responding, and the job was "
+                                    f"recovered from lost workers {recoveries} times already "
+                                    f"(queue.max_recoveries)"}
+            data = {"recoveries": recoveries, "max_recoveries": limit}
         reset = await self.jobs.transition(
-            doc["_id"], sources=[str(State.RUNNING)], token=token, set_fields=fields,
-            event=self._event(event, target, now, author="sweeper"))
+            doc["_id"], sources=[str(State.RUNNING)], token=token, set_fields=fields, inc=inc,
+            event=self._event(event, target, now, author="sweeper", **data))
         if reset is None:
             return 0
         log.warning("recovered job #%s of a dead worker", reset["number"],

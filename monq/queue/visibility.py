@@ -1,11 +1,16 @@
 """What a user may see of an event (DESIGN.md section 7), for the event websocket and
 GET /event/history alike.
 
-A user who may not read a job still learns that it exists, never what it is: its
-queue events reach them with the job's name replaced by ``UnauthorizedJob`` and
-only the fields below (no args, log lines, progress messages, errors or reasons);
-``summary`` events have their per-name rows masked the same way. Masking returns
-a new document and never changes the one other users receive.
+An event is *about a job* when it is a queue event (its ``data`` names the job) or
+when it is on that job's own channel ``job:<id>`` (the notifier's ``notification``
+events, whose ``data`` names the job too). A user who may not read the job still
+learns that it exists, never what it is: such events reach them with the job's
+name replaced by ``UnauthorizedJob``, without an ``author``, and with only the
+fields below (no args, log lines, progress messages, notification texts, errors or
+reasons). An event on a job channel that does not name its job is masked for
+everyone but admins: nothing unnamed is trusted. ``summary`` events have their
+per-name rows masked the same way. Masking returns a new document and never
+changes the one other users receive.
 """
 
 from __future__ import annotations
@@ -14,42 +19,77 @@ from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
+from bson.errors import InvalidId
 
 from monq.history.summary import mask_rows
 from monq.queue.job import UNAUTHORIZED_NAME
 
 QUEUE_CHANNEL = "queue"
 SUMMARY_EVENT = "summary"
+JOB_CHANNEL_PREFIX = "job:"
 # What an event about an unreadable job keeps of its data.
 MASKED_DATA_FIELDS = ("_id", "number", "state", "progress", "priority", "attempts_left")
 
 
 def job_channel(job_id: ObjectId | str) -> str:
-    return f"job:{job_id}"
+    return f"{JOB_CHANNEL_PREFIX}{job_id}"
+
+
+def channel_job(channel: Any) -> ObjectId | None:
+    """The job id of a ``job:<id>`` channel (None for other channels)."""
+    if not isinstance(channel, str) or not channel.startswith(JOB_CHANNEL_PREFIX):
+        return None
+    try:
+        return ObjectId(channel[len(JOB_CHANNEL_PREFIX):])
+    except (InvalidId, TypeError):
+        return None
 
 
 def event_job(event: dict[str, Any]) -> tuple[ObjectId | None, str | None]:
-    """The id and name of the job a queue event is about (None for others)."""
-    if event.get("channel") != QUEUE_CHANNEL or event.get("name") == SUMMARY_EVENT:
+    """The id and name of the job an event is about ((None, None) for others; the
+    name is None on a job channel event that does not give it)."""
+    channel = event.get("channel")
+    if channel == QUEUE_CHANNEL:
+        if event.get("name") == SUMMARY_EVENT:
+            return None, None
+        data = event.get("data") or {}
+        return data.get("_id"), data.get("name")
+    job_id = channel_job(channel)
+    if job_id is None:
         return None, None
-    data = event.get("data") or {}
-    return data.get("_id"), data.get("name")
+    name = (event.get("data") or {}).get("name")
+    return job_id, name if isinstance(name, str) else None
+
+
+def is_about_job(event: dict[str, Any]) -> bool:
+    channel = event.get("channel")
+    if channel == QUEUE_CHANNEL:
+        return event.get("name") != SUMMARY_EVENT
+    return channel_job(channel) is not None
 
 
 def is_masked(event: dict[str, Any], may_read: Callable[[str], bool]) -> bool:
     """Whether the event about a job must be masked for this reader."""
+    if not is_about_job(event):
+        return False
     _, name = event_job(event)
-    return name is not None and not may_read(name)
+    return name is None or not may_read(name)
 
 
-def visible(event: dict[str, Any], may_read: Callable[[str], bool]) -> dict[str, Any]:
-    """The event as a reader with `may_read` (job name -> bool) may see it."""
-    if event.get("channel") != QUEUE_CHANNEL:
-        return event
+def masked(event: dict[str, Any]) -> dict[str, Any]:
+    """The event about a job as a reader who may not read that job sees it."""
     data = event.get("data") or {}
-    if event.get("name") == SUMMARY_EVENT:
-        return {**event, "data": {**data, "jobs": mask_rows(data.get("jobs") or [], may_read)}}
-    if not is_masked(event, may_read):
+    kept = {key: data[key] for key in MASKED_DATA_FIELDS if key in data}
+    return {**event, "author": None, "data": {**kept, "name": UNAUTHORIZED_NAME}}
+
+
+def visible(event: dict[str, Any], may_read: Callable[[str], bool],
+            is_admin: bool = False) -> dict[str, Any]:
+    """The event as a reader with `may_read` (job name -> bool) may see it; an admin
+    sees everything as it is."""
+    if is_admin:
         return event
-    masked = {key: data[key] for key in MASKED_DATA_FIELDS if key in data}
-    return {**event, "data": {**masked, "name": UNAUTHORIZED_NAME}}
+    if event.get("channel") == QUEUE_CHANNEL and event.get("name") == SUMMARY_EVENT:
+        data = event.get("data") or {}
+        return {**event, "data": {**data, "jobs": mask_rows(data.get("jobs") or [], may_read)}}
+    return masked(event) if is_masked(event, may_read) else event

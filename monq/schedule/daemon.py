@@ -37,7 +37,6 @@ schedules are not due; enabling one starts from the next tick after now.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -48,7 +47,8 @@ from bson import ObjectId
 
 from monq.core.config import Config
 from monq.core.errors import BadRequest, Conflict, DatabaseUnavailable, Error, NotFound
-from monq.core.services import resilient, wait_for_database
+from monq.core.loops import periodic
+from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.jobs import JobStore
 from monq.core.store.schedules import ScheduleStore
@@ -76,20 +76,17 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_database(self.store, stop, "scheduler"):
             return
-        await resilient(self.name, lambda: self._loop(stop), stop, self.store)
+        synced = False
 
-    async def _loop(self, stop: asyncio.Event) -> None:
-        await self.sync_types()
-        interval = self.config.scheduler.interval_s
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except DatabaseUnavailable:
-                raise  # resilient() waits for the database and starts again
-            except Error as exc:
-                log.warning("scheduler tick failed: %s", exc, extra={"action": "tick_failed"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        async def tick() -> None:
+            nonlocal synced
+            if not synced:  # once the database answers
+                await self.sync_types()
+                synced = True
+            await self.tick()
+
+        await periodic("the scheduler", tick, stop, interval_s=self.config.scheduler.interval_s,
+                       logger=log)
 
     async def sync_types(self) -> None:
         """The job types' class-level schedules into sys.schedule."""

@@ -7,6 +7,15 @@ Work arrives through a change stream on sys.queue where the server has one
 (new jobs wake the claim loop at once); otherwise, and for jobs whose time
 comes later, an adaptive poll between ``worker.poll_min_s`` and ``poll_max_s``.
 The claim loop takes jobs until every slot is busy or none is left.
+
+Every loop runs through `monq.core.loops.periodic` (log, back off, go on); a loop
+that cannot go on stops the worker, which then releases its jobs and exits non-zero,
+rather than claiming jobs whose leases no loop renews.
+
+Database outages: a job's outcome (its result, failure, defer) is kept and written
+again, with backoff, until the database answers or the lease has run out by this
+worker's clock; meanwhile the lease loop keeps heartbeating the job, so an outage
+shorter than the lease (``queue.zombie_time_s``) changes no job's outcome.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from typing import Any
 from bson import ObjectId
 
 from monq.core.config import Config
-from monq.core.errors import DatabaseUnavailable, Error, LeaseLost
+from monq.core.errors import Error, LeaseLost
+from monq.core.loops import LoopFailed, periodic, supervise
 from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.workers import WorkerStore
@@ -38,6 +48,9 @@ LEASE_CHECK_S = 0.25
 PROGRESS_WRITE_S = 1.0
 MAINTENANCE_TTL_S = 1.0
 RELEASE_EXCLUDE_S = 30.0
+LOOP_BACKOFF_MAX_S = 5.0  # a worker is back at work soon after the database is
+REPORT_RETRY_MIN_S = 0.25
+REPORT_RETRY_MAX_S = 5.0
 
 
 @dataclass
@@ -50,6 +63,8 @@ class RunningJob:
     logs: list[dict[str, Any]] = field(default_factory=list)
     wall_flagged: bool = False
     done: bool = False  # its process has answered: it is no longer ours to stop
+    beat_at: float = field(default_factory=time.monotonic)  # last heartbeat that took
+    start_unwritten: bool = False  # it started while the database did not answer
 
     @property
     def id(self) -> ObjectId:
@@ -87,24 +102,56 @@ class Worker:
         self.started_at = datetime.now(UTC)
         self.released: dict[str, float] = {}  # job names given back, until when
         self.stopping = False
+        self._poll_s = config.worker.poll_min_s
+        self.stop_event = asyncio.Event()  # run's stop
+        self._last_beat = 0.0
 
     # Life -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop_event = stop
         if not await wait_for_database(self.store, stop, "worker"):
             return
         await self.executors.start()
         await self._register()
         log.info("worker %s started: pool %s, %d slots, tags %s", self.ref.id, self.pool_name,
                  self.concurrency, self.tags, extra={"action": "worker_started"})
-        helpers = [asyncio.create_task(coro) for coro in (
-            self._lease_loop(stop), self._sweep_loop(stop), self._watch_loop(stop))]
+        # the lease loop outlives the claim loop: jobs draining at shutdown keep
+        # their leases
+        drained = asyncio.Event()
+        lease = asyncio.create_task(periodic(
+            "the worker's lease loop", self._lease_tick, drained, interval_s=LEASE_CHECK_S,
+            backoff_max_s=LOOP_BACKOFF_MAX_S, logger=log), name="worker-leases")
+        loops = [lease] + [asyncio.create_task(coro, name=name) for name, coro in (
+            ("worker-claims", periodic("the worker's claim loop", self._claim_tick, stop,
+                                       interval_s=0, backoff_max_s=LOOP_BACKOFF_MAX_S,
+                                       logger=log)),
+            ("worker-sweep", periodic("the worker's sweep", self._sweep_tick, stop,
+                                      interval_s=self.config.queue.sweep_interval_s,
+                                      backoff_max_s=LOOP_BACKOFF_MAX_S, logger=log)),
+            ("worker-watch", self._watch_loop(stop)))]
+        failed: BaseException | None = None
         try:
-            await self._claim_loop(stop)
+            await supervise(loops, stop)
+        except LoopFailed as exc:
+            failed = exc
+            log.error("worker %s stops: %s", self.ref.id, exc,
+                      extra={"action": "worker_failed"})
         finally:
-            for task in helpers:
+            # the claim loop ends by itself once `stop` is set: cancelled between a
+            # claim and the start of its task, it would leave the job to the sweep
+            for task in loops[2:]:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await self._shutdown()
+            stop.set()
+            self.wake.set()
+            await asyncio.gather(*loops[1:], return_exceptions=True)
+            try:
+                await self._shutdown(at_once=failed is not None)
+            finally:
+                drained.set()
+                await asyncio.gather(lease, return_exceptions=True)
+                await self._unregister()
+        if failed is not None:
+            raise failed
 
     async def _register(self) -> None:
         await self.workers.register({
@@ -112,10 +159,10 @@ class Worker:
             "pool": self.pool_name, "concurrency": self.concurrency, "tags": self.tags,
             "started_at": self.started_at, "heartbeat": datetime.now(UTC), "jobs": []})
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, *, at_once: bool = False) -> None:
         self.stopping = True
-        grace = self.config.worker.shutdown_grace_s
-        if self.tasks:
+        grace = 0.0 if at_once else self.config.worker.shutdown_grace_s
+        if self.tasks and grace:
             log.info("waiting up to %.0fs for %d running jobs", grace, len(self.tasks),
                      extra={"action": "worker_draining"})
             await asyncio.wait(self.tasks, timeout=grace)
@@ -124,6 +171,8 @@ class Worker:
             await job.executor.kill(self.config.worker.kill_grace_s)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=10)
+
+    async def _unregister(self) -> None:
         with contextlib.suppress(Error):
             await self.workers.unregister(self.ref.id)
         await self.executors.close()
@@ -136,29 +185,21 @@ class Worker:
             self._maintenance_at = time.monotonic()
         return self._maintenance
 
-    async def _claim_loop(self, stop: asyncio.Event) -> None:
-        interval = self.config.worker.poll_min_s
-        while not stop.is_set():
-            try:
-                claimed = await self._claim_all()
-            except DatabaseUnavailable as exc:
-                log.warning("worker lost the database: %s", exc,
-                            extra={"action": "database_lost"})
-                if not await wait_for_database(self.store, stop, "worker"):
-                    return
-                continue
-            interval = (self.config.worker.poll_min_s if claimed
-                        else min(interval * 2, self.config.worker.poll_max_s))
-            self.wake.clear()
-            waiters = [asyncio.ensure_future(self.wake.wait()),
-                       asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+    async def _claim_tick(self) -> float:
+        """Claim what this worker can take, then wait to be woken (new work, a slot
+        freed) or for the adaptive poll interval."""
+        claimed = await self._claim_all()
+        self._poll_s = (self.config.worker.poll_min_s if claimed
+                        else min(self._poll_s * 2, self.config.worker.poll_max_s))
+        self.wake.clear()
+        if not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self._poll_s)
+        return 0.0
 
     async def _claim_all(self) -> int:
         claimed = 0
-        while len(self.running) < self.concurrency:
+        while len(self.running) < self.concurrency and not self.stop_event.is_set():
             maintenance = await self.maintenance()
             if maintenance.global_pause:
                 break
@@ -188,7 +229,15 @@ class Worker:
                     "args": record.args, "attempt": record.attempt}
             try:
                 async def started() -> None:
-                    await self.queue.start(record.id, token)
+                    try:
+                        await self.queue.start(record.id, token)
+                    except LeaseLost:
+                        raise
+                    except Error as exc:  # the job runs; the flushes write it later
+                        job.start_unwritten = True
+                        log.warning("job #%s: writing its start failed (%s); written "
+                                    "later", record.number, exc,
+                                    extra={"action": "start_retry", "job": str(record.id)})
 
                 outcome: tuple[Any, ...] = await job.executor.run(spec, job.on_message,
                                                                   started)
@@ -203,8 +252,7 @@ class Worker:
                 dead = job.executor
                 raise
             flusher.cancel()
-            await self._flush(job)
-            await self._report(job, outcome)
+            await self._report_until_written(job, outcome)
         except LeaseLost as exc:
             log.warning("job #%s: %s", record.number, exc, extra={"action": "lease_lost"})
         except Error as exc:
@@ -218,6 +266,33 @@ class Worker:
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
             self.wake.set()
+
+    async def _report_until_written(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
+        """Write the job's last logs and its outcome; while the database does not
+        answer, keep them (the job stays ours: the lease loop heartbeats it) and try
+        again with backoff until the lease has run out by this worker's clock."""
+        delay = REPORT_RETRY_MIN_S
+        while True:
+            try:
+                await self._flush(job)
+                await self._report(job, outcome)
+                return
+            except LeaseLost:
+                raise
+            except Error as exc:
+                lease_s = self._zombie_time_s(job)
+                left = job.beat_at + lease_s - time.monotonic()
+                if left <= 0:
+                    raise
+                log.warning("job #%s: reporting %s failed (%s); again in %.1fs, %.0fs of "
+                            "its lease left", job.claim.job.number, outcome[0], exc, delay,
+                            left, extra={"action": "report_retry", "job": str(job.id)})
+                await asyncio.sleep(min(delay, max(left, 0.05)))
+                delay = min(delay * 2, REPORT_RETRY_MAX_S)
+
+    def _zombie_time_s(self, job: RunningJob) -> float:
+        return float(job.claim.job.options.get("zombie_time_s")
+                     or self.config.queue.zombie_time_s)
 
     async def _report(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
         record, token, kind = job.claim.job, job.claim.token, outcome[0]
@@ -254,38 +329,42 @@ class Worker:
 
     async def _flush(self, job: RunningJob) -> None:
         """Write what the job reported since the last flush: one write for the log
-        lines, one for the latest progress."""
+        lines, one for the latest progress. Lines not written are kept for the next."""
         lines, job.logs = job.logs, []
         if lines:
-            await self.queue.append_logs(job.id, lines)
+            try:
+                await self.queue.append_logs(job.id, lines)
+            except Error:
+                job.logs = lines + job.logs
+                raise
         if job.progress is not None and job.stop_reason is None:
             value, message, data = job.progress
             job.progress = None
             await self.queue.progress(job.id, job.claim.token, value, message, data)
 
     # Leases -------------------------------------------------------------------
-    async def _lease_loop(self, stop: asyncio.Event) -> None:
-        last_beat = 0.0
-        while not stop.is_set():
-            try:
-                if time.monotonic() - last_beat >= self.config.worker.heartbeat_s:
-                    await self._heartbeat()
-                    last_beat = time.monotonic()
-                elif self.running:
-                    await self._apply(await self.queue.check_leases(self._leases()))
-                await self._check_wall_times()
-            except Error as exc:
-                log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
-            await asyncio.sleep(LEASE_CHECK_S)
+    async def _lease_tick(self) -> None:
+        """Heartbeat every ``worker.heartbeat_s``, and in between check the leases for
+        kill and removal requests; flag jobs past their wall time."""
+        if time.monotonic() - self._last_beat >= self.config.worker.heartbeat_s:
+            await self._heartbeat()
+            self._last_beat = time.monotonic()
+        elif self.running:
+            await self._apply(await self.queue.check_leases(self._leases()))
+        await self._check_wall_times()
 
     def _leases(self) -> list[tuple[ObjectId, str]]:
+        """Every job still ours, also one whose outcome waits to be written."""
         return [(job.id, job.claim.token) for job in self.running.values()
-                if job.stop_reason is None and not job.done]
+                if job.stop_reason != "lost"]
 
     async def _heartbeat(self) -> None:
-        times = {job.id: job.claim.job.options.get("zombie_time_s")
-                 or self.config.queue.zombie_time_s for job in self.running.values()}
+        times = {job.id: self._zombie_time_s(job) for job in self.running.values()}
+        sent = time.monotonic()
         reply = await self.queue.heartbeat(self.ref.id, self._leases(), times)
+        for job in self.running.values():
+            if job.id not in reply.lost:
+                job.beat_at = sent
         await self.workers.beat(self.ref.id, datetime.now(UTC), [
             {"_id": j.id, "number": j.claim.job.number, "name": j.claim.job.name}
             for j in self.running.values()])
@@ -318,35 +397,29 @@ class Worker:
                 await self._stop(job, "wall")
 
     # Sweeping and waking ------------------------------------------------------
-    async def _sweep_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                report = await self.queue.sweep()
-                if report.zombies or report.unblocked:
-                    self.wake.set()
-            except Error as exc:
-                log.warning("sweep failed: %s", exc, extra={"action": "sweep_failed"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.queue.sweep_interval_s)
+    async def _sweep_tick(self) -> None:
+        report = await self.queue.sweep()
+        if report.zombies or report.unblocked:
+            self.wake.set()
 
     async def _watch_loop(self, stop: asyncio.Event) -> None:
         """Wake the claim loop on new work; without change streams the poll does it."""
-        if not await self.store.supports_change_streams():
-            return
-        while not stop.is_set():
-            try:
-                async with self.workers.queue_changes() as stream, self.store.errors():
-                    async for change in stream:
-                        self.wake.set()
-                        key = change.get("documentKey", {}).get("_id")
-                        fields = change.get("updateDescription", {}).get("updatedFields", {})
-                        if key in self.running and ("killed_at" in fields
-                                                    or "removed_at" in fields):
-                            await self._apply(await self.queue.check_leases(self._leases()))
-            except Error as exc:
-                log.warning("change stream failed, polling: %s", exc,
-                            extra={"action": "watch_failed"})
-                await asyncio.sleep(1)
+        with contextlib.suppress(Error):  # unknown now: the poll covers it
+            if not await self.store.supports_change_streams():
+                return
+        await periodic("the worker's change stream", self._watch_changes, stop,
+                       interval_s=1.0, backoff_max_s=LOOP_BACKOFF_MAX_S, logger=log)
+
+    async def _watch_changes(self) -> float:
+        async with self.workers.queue_changes() as stream, self.store.errors():
+            async for change in stream:
+                self.wake.set()
+                key = change.get("documentKey", {}).get("_id")
+                fields = change.get("updateDescription", {}).get("updatedFields", {})
+                if key in self.running and ("killed_at" in fields
+                                            or "removed_at" in fields):
+                    await self._apply(await self.queue.check_leases(self._leases()))
+        return 0.0
 
 
 def services(config: Config, store: Store) -> list[Worker]:

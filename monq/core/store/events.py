@@ -1,7 +1,25 @@
 """Queries on sys.event: relaying events (under their pre-assigned ``_id``) and
 reading them back. Event ids are `event_id()`s: ObjectIds whose bytes after the
 seconds hold the microseconds, so that ``_id`` order follows time order across
-processes (to within the clock skew of the machines), not only within one."""
+processes (to within the clock skew of the machines), not only within one.
+
+Late events. An event's id is fixed when its state change is written, and it is
+inserted into sys.event a moment later (by the writer), or much later (by a sweep
+after the writer died): a reader following sys.event in ``_id`` order may already
+be past it. So readers do not follow ``_id``: `EventStore.insert` stamps every event
+with ``seq``, a fresh `event_id()` taken at insertion, whatever its ``_id`` (an event
+already there keeps the ``seq`` of its first insertion), and `EventReader`, the one
+way to follow sys.event (the notifier, the summarizer, the API's poll and its
+catch-up after a change stream gap), reads in ``seq`` order. ``_id`` stays the
+event's identity and its place in a job's history.
+
+``seq`` order can still differ from the order in which inserts become visible: by
+the time an insert takes, and by the clock skew between the inserting hosts. One
+bound, ``queue.relay_bound_s``, covers both: each read re-reads that far behind the
+newest ``seq`` seen and skips ids it returned before (it remembers them exactly as
+long as they are inside that window). An event relayed late, however late, gets a
+fresh ``seq`` and is taken by every reader.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +29,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo.errors
@@ -55,9 +73,11 @@ class EventStore:
         self.events = store.collection(layout.EVENT)
 
     async def insert(self, events: Sequence[dict[str, Any]]) -> None:
-        """Insert events; ones already there (same ``_id``) are left as they are."""
+        """Insert events, each stamped with a fresh ``seq`` (see above); ones already
+        there (same ``_id``) are left as they are."""
         if not events:
             return
+        events = [{**e, "seq": event_id()} for e in events]
         async with self.store.errors():
             try:
                 await self.events.insert_many(list(events), ordered=False)
@@ -103,6 +123,37 @@ class EventStore:
         async with self.store.errors():
             return await self.events.find({"_id": query} if query else {}).sort(
                 "_id", 1).limit(limit).to_list(None)
+
+    async def seqs_after(self, low: ObjectId | None, *, channel: str | None = None,
+                         exclude_names: Sequence[str] = (), limit: int = 1000
+                         ) -> list[tuple[ObjectId, ObjectId]]:
+        """``(seq, _id)`` of events inserted after the stamp `low`, in ``seq`` order (of
+        one channel, without some names); served by the ``seq`` or ``channel_seq`` index."""
+        query: dict[str, Any] = {"seq": {"$gt": low} if low is not None else {"$exists": True}}
+        if channel is not None:
+            query["channel"] = channel
+        if exclude_names:
+            query["name"] = {"$nin": list(exclude_names)}
+        async with self.store.errors():
+            docs = await self.events.find(query, {"_id": 1, "seq": 1}).sort("seq", 1).limit(
+                limit).to_list(None)
+        return [(d["seq"], d["_id"]) for d in docs]
+
+    async def latest_seq(self) -> ObjectId | None:
+        """The stamp of the event inserted last."""
+        async with self.store.errors():
+            doc = await self.events.find_one({"seq": {"$exists": True}}, {"seq": 1},
+                                             sort=[("seq", -1)])
+        return doc["seq"] if doc else None
+
+    async def by_ids(self, ids: Sequence[ObjectId], projection: dict[str, Any] | None = None
+                     ) -> list[dict[str, Any]]:
+        """These events (those still there), in id order."""
+        if not ids:
+            return []
+        async with self.store.errors():
+            return await self.events.find({"_id": {"$in": list(ids)}}, projection).sort(
+                "_id", 1).to_list(None)
 
     async def latest_id(self) -> ObjectId | None:
         async with self.store.errors():
@@ -192,3 +243,65 @@ class EventStore:
     async def count(self, name: str | None = None) -> int:
         async with self.store.errors():
             return await self.events.count_documents({"name": name} if name else {})
+
+
+class EventReader:
+    """One reader's way through sys.event: every event once, in insertion (``seq``)
+    order per read, including events relayed late (see the module docstring).
+
+    Each `read` lists the events stamped after (newest ``seq`` seen - bound), skips
+    the ids it returned before and loads the others. Ids are forgotten only once
+    their ``seq`` falls behind that floor, which only rises: an event is never
+    returned twice.
+    """
+
+    def __init__(self, events: EventStore, bound_s: float, *, channel: str | None = None,
+                 exclude_names: Sequence[str] = (), projection: dict[str, Any] | None = None,
+                 batch: int = 1000) -> None:
+        self.events = events
+        self.bound = timedelta(seconds=bound_s)
+        self.channel = channel
+        self.exclude_names = tuple(exclude_names)
+        self.projection = projection
+        self.batch = batch
+        self.newest: ObjectId | None = None  # the newest seq seen
+        self.seen: dict[ObjectId, ObjectId] = {}  # event id -> its seq
+
+    def start_at(self, seq: ObjectId | None) -> None:
+        """Read from about the stamp `seq` on (None: from the beginning), forgetting
+        what was seen."""
+        self.newest = seq
+        self.seen = {}
+
+    def floor(self) -> ObjectId | None:
+        if self.newest is None:
+            return None
+        return ObjectId.from_datetime(self.newest.generation_time - self.bound)
+
+    async def read(self, limit: int | None = None, *, behind: bool = True,
+                   load: bool = True) -> list[dict[str, Any]]:
+        """The events not returned before (at most about `limit`), oldest first.
+        ``behind=False`` reads only after the newest stamp seen (a cheap read between
+        re-reads of the window); ``load=False`` marks them read without loading
+        them (a reader starting now that ignores the past)."""
+        low = self.floor() if behind else self.newest
+        out: list[dict[str, Any]] = []
+        while limit is None or len(out) < limit:
+            listed = await self.events.seqs_after(low, channel=self.channel,
+                                                  exclude_names=self.exclude_names,
+                                                  limit=self.batch)
+            fresh = [(seq, i) for seq, i in listed if i not in self.seen]
+            if load and fresh:
+                loaded = {d["_id"]: d for d in await self.events.by_ids(
+                    [i for _, i in fresh], self.projection)}
+                out += [loaded[i] for _, i in fresh if i in loaded]
+            self.seen.update((i, seq) for seq, i in fresh)
+            if listed:
+                low = listed[-1][0]
+                self.newest = low if self.newest is None else max(self.newest, low)
+            if len(listed) < self.batch:
+                break
+        floor = self.floor()
+        if floor is not None:
+            self.seen = {i: seq for i, seq in self.seen.items() if seq > floor}
+        return out

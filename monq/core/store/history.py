@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pymongo.errors
-from bson import ObjectId
 from pymongo import ReturnDocument
 
 from monq.core.store import Store, layout
@@ -62,19 +61,6 @@ class HistoryStore:
             return await self.queue.find({}, {"name": 1, "state": 1, "zombie_at": 1,
                                               "wall_at": 1, "killed_at": 1, "removed_at": 1}
                                          ).to_list(None)
-
-    async def last_event_id(self) -> ObjectId | None:
-        async with self.store.errors():
-            doc = await self.events.find_one({}, {"_id": 1}, sort=[("_id", -1)])
-        return doc["_id"] if doc else None
-
-    async def queue_events_since(self, after: ObjectId, limit: int = 5000
-                                 ) -> list[dict[str, Any]]:
-        async with self.store.errors():
-            return await self.events.find(
-                {"_id": {"$gt": after}, "channel": "queue", "name": {"$ne": "summary"}},
-                {"name": 1, "data._id": 1, "data.name": 1, "data.state": 1}
-            ).sort("_id", 1).limit(limit).to_list(None)
 
     # History ----------------------------------------------------------------------
     async def write(self, doc: dict[str, Any]) -> bool:

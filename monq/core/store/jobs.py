@@ -261,11 +261,22 @@ class JobStore:
                 {"outbox.0": {"$exists": True}, "outbox.0.created": {"$lt": before}}
             ).limit(limit).to_list(None)
 
-    async def in_states(self, states: Iterable[str], limit: int = 100
-                        ) -> list[dict[str, Any]]:
+    async def in_states(self, states: Iterable[str], limit: int = 100, *,
+                        finished_before: datetime | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"state": {"$in": [str(s) for s in states]}}
+        if finished_before is not None:
+            query["finished_at"] = {"$lt": finished_before}
         async with self.store.errors():
-            return await self.queue.find(
-                {"state": {"$in": [str(s) for s in states]}}).limit(limit).to_list(None)
+            return await self.queue.find(query).limit(limit).to_list(None)
+
+    async def stopped_waiting(self, waiting: Iterable[str], limit: int = 100
+                              ) -> list[dict[str, Any]]:
+        """Jobs in a waiting state whose kill or removal was asked for (the partial
+        ``killed`` and ``removed`` indexes hold only jobs with the flag set)."""
+        query = {"$or": [{"killed_at": {"$type": "date"}}, {"removed_at": {"$type": "date"}}],
+                 "state": {"$in": list(waiting)}}
+        async with self.store.errors():
+            return await self.queue.find(query, {"outbox": 0}).limit(limit).to_list(None)
 
     async def dependents(self, job_id: ObjectId) -> list[dict[str, Any]]:
         async with self.store.errors():
@@ -297,6 +308,17 @@ class JobStore:
                 async for doc in collection.find({"_id": {"$in": list(job_ids)}},
                                                  {"state": 1}):
                     out[doc["_id"]] = doc["state"]
+        return out
+
+    async def names_of(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
+        """The name of each job, queued or finished (missing ones are absent), in one
+        query per collection however many ids are asked for."""
+        out: dict[ObjectId, str] = {}
+        async with self.store.errors():
+            for collection in (self.journal, self.queue):
+                async for doc in collection.find({"_id": {"$in": list(job_ids)}},
+                                                 {"name": 1}):
+                    out[doc["_id"]] = doc["name"]
         return out
 
     # Maintenance --------------------------------------------------------------

@@ -19,7 +19,8 @@ sys.journal
     Finished jobs (complete, error, inactive, killed, removed), same shape.
 sys.event
     One document per state change and per chat message:
-    ``{_id, name, channel, author, created, data}``.
+    ``{_id, name, channel, author, created, data, seq}``; ``seq`` is stamped at
+    insertion (readers follow it, see `monq.core.store.events`).
 sys.history
     One document per second (and per minute / hour roll-up) in which the
     queue state changed, written by the summarizer.
@@ -89,12 +90,20 @@ INDEXES: tuple[Index, ...] = (
     Index(QUEUE, (("unique_key", 1),), "unique_key",
           {"unique": True, "partialFilterExpression": {"unique_key": {"$type": "string"}}}),
     Index(QUEUE, (("outbox.0", 1),), "outbox_pending", {"sparse": True}),
+    # the sweep's look for waiting jobs with a kill or removal asked for (rare)
+    Index(QUEUE, (("killed_at", 1),), "killed",
+          {"partialFilterExpression": {"killed_at": {"$type": "date"}}}),
+    Index(QUEUE, (("removed_at", 1),), "removed",
+          {"partialFilterExpression": {"removed_at": {"$type": "date"}}}),
     Index(JOURNAL, (("number", 1),), "number", {"unique": True}),
     Index(JOURNAL, (("finished_at", -1),), "finished_at"),
     Index(JOURNAL, (("name", 1), ("finished_at", -1)), "name_finished"),
     Index(EVENT, (("created", 1),), "created"),
     Index(EVENT, (("data._id", 1), ("_id", 1)), "job"),
     Index(EVENT, (("channel", 1), ("_id", 1)), "channel"),
+    # readers follow sys.event in insertion order (`EventReader`), all channels or one
+    Index(EVENT, (("seq", 1),), "seq", {"sparse": True}),
+    Index(EVENT, (("channel", 1), ("seq", 1)), "channel_seq", {"sparse": True}),
     Index(HISTORY, (("resolution", 1), ("created", -1)), "resolution_created", {"unique": True}),
     Index(WORKER, (("heartbeat", 1),), "heartbeat"),
     # a user and a role may share a name (the user admin has the role admin)

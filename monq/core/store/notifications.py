@@ -49,22 +49,6 @@ class NotificationStore:
             await self.counters.update_one({"_id": CURSOR_ID},
                                            {"$max": {"event_id": event_id}}, upsert=True)
 
-    async def queue_event_ids(self, after: ObjectId, limit: int = 1000) -> list[ObjectId]:
-        """Ids of queue-channel events after `after`, oldest first (covered by the
-        index ``channel``: cheap to re-read a window of them every tick)."""
-        async with self.store.errors():
-            docs = await self.events.find(
-                {"channel": "queue", "_id": {"$gt": after}}, {"_id": 1}
-            ).sort("_id", 1).limit(limit).to_list(None)
-        return [d["_id"] for d in docs]
-
-    async def events_by_id(self, ids: Sequence[ObjectId]) -> list[dict[str, Any]]:
-        if not ids:
-            return []
-        async with self.store.errors():
-            return await self.events.find({"_id": {"$in": list(ids)}}).sort(
-                "_id", 1).to_list(None)
-
     async def jobs_with_rules(self, job_ids: Sequence[ObjectId], names: Sequence[str]
                               ) -> dict[ObjectId, dict[str, Any]]:
         """The documents (without outboxes) of those jobs, from the queue or the journal,
