@@ -38,6 +38,7 @@ async def main(url: str) -> None:
         else:
             await queue.kill(job_id)
             await queue.mark_killed(job_id, token)
+        print("done", flush=True)  # one job through: the test kills after a few of these
 
 
 if __name__ == "__main__":

@@ -121,17 +121,15 @@ async def test_reconnecting_with_since_replays_without_gap_or_duplicate(
     await writer
     await again.next(lambda m: m["data"]["_id"] == str(writer.result()[-1].id)
                      if m.get("name") == "enqueue_job" else False)
-    await asyncio.sleep(0.5)  # anything sent twice would arrive now
-    while True:
-        try:
-            await again.next(timeout_s=0.3)
-        except (AssertionError, TimeoutError):
-            break
+    # events arrive in order: anything sent twice would arrive before this last one
+    sentinel = await queue.enqueue(JOB)
+    await again.next(lambda m: m.get("name") == "enqueue_job"
+                     and m["data"]["_id"] == str(sentinel.id))
     got = [m["_id"] for m in again.received if m.get("name") == "enqueue_job"]
     stored = [str(e["_id"]) for e in await EventStore(store).replay(
         ObjectId(last["_id"]), ["queue"], [], 1000)]
     assert got == stored  # every event after `since`, once, in order
-    assert len(got) == len(missed) + 10
+    assert len(got) == len(missed) + 10 + 1
 
 
 async def _enqueue_slowly(queue: Queue, n: int) -> list[Any]:
@@ -195,10 +193,33 @@ async def test_the_change_stream_resumes_after_the_server_drops_its_cursor(
     api.http.close()
 
 
+class RescanSpy(monitoring.CommandListener):
+    """Counts the polls of sys.event that re-read the window below an id (rescans)."""
+
+    def __init__(self) -> None:
+        self.lows: list[ObjectId] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command.get("find") == "sys.event":
+            low = (event.command.get("filter") or {}).get("_id", {}).get("$gt")
+            if isinstance(low, ObjectId):
+                self.lows.append(low)
+
+    def rescans_below(self, oid: ObjectId) -> int:
+        return sum(1 for low in self.lows if low < oid)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 async def test_the_polling_fallback_misses_no_late_event_and_sends_none_twice(
         server_with: Callable[..., Any]) -> None:
-    api, store, client = await listening_to_messages(server_with, event_source="poll",
-                                                     event_poll_s=0.05)
+    spy = RescanSpy()
+    api, store, client = await listening_to_messages(
+        server_with, {"event_listeners": [spy]}, event_source="poll", event_poll_s=0.05)
     events = EventStore(store)
     await events.insert([new_event("message", channel="message", author="t", data={"n": 1})])
     await client.next(lambda m: m.get("data", {}).get("n") == 1)
@@ -207,7 +228,10 @@ async def test_the_polling_fallback_misses_no_late_event_and_sends_none_twice(
     late["_id"] = ObjectId.from_datetime(datetime.now(UTC) - timedelta(seconds=2))
     await events.insert([late])
     await client.next(lambda m: m.get("data", {}).get("n") == 2, timeout_s=5)
-    await asyncio.sleep(2.5)  # two more rescans of the window
+    rescans = spy.rescans_below(late["_id"])
+    async with asyncio.timeout(30):  # two more rescans of the window, which holds `late`
+        while spy.rescans_below(late["_id"]) < rescans + 2:
+            await asyncio.sleep(0.05)
     await events.insert([new_event("message", channel="message", author="t", data={"n": 3})])
     await client.next(lambda m: m.get("data", {}).get("n") == 3)
     got = [m["data"]["n"] for m in client.received if m.get("name") == "message"]

@@ -124,19 +124,27 @@ async def test_log_pages_and_follow_until_the_job_ends(api: ApiClient, store: St
                           query={"per_page": 2, "page": 1})
     assert page.body["total_count"] == 3 and [ln["message"] for ln in page.data] == ["line 2"]
 
-    async def finish_later() -> None:
-        await asyncio.sleep(1)
+    chunks: list[bytes] = []
+    following = asyncio.Event()
+
+    def received(chunk: bytes) -> None:
+        chunks.append(chunk)
+        following.set()
+
+    async def finish_once_followed() -> None:
+        await asyncio.wait_for(following.wait(), 30)  # the stream is open: end it now
         await queue.append_logs(claim.job.id, [{"created": claim.job.enqueued["at"],
                                                 "level": "INFO", "message": "last",
                                                 "extra": {}}])
         await queue.complete(claim.job.id, claim.token)
 
-    task = asyncio.create_task(finish_later())
+    task = asyncio.create_task(finish_once_followed())
     reply = await api.http.fetch(f"{api.base_url}/api/v1/jobs/{job['_id']}/log?follow=true",
                                  headers={"Authorization": f"Bearer {admin}"},
-                                 request_timeout=30)
+                                 streaming_callback=received, request_timeout=30)
     await task
-    text = reply.body.decode()
+    assert reply.code == 200
+    text = b"".join(chunks).decode()
     assert reply.headers["Content-Type"].startswith("text/event-stream")
     assert text.count("data: {") == 5  # four lines, then the end
     assert '"message": "last"' in text

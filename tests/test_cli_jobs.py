@@ -1,4 +1,5 @@
-"""The installed `monq` executable: enqueue, list, show and act on jobs."""
+"""`monq` enqueue, list, show and act on jobs, in this process through `monq.cli.main`;
+a pipe that closes early is checked on the installed executable."""
 
 import json
 import subprocess
@@ -6,11 +7,11 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT
-from tests.helpers import MONQ, run_monq
+from tests.helpers import MONQ, CliResult, run_cli
 
 
-def monq(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
-    return run_monq(*args, env={**env, "PYTHONPATH": str(ROOT)})
+def monq(env: dict[str, str], *args: str) -> CliResult:
+    return run_cli(*args, env=env)
 
 
 def test_enqueue_list_show_and_act(monq_env: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""The installed `monq` executable: ``monq notify list|show|resend``."""
+"""``monq notify list|show|resend``, in this process through `monq.cli.main`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from monq.core.embedded import free_port
 from monq.core.store import Store, layout
 from monq.notify.daemon import Notifier
 from monq.queue.queue import Queue
-from tests.helpers import run_monq
+from tests.helpers import run_cli_async
 from tests.notify_fixtures import Clock, notifier_config, run_job
 
 
@@ -30,22 +30,22 @@ async def test_list_show_resend_and_bad_input(store: Store, config: Config,
     await Notifier(store, notifier_config(config, free_port(), max_attempts=1),
                    clock=Clock()).tick()
 
-    listed = run_monq("notify", "list", "--json", env=monq_env)
+    listed = await run_cli_async("notify", "list", "--json", env=monq_env)
     assert listed.returncode == 0, listed.stderr
     [delivery] = json.loads(listed.stdout)["notifications"]
     assert delivery["state"] == "failed" and delivery["number"] == job.number
     assert "Connection refused" in delivery["last_error"]
-    table = run_monq("notify", "list", "--state", "failed", "--job", str(job.number),
+    table = await run_cli_async("notify", "list", "--state", "failed", "--job", str(job.number),
                      env=monq_env)
     assert delivery["_id"] in table.stdout and "1 of 1 notifications" in table.stdout
-    empty = run_monq("notify", "list", "--state", "pending", env=monq_env)
+    empty = await run_cli_async("notify", "list", "--state", "pending", env=monq_env)
     assert "0 of 0 notifications" in empty.stdout
 
-    shown = run_monq("notify", "show", delivery["_id"], env=monq_env)
+    shown = await run_cli_async("notify", "show", delivery["_id"], env=monq_env)
     assert shown.returncode == 0 and "complete_job" in shown.stdout
     assert "last_error: webhook: ConnectionRefusedError" in shown.stdout
 
-    resent = run_monq("notify", "resend", delivery["_id"], env=monq_env)
+    resent = await run_cli_async("notify", "resend", delivery["_id"], env=monq_env)
     assert resent.returncode == 0, resent.stderr
     assert f"for job #{job.number}) will be sent again" in resent.stdout
     doc = await store.collection(layout.NOTIFICATION).find_one({"_id": delivery["_id"]})
@@ -56,7 +56,7 @@ async def test_list_show_resend_and_bad_input(store: Store, config: Config,
             (("notify", "resend", "0" * 24), 4, f"no notification {'0' * 24}"),
             (("notify", "list", "--job", "99"), 4, "no job 99"),
             (("notify", "list", "--state", "lost"), 2, "invalid choice")]:
-        result = run_monq(*args, env=monq_env)
+        result = await run_cli_async(*args, env=monq_env)
         assert result.returncode == code, result.stderr
         assert result.stderr.count("\n") == 1 and message in result.stderr
         assert "Traceback" not in result.stderr

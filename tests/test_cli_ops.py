@@ -1,6 +1,8 @@
-"""The installed `monq` executable on MongoDB directly: users and roles, maintenance,
-workers, history (table, chart, JSON), events, ``jobs --watch``, MONQ_ defaults, and
-bad input as one line with an exit code and nothing changed."""
+"""`monq` on MongoDB directly: users and roles, maintenance, workers, history (table,
+chart, JSON), events, ``jobs --watch``, MONQ_ defaults, and bad input as one line with
+an exit code and nothing changed. Commands run in this process through `monq.cli.main`;
+the ones that follow until a signal (``events``, ``jobs --watch``) run as the installed
+executable, and tests/test_cli_wiring.py runs one command of each family that way."""
 
 import io
 import json
@@ -18,13 +20,13 @@ from monq.cli.jobs import follow
 from monq.core.config import Config
 from monq.core.store import Store, layout
 from tests.conftest import ROOT
-from tests.helpers import run_monq, spawn_monq, wait_for_line
+from tests.helpers import CliResult, read_until, run_cli, spawn_monq, wait_for_line
 
 PASSWORD = "a-long-password-1\n"
 
 
-def monq(env: dict[str, str], *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    return run_monq(*args, env={**env, "PYTHONPATH": str(ROOT)}, input=input)
+def monq(env: dict[str, str], *args: str, input: str | None = None) -> CliResult:
+    return run_cli(*args, env=env, input=input)
 
 
 def ok(env: dict[str, str], *args: str, input: str | None = None) -> str:
@@ -190,6 +192,7 @@ def test_history_as_table_json_and_chart(monq_env: dict[str, str], db: Any) -> N
     assert "█" in chart[0] and chart[2].endswith("UTC")
 
 
+@pytest.mark.slow
 def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
     ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
     ok(monq_env, "enqueue", "monq.jobs.example.ArgsJob", "name=x")
@@ -208,13 +211,23 @@ def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
     assert ok(monq_env, "events", "--once", "--channel", "message", "--since", "1h") == ""
     with spawn_monq("events", "--interval", "0.1", env={**monq_env, "PYTHONPATH": str(ROOT)}
                     ) as follower:
+        # it follows from the moment it started, which we cannot see: enqueue until it
+        # prints a new event, then it surely follows
+        seen = ""
+        for _ in range(60):
+            ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
+            found, lines = read_until(follower, "enqueue_job", timeout_s=1)
+            seen += lines
+            if found:
+                break
         ok(monq_env, "resume", "2")
-        seen = wait_for_line(follower, "resume_job", timeout_s=30)
+        seen += wait_for_line(follower, "resume_job", timeout_s=30)
         assert "hold_job" not in seen  # it started at now, not in the past
         follower.send_signal(signal.SIGINT)
         assert follower.wait(10) == 0
 
 
+@pytest.mark.slow
 def test_jobs_watch_redraws_until_ctrl_c(monq_env: dict[str, str]) -> None:
     env = {**monq_env, "PYTHONPATH": str(ROOT)}
     with spawn_monq("jobs", "--watch", "--interval", "0.2", env=env) as watcher:

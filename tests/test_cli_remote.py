@@ -1,6 +1,6 @@
-"""The installed `monq` executable with ``--server``: every command over HTTP to a real
-`monq serve` process, within the permissions of the logged-in user, with the
-server's errors as the CLI's exit codes."""
+"""`monq` with ``--server``: every command over HTTP to a real `monq serve` process,
+within the permissions of the logged-in user, with the server's errors as the CLI's
+exit codes. The commands run in this process through `monq.cli.main`."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import pytest
 
 from monq.core import embedded
 from tests.conftest import ROOT
-from tests.helpers import run_monq, spawn_monq, wait_for_line
+from tests.helpers import CliResult, run_cli, run_monq, spawn_monq, wait_for_line
 
 ADMIN_PASSWORD = "admin-secret-password"
 
@@ -34,10 +34,18 @@ def server(monq_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 
 
 def remote(env: dict[str, str], url: str, *args: str, input: str | None = None,
-           **extra: str) -> subprocess.CompletedProcess[str]:
+           **extra: str) -> CliResult:
     """`monq ARGS` against the server, without the database URL (it must not need it)."""
     clean = {k: v for k, v in env.items() if k != "MONQ_MONGODB_URL"}
     clean.update(MONQ_MONGODB_URL="mongodb://127.0.0.1:9/nowhere", MONQ_SERVER=url, **extra)
+    return run_cli(*args, env=clean, input=input)
+
+
+def remote_process(env: dict[str, str], url: str, *args: str, input: str | None = None
+                   ) -> subprocess.CompletedProcess[str]:
+    """`remote` as the installed executable: proves that ``--server`` is wired."""
+    clean = {k: v for k, v in env.items() if k != "MONQ_MONGODB_URL"}
+    clean.update(MONQ_MONGODB_URL="mongodb://127.0.0.1:9/nowhere", MONQ_SERVER=url)
     return run_monq(*args, env=clean, input=input)
 
 
@@ -53,11 +61,15 @@ def login(env: dict[str, str], url: str, user: str, password: str) -> None:
     assert f"logged in to {url} as {user}" in out
 
 
+@pytest.mark.slow
 def test_admin_operates_everything_over_http(monq_env: dict[str, str], server: str,
                                              tmp_path: Path) -> None:
-    no_token = remote(monq_env, server, "jobs")
+    no_token = remote_process(monq_env, server, "jobs")
     assert no_token.returncode == 1 and "monq login --server" in no_token.stderr
-    login(monq_env, server, "admin", ADMIN_PASSWORD)
+    logged_in = remote_process(monq_env, server, "login", "--username", "admin",
+                               "--password-stdin", input=ADMIN_PASSWORD + "\n")
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert f"logged in to {server} as admin" in logged_in.stdout
     token_file = tmp_path / "config" / "monq" / "tokens.json"
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
     assert list(json.loads(token_file.read_text())) == [server + "/api/v1"]

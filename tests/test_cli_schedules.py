@@ -1,11 +1,10 @@
-"""The installed `monq` executable: `monq schedules ...`, and three `monq scheduler`
-processes (one of them SIGKILLed) enqueueing exactly one job per tick."""
+"""`monq schedules ...` (in this process through `monq.cli.main`), and three `monq
+scheduler` processes (one of them SIGKILLed) enqueueing exactly one job per tick."""
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from datetime import timedelta
 from typing import Any
@@ -15,13 +14,13 @@ import pytest
 
 from monq.core.store import layout
 from tests.conftest import ROOT
-from tests.helpers import run_monq, spawn_monq
+from tests.helpers import CliResult, run_cli, spawn_monq, wait_for_log
 
 DUMMY = "monq.jobs.example.DummyJob"
 
 
-def monq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return run_monq(*args, env={**env, "PYTHONPATH": str(ROOT)})
+def monq(env: dict[str, str], *args: str) -> CliResult:
+    return run_cli(*args, env=env)
 
 
 def test_add_list_show_update_enable_disable_remove(monq_env: dict[str, str]) -> None:
@@ -84,7 +83,21 @@ def scheduled_jobs(db_url: str) -> list[dict[str, Any]]:
         client.close()
 
 
+def pending(env: dict[str, str]) -> int:
+    """The every-second schedule's ticks claimed and not finished."""
+    return int(json.loads(monq(env, "schedules", "show", "every-second", "--json").stdout
+                          )["pending"])
+
+
+def wait_for_jobs(db_url: str, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(scheduled_jobs(db_url)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} jobs enqueued"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_three_scheduler_processes_enqueue_each_tick_once(monq_env: dict[str, str],
                                                           db_url: str) -> None:
     assert monq(monq_env, "schedules", "add", "every-second", DUMMY, "* * * * * *",
@@ -93,9 +106,19 @@ def test_three_scheduler_processes_enqueue_each_tick_once(monq_env: dict[str, st
            "MONQ_SCHEDULER_STALE_S": "1"}
     with spawn_monq("scheduler", env=env) as first, spawn_monq("scheduler", env=env) as second, \
             spawn_monq("scheduler", env=env) as third:
-        time.sleep(4)
+        # all three contend: each wins a tick now and then (a third of them each)
+        for process in (first, second, third):
+            wait_for_log(process, "action=tick_enqueued")
         first.send_signal(signal.SIGKILL)
-        time.sleep(4)
+        first.wait()
+        # the other two go on, one job a tick, also for a tick the dead one had claimed
+        killed_at = len(scheduled_jobs(db_url))
+        wait_for_jobs(db_url, killed_at + 3)
+        # a tick the dead one had claimed stays pending until it is stale (1 s here) and
+        # a survivor takes it over: wait for that, however fast the ticks came meanwhile
+        deadline = time.monotonic() + 60
+        while pending(monq_env) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for process in (second, third):
             process.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0 and third.wait(30) == 0

@@ -6,7 +6,7 @@ import pytest
 from monq.core.config import Config, load_config
 from monq.core.errors import ConfigError
 from tests.conftest import ROOT
-from tests.helpers import run_monq
+from tests.helpers import run_cli
 
 
 def test_etc_monq_toml_documents_exactly_the_defaults() -> None:
@@ -80,7 +80,7 @@ def test_cli_config_error_is_one_line(tmp_path: Path, monq_env: dict[str, str],
     path = tmp_path / "monq.toml"
     if content is not None:
         path.write_text(content)
-    result = run_monq("--config", str(path), "db", "init", env=monq_env)
+    result = run_cli("--config", str(path), "db", "init", env=monq_env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -18,9 +18,14 @@ from tests.api_fixtures import ADMIN_PASSWORD
 from tests.conftest import ROOT
 from tests.helpers import run_monq, spawn_monq, wait_for_line
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one worker runs them all under --dist loadgroup: one chromium, not one per worker
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 SHOTS = ROOT / "test-artifacts" / "screenshots"
+# A page waits for what it must show, up to this long: playwright's 5 s default ran out
+# while a loaded machine hashed a login password. A limit for a failing test, not a speed.
+WAIT_MS = 30_000
+expect.set_options(timeout=WAIT_MS)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -64,6 +69,7 @@ def shot(page: Page, name: str) -> None:
 
 def log_in(browser: Browser, base: str, user: str, password: str) -> Page:
     page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
     page.goto(base + "/")
     expect(page).to_have_url(base + "/login?next=%2F")
     page.fill("input[name=username]", user)

@@ -7,10 +7,13 @@ import json
 import signal
 import urllib.request
 
+import pytest
+
 from monq.core.embedded import free_port
 from tests.helpers import daemon_log, spawn_monq, wait_for_line
 
 
+@pytest.mark.slow
 def test_json_logs_are_one_object_a_line_with_actions(monq_env: dict[str, str]) -> None:
     port = free_port()
     env = {**monq_env, "MONQ_LOG_FORMAT": "json", "MONQ_API_PORT": str(port),
@@ -21,7 +24,7 @@ def test_json_logs_are_one_object_a_line_with_actions(monq_env: dict[str, str]) 
                                     timeout=10) as reply:
             assert reply.status == 200
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        process.wait(30)
         stderr = daemon_log(process)
     lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
     assert lines, stderr

@@ -97,6 +97,7 @@ async def test_a_scrape_shows_the_queue_a_worker_a_client_and_the_backlog(
     start_worker()
     ran = await queue.enqueue(DUMMY, {"sleep": 0.2, "steps": 1})
     await wait_job(queue, ran.id, "complete")
+    await summarizer.tick()  # its lease (5 s) may have run out while the worker started
 
     samples = await scrape_until(api.base_url, admin, lambda s: bool(
         value(s, "monq_job_runtime_seconds_count", name=DUMMY)

@@ -80,6 +80,7 @@ def wait_until(condition: Any, timeout_s: float, what: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 async def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_once_per_kill(
         queue: Queue, monq_env: dict[str, str], db_url: str,
         receiver: SlowReceiver) -> None:

@@ -17,10 +17,16 @@ async def test_wait_for_database_retries_and_says_so(caplog: pytest.LogCaptureFi
     stop = asyncio.Event()
     caplog.set_level(logging.WARNING, "monq.services")
     task = asyncio.create_task(wait_for_database(store, stop, "tester"))
-    await asyncio.sleep(1.5)
+
+    def logged_retries() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if getattr(r, "action", None) == "database_retry"]
+
+    async with asyncio.timeout(30):
+        while len(logged_retries()) < 2:
+            await asyncio.sleep(0.05)
     stop.set()
     assert await task is False
-    retries = [r for r in caplog.records if getattr(r, "action", None) == "database_retry"]
+    retries = logged_retries()
     assert len(retries) >= 2
     assert retries[1].delay_s > retries[0].delay_s  # backing off
     await store.close()

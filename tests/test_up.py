@@ -10,7 +10,7 @@ import pytest
 
 from monq.cli import main
 from monq.core import embedded
-from tests.helpers import run_monq, spawn_monq, wait_for_line
+from tests.helpers import run_cli, run_monq, spawn_monq, wait_for_line, wait_for_log
 
 
 @pytest.mark.slow
@@ -73,9 +73,13 @@ def test_a_second_ctrl_c_still_stops_the_embedded_database(monq_env: dict[str, s
         wait_for_line(process, "API at")
         assert run_monq("enqueue", "monq.jobs.example.DummyJob", "sleep=30",
                         env=monq_env).returncode == 0
-        time.sleep(3)  # running: a first Ctrl-C would wait for it
+        deadline = time.monotonic() + 60
+        while json.loads(run_cli("job", "1", "--json", env=monq_env).stdout)["job"][
+                "state"] != "running":  # running: a first Ctrl-C waits for it
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.1)
         process.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        wait_for_log(process, "action=worker_draining")  # the first one is being handled
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 128 + signal.SIGINT
     for _ in range(100):

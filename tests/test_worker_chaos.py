@@ -10,6 +10,7 @@ from tests.conftest import ROOT
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_chaos_short_form(mongo_server_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "chaos_workers.py"), "--url", mongo_server_url,

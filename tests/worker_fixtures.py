@@ -1,5 +1,6 @@
 """Real worker processes for tests: `start_worker` runs ``monq worker`` against the
-test database; `wait_job` polls a job until it reaches one of the given states."""
+test database; `wait_job` polls a job until it reaches one of the given states,
+`wait_event` until it has an event, `wait_started` until a worker has started."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from monq.queue.model import JobRecord
 from monq.queue.queue import Queue
 from monq.queue.states import FINAL
 from tests.conftest import ROOT
-from tests.helpers import MONQ
+from tests.helpers import MONQ, wait_for_log
 
 
 async def wait_job(queue: Queue, job: Any, states: set[str] | str,
-                   timeout_s: float = 30) -> JobRecord:
+                   timeout_s: float = 60) -> JobRecord:
     wanted = {states} if isinstance(states, str) else states
     deadline = time.monotonic() + timeout_s
     while True:
@@ -36,7 +37,12 @@ async def wait_job(queue: Queue, job: Any, states: set[str] | str,
         await asyncio.sleep(0.05)
 
 
-async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 10) -> list[str]:
+async def wait_started(process: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    """Wait until a `start_worker` process logged ``worker_started``: it claims from now on."""
+    await asyncio.to_thread(wait_for_log, process, "action=worker_started", timeout_s)
+
+
+async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 30) -> list[str]:
     """Poll until the job's events include `name` (events follow the state change)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -61,6 +67,7 @@ def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.
         logs.append(log)
         process = subprocess.Popen([MONQ, "worker", *args], env={**env, **extra_env},
                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process.log_file = log  # type: ignore[attr-defined] # for tests.helpers.wait_for_log
         processes.append(process)
         return process
 

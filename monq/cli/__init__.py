@@ -242,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         configure_logging(config.log.level, config.log.format)
-        ctx = Context(args=args, config=config)
+        # sys.stdout as it is now, not as it was at import (the field's default): a
+        # caller that redirects output, like the in-process CLI tests, gets it
+        ctx = Context(args=args, config=config, out=sys.stdout)
         result = args.func(ctx)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
