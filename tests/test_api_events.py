@@ -194,14 +194,15 @@ async def test_the_change_stream_resumes_after_the_server_drops_its_cursor(
 
 
 class RescanSpy(monitoring.CommandListener):
-    """Counts the polls of sys.event that re-read the window below an id (rescans)."""
+    """Counts the polls of sys.event that re-read the window below a ``seq`` stamp
+    (rescans: readers follow the stamp taken at insertion, not the writer's id)."""
 
     def __init__(self) -> None:
         self.lows: list[ObjectId] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name == "find" and event.command.get("find") == "sys.event":
-            low = (event.command.get("filter") or {}).get("_id", {}).get("$gt")
+            low = (event.command.get("filter") or {}).get("seq", {}).get("$gt")
             if isinstance(low, ObjectId):
                 self.lows.append(low)
 
@@ -228,9 +229,10 @@ async def test_the_polling_fallback_misses_no_late_event_and_sends_none_twice(
     late["_id"] = ObjectId.from_datetime(datetime.now(UTC) - timedelta(seconds=2))
     await events.insert([late])
     await client.next(lambda m: m.get("data", {}).get("n") == 2, timeout_s=5)
-    rescans = spy.rescans_below(late["_id"])
+    late_seq = (await events.by_ids([late["_id"]]))[0]["seq"]
+    rescans = spy.rescans_below(late_seq)
     async with asyncio.timeout(30):  # two more rescans of the window, which holds `late`
-        while spy.rescans_below(late["_id"]) < rescans + 2:
+        while spy.rescans_below(late_seq) < rescans + 2:
             await asyncio.sleep(0.05)
     await events.insert([new_event("message", channel="message", author="t", data={"n": 3})])
     await client.next(lambda m: m.get("data", {}).get("n") == 3)
