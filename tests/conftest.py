@@ -21,6 +21,7 @@ from monq.core import embedded
 from monq.core.config import Config
 from monq.core.errors import DatabaseUnavailable
 from monq.core.store import Store, with_database
+from tests.ws_client import EventClient
 
 pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures", "tests.api_fixtures",
                   "tests.notify_fixtures"]
@@ -103,3 +104,12 @@ def monq_env(db_url: str, tmp_path: Path) -> dict[str, str]:
     env.update(MONQ_MONGODB_URL=db_url, MONQ_MONGODB_EMBEDDED="never",
                MONQ_PATHS_VAR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
     return env
+
+
+@pytest.fixture(autouse=True)
+def close_ws_clients() -> Iterator[None]:
+    """Every event websocket a test opened is closed after it, failed or not."""
+    EventClient.opened.clear()
+    yield
+    for client in EventClient.opened:
+        client.close()

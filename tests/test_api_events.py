@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,15 +25,6 @@ from tests.ws_client import EventClient, StalledClient, refused
 
 LIFE = ["enqueue_job", "request_start_job", "start_job", "complete_job"]
 JOB = "monq.jobs.example.DummyJob"
-
-
-@pytest.fixture(autouse=True)
-async def close_clients() -> AsyncIterator[None]:
-    """Every websocket a test opened is closed after it, failed or not."""
-    EventClient.opened.clear()
-    yield
-    for client in EventClient.opened:
-        client.close()
 
 
 def for_job(events: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:

@@ -3,10 +3,9 @@ reach every client whole, once each, as each may see them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from bson import ObjectId
 
 from monq.core.config import Config
@@ -17,14 +16,6 @@ from tests.api_fixtures import ApiClient
 from tests.ws_client import EventClient
 
 JOB = "monq.jobs.example.DummyJob"
-
-
-@pytest.fixture(autouse=True)
-async def close_clients() -> AsyncIterator[None]:
-    EventClient.opened.clear()
-    yield
-    for client in EventClient.opened:
-        client.close()
 
 
 def queue_event(n: int) -> dict[str, Any]:

@@ -6,10 +6,9 @@ accepted. After each, the node still serves /health."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from pymongo import monitoring
 
 from monq.core.config import Config
@@ -21,14 +20,6 @@ from tests.ws_client import EventClient
 
 JOB = "monq.jobs.example.DummyJob"
 MASKED_FIELDS = {"_id", "number", "name", "state", "progress", "priority", "attempts_left"}
-
-
-@pytest.fixture(autouse=True)
-async def close_clients() -> AsyncIterator[None]:
-    EventClient.opened.clear()
-    yield
-    for client in EventClient.opened:
-        client.close()
 
 
 async def still_serving(api: ApiClient) -> None:
