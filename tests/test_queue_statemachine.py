@@ -356,7 +356,10 @@ class QueueMachine(RuleBasedStateMachine):
             assert doc["attempts_left"] == model.attempts_left
             assert not doc.get("outbox")
             assert [e["name"] for e in events.get(job_id, [])] == model.events
-            assert [e["data"]["state"] for e in events[job_id]][-1] == model.state or \
+            # the event inserted last carries the job's state (by _id a kill request
+            # whose id was taken after the worker's may sort after the final event)
+            latest = max(events[job_id], key=lambda e: e["seq"])
+            assert latest["data"]["state"] == model.state or \
                 model.events[-1] in ("restart_stopped",)
 
 
