@@ -106,9 +106,10 @@ def monq_env(db_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(autouse=True)
-def close_ws_clients() -> Iterator[None]:
-    """Every event websocket a test opened is closed after it, failed or not."""
+@pytest.fixture
+async def close_ws_clients() -> AsyncIterator[None]:
+    """Every event websocket a test opened is closed after it, failed or not, while
+    its event loop still runs (``pytestmark = pytest.mark.usefixtures(...)``)."""
     EventClient.opened.clear()
     yield
     for client in EventClient.opened:

@@ -23,6 +23,8 @@ from tests.conftest import ROOT
 from tests.helpers import run_monq
 from tests.ws_client import EventClient, StalledClient, refused
 
+pytestmark = pytest.mark.usefixtures("close_ws_clients")
+
 LIFE = ["enqueue_job", "request_start_job", "start_job", "complete_job"]
 JOB = "monq.jobs.example.DummyJob"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from bson import ObjectId
 
 from monq.core.config import Config
@@ -14,6 +15,8 @@ from monq.core.store.events import EventStore, new_event
 from monq.queue.queue import Queue
 from tests.api_fixtures import ApiClient
 from tests.ws_client import EventClient
+
+pytestmark = pytest.mark.usefixtures("close_ws_clients")
 
 JOB = "monq.jobs.example.DummyJob"
 

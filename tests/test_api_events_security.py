@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from pymongo import monitoring
 
 from monq.core.config import Config
@@ -17,6 +18,8 @@ from monq.core.store.events import EventStore, new_event
 from monq.queue.queue import Queue
 from tests.api_fixtures import ApiClient
 from tests.ws_client import EventClient
+
+pytestmark = pytest.mark.usefixtures("close_ws_clients")
 
 JOB = "monq.jobs.example.DummyJob"
 MASKED_FIELDS = {"_id", "number", "name", "state", "progress", "priority", "attempts_left"}
