@@ -20,6 +20,7 @@ from monq.core.store import Store
 
 log = logging.getLogger("monq.api")
 HARD_BODY_LIMIT = 64 * 1024 * 1024  # bytes the server reads at all
+SHUTDOWN_WAIT_S = 5.0
 
 
 class ApiServer:
@@ -79,7 +80,12 @@ class ApiServer:
         finally:
             server.stop()
             await ctx.hub.stop()
-            await server.close_all_connections()
+            # a connection whose peer never answers must not hold the shutdown forever
+            try:
+                await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_WAIT_S)
+            except TimeoutError:
+                log.warning("connections still open after %.0f s; stopping anyway",
+                            SHUTDOWN_WAIT_S, extra={"action": "api_shutdown_timeout"})
 
 
 def services(config: Config, store: Store) -> list[ApiServer]:

@@ -23,7 +23,6 @@ permissions, so one whose roles changed sees events by the new ones.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -48,6 +47,7 @@ PERMISSIONS_REFRESH_S = 5.0
 RESCAN_EVERY_S = 1.0
 RETRY_MAX_S = 10.0
 RECENT_MAX = 100_000
+STOP_WAIT_S = 5.0
 
 
 Subscriber = Subscription  # what the hub holds: one per open websocket
@@ -111,9 +111,11 @@ class EventHub:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # a task stuck in a call that ignores cancellation is left behind
+            done, _ = await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
+            for task in done:  # their failures were logged by the loop helper
+                if not task.cancelled():
+                    task.exception()
         for subscriber in list(self.subscribers):
             subscriber.revoke("server shutting down")
         self.mode = "stopped"
