@@ -16,11 +16,11 @@ from bson import ObjectId
 
 from monq.core.errors import ValidationError
 from monq.core.store.events import new_event
-from monq.notify.rules import check_rules, job_type_rules
-from monq.notify.webhook_policy import WebhookPolicy
+from monq.core.webhook_policy import WebhookPolicy
 from monq.queue.context import HOST, Origin, QueueContext
 from monq.queue.job import Job, load_job_type
 from monq.queue.model import JobRecord
+from monq.queue.notification_rules import check_rules, job_type_rules
 from monq.queue.states import FINAL, EventName, State
 
 __all__ = ["HOST", "EnqueueRequest", "Origin", "build_document", "enqueue_many"]
