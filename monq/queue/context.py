@@ -4,13 +4,24 @@ the one way a state changes.
 `write` takes an `Action` and reads everything else from `TRANSITIONS`: the states the
 job may leave, the fields it requires besides, the state it lands in and whether the
 writer must hold the lease. The store then makes it one conditional write that
-carries the event in the job's outbox.
+carries the event in the job's outbox; `relay` copies the outbox into sys.event.
+
+Clearing the outbox. By default `relay` pulls what it copied at once (one more
+write), so a job's outbox is empty between operations. A worker instead clears it
+lazily (``lazy_outbox``): it remembers which events of its jobs it relayed, and its
+next write to the job drops them in the same update that appends the new event; a
+job that leaves the worker (requeued) is cleared at once, and a finished job's
+outbox goes with its document (the journal copy has none). An event is dropped only
+once it is in sys.event, so a crash at any point leaves it either there or in the
+outbox, where the sweep finds it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +29,7 @@ from typing import Any
 from bson import ObjectId
 
 from monq.core.config import Config
+from monq.core.errors import Error
 from monq.core.store import Store
 from monq.core.store.counters import CounterStore
 from monq.core.store.events import new_event
@@ -25,7 +37,11 @@ from monq.core.store.jobs import JobStore
 from monq.core.store.logs import LogStore
 from monq.queue.states import TRANSITIONS, Action, State
 
+log = logging.getLogger("monq.queue")
+
 HOST = socket.gethostname()
+RELAY_DELAY_S = 0.05  # lazy_outbox: how long events wait to be relayed with others
+RELAY_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,9 +76,17 @@ class QueueContext:
     author: str | None = None
     origin: Origin = field(default_factory=Origin)
     clock: Callable[[], datetime] = utc_now
+    lazy_outbox: bool = False
     jobs: JobStore = field(init=False)
     counters: CounterStore = field(init=False)
     logs: LogStore = field(init=False)
+    # lazy_outbox: the ids of relayed events still in each job's outbox, the events
+    # waiting to be relayed (by event id: the job's id and the event), and the task
+    # that relays them
+    relayed: dict[ObjectId, list[ObjectId]] = field(init=False, default_factory=dict)
+    _pending: dict[ObjectId, tuple[ObjectId, dict[str, Any]]] = field(
+        init=False, default_factory=dict)
+    _flusher: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.store)
@@ -72,7 +96,8 @@ class QueueContext:
     def acting_for(self, author: str | None, origin: Origin) -> QueueContext:
         """The same stores and clock, for another author and origin (a chain's jobs
         are enqueued by the first job's author)."""
-        other = QueueContext(self.store, self.config, author, origin, self.clock)
+        other = QueueContext(self.store, self.config, author, origin, self.clock,
+                             self.lazy_outbox)
         other.jobs, other.counters, other.logs = self.jobs, self.counters, self.logs
         return other
 
@@ -85,15 +110,89 @@ class QueueContext:
 
     async def write(self, action: Action, job_id: ObjectId, event: dict[str, Any], *,
                     token: str | None = None, set_fields: dict[str, Any] | None = None,
-                    inc: dict[str, int] | None = None) -> dict[str, Any] | None:
-        """Apply `action` to the job in one conditional write; the job after it, or
-        None when the job is not in a state (or lease) the action may leave."""
+                    inc: dict[str, int] | None = None,
+                    more_events: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+        """Apply `action` to the job in one conditional write (with `more_events`, the
+        events of changes folded into it); the job after it, or None when the job is
+        not in a state (or lease) the action may leave."""
         transition = TRANSITIONS[action]
         if transition.leased and token is None:
             raise ValueError(f"{action}: a worker's write needs the lease token")
         fields = dict(set_fields or {})
         if transition.target is not None:
             fields["state"] = str(transition.target)
-        return await self.jobs.transition(
-            job_id, sources=sorted(str(s) for s in transition.sources), event=event,
-            token=token, set_fields=fields, inc=inc, requires=transition.requires)
+        drop = self.relayed.pop(job_id, [])
+        try:
+            doc = await self.jobs.transition(
+                job_id, sources=sorted(str(s) for s in transition.sources), event=event,
+                token=token, set_fields=fields, inc=inc, requires=transition.requires,
+                more_events=more_events, drop=drop)
+        except BaseException:
+            self.relayed.setdefault(job_id, []).extend(drop)  # dropped or not: unknown
+            raise
+        if doc is None and drop:
+            self.relayed[job_id] = drop
+        return doc
+
+    async def relay(self, doc: dict[str, Any], *, leaving: bool = False) -> None:
+        """Copy the job's outbox into sys.event and clear it. By default at once;
+        with ``lazy_outbox`` the events wait up to `RELAY_DELAY_S` for those of other
+        writes (of this job or others) to go out in one insert, and the next write
+        clears them, unless the job is `leaving` this process (requeued)."""
+        if not self.lazy_outbox:
+            self.relayed.pop(doc["_id"], None)
+            await self.jobs.relay(doc)
+            return
+        self._hold(doc)
+        if leaving:
+            await self.flush()
+            self.relayed.pop(doc["_id"], None)
+            if doc.get("outbox"):
+                await self.jobs.pull(doc["_id"], [e["_id"] for e in doc["outbox"]])
+            return
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def relay_final(self, doc: dict[str, Any]) -> None:
+        """Copy the outbox of a job about to move to the journal into sys.event (with
+        what else waits to be relayed); its document goes, so nothing is cleared."""
+        if not self.lazy_outbox:
+            await self.jobs.relay(doc, pull=False)
+            return
+        self._hold(doc)
+        await self.flush()
+
+    def _hold(self, doc: dict[str, Any]) -> None:
+        done = set(self.relayed.get(doc["_id"], ()))
+        for event in self.jobs.outbox_events(doc):
+            if event["_id"] not in done:
+                self._pending[event["_id"]] = (doc["_id"], event)
+
+    async def _flush_later(self) -> None:
+        delay_s = RELAY_DELAY_S
+        while self._pending:
+            await asyncio.sleep(delay_s)
+            try:
+                await self.flush()
+            except Error as exc:  # the outboxes keep them; the sweep relays them too
+                log.warning("relaying %d events failed (%s); again in %.0fs",
+                            len(self._pending), exc, RELAY_RETRY_S,
+                            extra={"action": "relay_deferred"})
+                delay_s = RELAY_RETRY_S
+
+    async def flush(self) -> None:
+        """Relay every event waiting to be relayed, of every job, in one insert."""
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        try:
+            await self.jobs.events.insert([event for _, event in batch.values()])
+        except BaseException:
+            self._pending = {**batch, **self._pending}
+            raise
+        for event_id, (job_id, _) in batch.items():
+            self.relayed.setdefault(job_id, []).append(event_id)
+
+    def forget(self, job_id: ObjectId) -> None:
+        """The job left sys.queue: nothing of its outbox is left to drop."""
+        self.relayed.pop(job_id, None)

@@ -25,7 +25,7 @@ class Finisher:
     async def finish(self, doc: dict[str, Any]) -> None:
         """Everything after a job reached a final state; safe to repeat after a crash."""
         jobs = self.ctx.jobs
-        await jobs.relay(doc, pull=False)
+        await self.ctx.relay_final(doc)
         await self.give_slot(doc)
         if doc["state"] == State.COMPLETE:
             await self._enqueue_chain(doc)
@@ -36,6 +36,7 @@ class Finisher:
         if doc.get("started_at") and doc.get("finished_at") and doc.get("runtime") is None:
             doc = {**doc, "runtime": (doc["finished_at"] - doc["started_at"]).total_seconds()}
         await jobs.move_to_journal(doc, [str(s) for s in FINAL])
+        self.ctx.forget(doc["_id"])
 
     async def _enqueue_chain(self, doc: dict[str, Any]) -> None:
         specs = doc.get("chain") or []

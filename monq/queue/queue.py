@@ -44,10 +44,12 @@ class Queue:
     """Operations on jobs; ``author`` is who acts (a user name or a worker id)."""
 
     def __init__(self, store: Store, config: Config, *, author: str | None = None,
-                 origin: Origin | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 origin: Origin | None = None, clock: Callable[[], datetime] | None = None,
+                 lazy_outbox: bool = False) -> None:
+        """`lazy_outbox`: clear outboxes by the next write instead of at once (a
+        worker's hot path; see `monq.queue.context`)."""
         self.ctx = QueueContext(store, config, author, origin or Origin(by=author),
-                                clock or utc_now)
+                                clock or utc_now, lazy_outbox)
         finisher = Finisher(self.ctx)
         users = UserActions(self.ctx, finisher)
         workers = WorkerActions(self.ctx, finisher)
@@ -60,6 +62,7 @@ class Queue:
         self.remove = users.remove
         self.restart = users.restart
         self.claim = workers.claim
+        self.started = workers.started
         self.start = workers.start
         self.progress = workers.progress
         self.heartbeat = workers.heartbeat
@@ -74,6 +77,7 @@ class Queue:
         self.flag_nonstop = workers.flag_nonstop
         self.append_logs = workers.append_logs
         self.sweep = Sweeper(self.ctx, finisher).sweep
+        self.flush_events = self.ctx.flush
         self.maintenance = switch.maintenance
         self.set_maintenance = switch.set_maintenance
         self.pause_name = switch.pause_name

@@ -45,6 +45,15 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Started:
+    """A job's process has started it: the event, made now, written later (by
+    `WorkerActions.start`, or folded into the job's complete when it ends first)."""
+
+    at: datetime
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class HeartbeatReply:
     kill: frozenset[ObjectId]
     remove: frozenset[ObjectId]
@@ -96,7 +105,7 @@ class WorkerActions:
             doc = await self.ctx.jobs.claim(
                 sources=[str(s) for s in transition.sources], requires=transition.requires,
                 now=now, pool=pool, tags=tags,
-                excluded_names=excluded + await self._full_names(), event=event,
+                excluded_names=excluded + await self._full_names(), events=[event],
                 set_fields={"state": str(transition.target), "locked": lock,
                             "zombie_at": None, "wall_at": None})
             if doc is None:
@@ -104,7 +113,7 @@ class WorkerActions:
             if isinstance(doc.get("query_at"), datetime):
                 annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
             try:
-                await self.ctx.jobs.relay(doc)
+                await self.ctx.relay(doc)
             except DatabaseUnavailable as exc:
                 # the job is ours now: a worker that dropped it for want of its event
                 # would leave it to the sweep a whole lease later; the outbox keeps
@@ -158,7 +167,7 @@ class WorkerActions:
                                 f"(the job is {current.get('state')})")
             stop = Action.MARK_KILLED if current.get("killed_at") else Action.MARK_REMOVED
             return await self._end(stop, job_id, token)
-        await self.ctx.jobs.relay(doc)
+        await self.ctx.relay(doc, leaving=True)
         await self.finisher.give_slot(doc)
         return doc
 
@@ -181,34 +190,59 @@ class WorkerActions:
             set_fields={"locked": None, "query_at": now}, inc={"attempts_left": 1})
         return JobRecord.from_document(doc)
 
-    async def start(self, job_id: ObjectId, token: str) -> JobRecord:
+    def started(self) -> Started:
+        """The start of a job, as of now, not written yet."""
         now = self.ctx.clock()
-        doc = await self._write(Action.START, job_id, token,
-                                self.ctx.event(Action.START, now),
-                                set_fields={"started_at": now})
-        await self.ctx.jobs.relay(doc)
+        return Started(now, self.ctx.event(Action.START, now))
+
+    async def start(self, job_id: ObjectId, token: str,
+                    started: Started | None = None) -> JobRecord:
+        """Write that the job's process has started it (now, or at `started`)."""
+        started = started or self.started()
+        doc = await self._write(Action.START, job_id, token, started.event,
+                                set_fields={"started_at": started.at})
+        await self.ctx.relay(doc)
         return JobRecord.from_document(doc)
+
+    def _progress(self, now: datetime, value: float, message: str | None,
+                  data: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The event and the fields of a progress report."""
+        value = min(1.0, max(0.0, float(value)))
+        event = self.ctx.event(Action.PROGRESS, now, progress=value, message=message,
+                               progress_data=data or {})
+        return event, {"progress": {"value": value, "message": message, "at": now},
+                       "locked.heartbeat": now}
 
     async def progress(self, job_id: ObjectId, token: str, value: float,
                        message: str | None = None, data: dict[str, Any] | None = None) -> None:
         now = self.ctx.clock()
-        value = min(1.0, max(0.0, float(value)))
-        doc = await self._write(
-            Action.PROGRESS, job_id, token,
-            self.ctx.event(Action.PROGRESS, now, progress=value, message=message,
-                           progress_data=data or {}),
-            set_fields={"progress": {"value": value, "message": message, "at": now},
-                        "locked.heartbeat": now})
-        await self.ctx.jobs.relay(doc)
+        event, fields = self._progress(now, value, message, data)
+        doc = await self._write(Action.PROGRESS, job_id, token, event, set_fields=fields)
+        await self.ctx.relay(doc)
 
     async def complete(self, job_id: ObjectId, token: str, result: Any = None,
-                       warnings: Sequence[str] = ()) -> JobRecord:
+                       warnings: Sequence[str] = (),
+                       progress: tuple[float, str | None, dict[str, Any]] | None = None,
+                       started: Started | None = None) -> JobRecord:
+        """The job succeeded. Its start (`started`) and its last progress report
+        (`progress`: value, message, data), if not written yet, go into the same
+        write, their events before."""
         now = self.ctx.clock()
+        fields: dict[str, Any] = {"finished_at": now, "result": result,
+                                  "warnings": list(warnings)}
+        before: list[dict[str, Any]] = []
+        if started is not None:
+            before.append(started.event)
+            fields["started_at"] = started.at
+        if progress is not None:  # its event first: event ids follow creation
+            reported, progress_fields = self._progress(now, *progress)
+            before.append(reported)
+            fields["progress"] = {**progress_fields["progress"], "value": 1.0}
+        else:
+            fields["progress.value"] = 1.0
         event = self.ctx.event(Action.COMPLETE, now)
-        doc = await self._write(
-            Action.COMPLETE, job_id, token, event,
-            set_fields={"finished_at": now, "result": result, "warnings": list(warnings),
-                        "progress.value": 1.0})
+        doc = await self._write(Action.COMPLETE, job_id, token, event, set_fields=fields,
+                                more_events=before)
         if isinstance(doc.get("started_at"), datetime):
             annotate(doc, event["_id"], runtime_s=seconds_between(doc["started_at"], now))
         await self.finisher.finish(doc)
@@ -273,7 +307,7 @@ class WorkerActions:
                                    set_fields={"wall_at": now})
         if doc is None:
             return None
-        await self.ctx.jobs.relay(doc)
+        await self.ctx.relay(doc)
         return JobRecord.from_document(doc)
 
     # Leases -------------------------------------------------------------------

@@ -40,6 +40,7 @@ from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.workers import WorkerStore
 from monq.queue.queue import Claim, Maintenance, Queue, WorkerRef
+from monq.queue.worker_actions import Started
 from monq.worker.executor import Executor, ExecutorDied, ExecutorPool
 
 log = logging.getLogger("monq.worker")
@@ -51,6 +52,7 @@ RELEASE_EXCLUDE_S = 30.0
 LOOP_BACKOFF_MAX_S = 1.0  # back at work within a second of the database answering (#23)
 REPORT_RETRY_MIN_S = 0.25
 REPORT_RETRY_MAX_S = 1.0
+START_FOLD_S = 0.05
 
 
 @dataclass
@@ -64,7 +66,11 @@ class RunningJob:
     wall_flagged: bool = False
     done: bool = False  # its process has answered: it is no longer ours to stop
     beat_at: float = field(default_factory=time.monotonic)  # last heartbeat that took
-    start_unwritten: bool = False  # it started while the database did not answer
+    # its start, until written: a job that ends within START_FOLD_S has its start
+    # written in its complete (one write less)
+    start: Started | None = None
+    start_writer: asyncio.Task[None] | None = None
+    start_writing: bool = False
 
     @property
     def id(self) -> ObjectId:
@@ -91,7 +97,7 @@ class Worker:
         self.tags = list(tags if tags is not None else config.worker.tags)
         host = socket.gethostname()
         self.ref = WorkerRef(f"{host}-{os.getpid()}-{secrets.token_hex(3)}", host, os.getpid())
-        self.queue = Queue(store, config, author=self.ref.id)
+        self.queue = Queue(store, config, author=self.ref.id, lazy_outbox=True)
         self.workers = WorkerStore(store)
         self.executors = ExecutorPool(self.concurrency)
         self.running: dict[ObjectId, RunningJob] = {}
@@ -171,6 +177,8 @@ class Worker:
             await job.executor.kill(self.config.worker.kill_grace_s)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=10)
+        with contextlib.suppress(Error):  # else the outboxes keep them for the sweep
+            await self.queue.flush_events()
 
     async def _unregister(self) -> None:
         with contextlib.suppress(Error):
@@ -221,7 +229,7 @@ class Worker:
 
     # Running ------------------------------------------------------------------
     async def _execute(self, job: RunningJob) -> None:
-        record, token = job.claim.job, job.claim.token
+        record = job.claim.job
         flusher = asyncio.create_task(self._flush_loop(job))
         dead: Executor | None = None
         try:
@@ -229,15 +237,7 @@ class Worker:
                     "args": record.args, "attempt": record.attempt}
             try:
                 async def started() -> None:
-                    try:
-                        await self.queue.start(record.id, token)
-                    except LeaseLost:
-                        raise
-                    except Error as exc:  # the job runs; the flushes write it later
-                        job.start_unwritten = True
-                        log.warning("job #%s: writing its start failed (%s); written "
-                                    "later", record.number, exc,
-                                    extra={"action": "start_retry", "job": str(record.id)})
+                    self._started(job)
 
                 outcome: tuple[Any, ...] = await job.executor.run(spec, job.on_message,
                                                                   started)
@@ -262,6 +262,8 @@ class Worker:
                           extra={"action": "job_crashed"})
         finally:
             flusher.cancel()
+            if job.start_writer is not None and not job.start_writing:
+                job.start_writer.cancel()
             self.running.pop(job.id, None)
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
@@ -274,8 +276,12 @@ class Worker:
         delay = REPORT_RETRY_MIN_S
         while True:
             try:
-                await self._flush(job)
-                await self._report(job, outcome)
+                # a complete writes the job's start and last progress itself, in the
+                # same write; other outcomes have them written first
+                completes = outcome[0] == "complete" and job.stop_reason is None
+                started = await self._settle_start(job, fold=completes)
+                await self._flush(job, progress=not completes)
+                await self._report(job, outcome, started)
                 return
             except LeaseLost:
                 raise
@@ -294,7 +300,53 @@ class Worker:
         return float(job.claim.job.options.get("zombie_time_s")
                      or self.config.queue.zombie_time_s)
 
-    async def _report(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
+    def _started(self, job: RunningJob) -> None:
+        """The job's process started it: its start is written after START_FOLD_S,
+        unless the job ends first and its complete writes it."""
+        job.start = self.queue.started()
+        job.start_writer = asyncio.create_task(self._write_start(job, START_FOLD_S))
+
+    async def _write_start(self, job: RunningJob, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        job.start_writing = True  # no longer cancelled: it may be half-way
+        start = job.start
+        if start is None:
+            return
+        try:
+            await self.queue.start(job.id, job.claim.token, start)
+            job.start = None
+        except LeaseLost as exc:
+            log.warning("job #%s: %s", job.claim.job.number, exc,
+                        extra={"action": "lease_lost", "job": str(job.id)})
+        except Error as exc:  # the job runs; its outcome writes the start later
+            log.warning("job #%s: writing its start failed (%s); written later",
+                        job.claim.job.number, exc,
+                        extra={"action": "start_retry", "job": str(job.id)})
+        finally:
+            job.start_writing = False
+
+    async def _settle_start(self, job: RunningJob, *, fold: bool) -> Started | None:
+        """Before the job's outcome is written: its start, if still to be written
+        and `fold`, to go into the outcome's write; else written now."""
+        writer = job.start_writer
+        if writer is not None and not writer.done():
+            if job.start_writing:
+                await asyncio.gather(writer, return_exceptions=True)
+            else:
+                writer.cancel()
+        if job.start is None:
+            return None
+        if fold:
+            return job.start
+        if job.stop_reason == "lost":  # not ours to write any more
+            job.start = None
+            return None
+        await self.queue.start(job.id, job.claim.token, job.start)
+        job.start = None
+        return None
+
+    async def _report(self, job: RunningJob, outcome: tuple[Any, ...],
+                      started: Started | None = None) -> None:
         record, token, kind = job.claim.job, job.claim.token, outcome[0]
         reason = job.stop_reason
         if reason in ("kill", "wall"):
@@ -307,7 +359,10 @@ class Worker:
         elif reason == "shutdown":
             await self.queue.release(record.id, token, "worker shut down")
         elif kind == "complete":
-            await self.queue.complete(record.id, token, result=outcome[1])
+            await self.queue.complete(record.id, token, result=outcome[1],
+                                      progress=job.progress, started=started)
+            job.progress = None
+            job.start = None
         elif kind == "defer":
             await self.queue.defer(record.id, token, outcome[1], outcome[2])
         elif kind == "release":
@@ -327,9 +382,10 @@ class Worker:
             with contextlib.suppress(Error):
                 await self._flush(job)
 
-    async def _flush(self, job: RunningJob) -> None:
+    async def _flush(self, job: RunningJob, *, progress: bool = True) -> None:
         """Write what the job reported since the last flush: one write for the log
-        lines, one for the latest progress. Lines not written are kept for the next."""
+        lines, one for the latest progress (unless not `progress`). Lines not written
+        are kept for the next."""
         lines, job.logs = job.logs, []
         if lines:
             try:
@@ -337,7 +393,7 @@ class Worker:
             except Error:
                 job.logs = lines + job.logs
                 raise
-        if job.progress is not None and job.stop_reason is None:
+        if progress and job.progress is not None and job.stop_reason is None:
             value, message, data = job.progress
             job.progress = None
             await self.queue.progress(job.id, job.claim.token, value, message, data)

@@ -114,6 +114,8 @@ class Store:
         self.timeout_s = timeout_s
         self.operation_timeout_s = operation_timeout_s
         self.unavailable_since: datetime | None = None  # first failure since the last answer
+        # job numbers this process reserved ahead (see `monq.core.store.counters`)
+        self.number_blocks: Any = None
         if operation_timeout_s:
             client_options.setdefault("timeoutMS", int(operation_timeout_s * 1000))
         with translate(url):

@@ -1,7 +1,10 @@
 """Queries on sys.counter: the job number sequence and cluster-wide parallel slots.
 
 ``{_id: "job_number", n}``: the last job number handed out; a batch reserves a
-range with one ``$inc``.
+range with one ``$inc``. A process that enqueues fast reserves numbers in blocks
+(`NumberBlocks`): one ``$inc`` for many jobs. Numbers then stay unique and increase
+within each process, but two busy processes interleave their blocks, and a process
+that exits leaves the rest of its block unused (a gap).
 
 ``{_id: "parallel:<job name>", name, max, holders: [{job, at}]}``: the jobs of a
 name that hold one of its ``max_parallel`` slots. A slot is taken with one
@@ -11,7 +14,10 @@ the job leaves ``running``; the sweep gives back slots of jobs that no longer ru
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +29,33 @@ from monq.core.store import Store, layout
 
 JOB_NUMBER = "job_number"
 UPSERT_TRIES = 5
+MAX_BLOCK = 64  # numbers a process reserves at once at most
+BLOCK_GROW_S = 1.0  # a block used up faster than this: the next one is twice as large
+
+
+@dataclass
+class NumberBlocks:
+    """The numbers this process reserved and has not handed out yet, ``[next, end)``;
+    one per `Store` (that is, per process and database). The block grows while the
+    process uses blocks up quickly and falls back to one number when it is idle, so
+    that a process enqueueing now and then takes numbers one by one, without gaps."""
+
+    next: int = 0
+    end: int = 0
+    size: int = 1
+    reserved_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def take(self, count: int) -> int | None:
+        if self.end - self.next < count:
+            return None
+        first, self.next = self.next, self.next + count
+        return first
+
+    def next_size(self, count: int, now: float) -> int:
+        quick = now - self.reserved_at < BLOCK_GROW_S
+        self.size = min(MAX_BLOCK, self.size * 2) if quick else 1
+        return max(count, self.size)
 
 
 class CounterStore:
@@ -31,7 +64,23 @@ class CounterStore:
         self.counters = store.collection(layout.COUNTER)
 
     async def reserve_numbers(self, count: int) -> int:
-        """Reserve `count` job numbers; the first of them."""
+        """`count` consecutive job numbers, from this process's block or a new one;
+        the first of them."""
+        if self.store.number_blocks is None:
+            self.store.number_blocks = NumberBlocks()
+        blocks: NumberBlocks = self.store.number_blocks
+        async with blocks.lock:
+            first = blocks.take(count)
+            if first is not None:
+                return first
+            size = blocks.next_size(count, time.monotonic())
+            start = await self._reserve(size)
+            blocks.next, blocks.end = start + count, start + size
+            blocks.reserved_at = time.monotonic()
+            return start
+
+    async def _reserve(self, count: int) -> int:
+        """Reserve `count` job numbers in the database; the first of them."""
         # Concurrent first upserts of the counter may collide (a duplicate key, or no
         # document from some servers): the loser finds the counter made and retries (a
         # try the server applied anyway leaves a gap in the numbers, never a repeat).

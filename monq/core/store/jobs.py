@@ -49,6 +49,24 @@ def glob_regex(pattern: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
+def _dropping_update(events: Sequence[dict[str, Any]], drop: Sequence[ObjectId],
+                     set_fields: dict[str, Any], unset: Iterable[str], inc: dict[str, int],
+                     ) -> list[dict[str, Any]]:
+    """The update of `JobStore.transition` as a pipeline, which may both append to the
+    outbox and drop from it in one write (an update document may not ``$push`` and
+    ``$pull`` one path). Values are literals: a job's data may hold ``$`` strings."""
+    stage: dict[str, Any] = {key: {"$literal": value} for key, value in set_fields.items()}
+    stage.update({key: {"$add": [f"${key}", n]} for key, n in inc.items()})
+    stage["outbox"] = {"$concatArrays": [
+        {"$filter": {"input": {"$ifNull": ["$outbox", []]}, "as": "event",
+                     "cond": {"$not": [{"$in": ["$$event._id", list(drop)]}]}}},
+        {"$literal": list(events)}]}
+    pipeline: list[dict[str, Any]] = [{"$set": stage}]
+    if unset:
+        pipeline.append({"$unset": list(unset)})
+    return pipeline
+
+
 class JobStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -75,22 +93,30 @@ class JobStore:
                          set_fields: dict[str, Any] | None = None,
                          unset: Iterable[str] = (), inc: dict[str, int] | None = None,
                          requires: Mapping[str, Any] | None = None,
+                         more_events: Sequence[dict[str, Any]] = (),
+                         drop: Sequence[ObjectId] = (),
                          ) -> dict[str, Any] | None:
         """Apply one state change to a job in one of the states `sources` (holding the
-        lease `token`, with the field values `requires`); the job after it, or None
-        when the filter misses."""
+        lease `token`, with the field values `requires`), appending `event` (and
+        `more_events`) to its outbox and dropping from it the events `drop` (ones
+        already in sys.event); the job after it, or None when the filter misses."""
         query: dict[str, Any] = {"_id": job_id, "state": {"$in": [str(s) for s in sources]}}
         if token is not None:
             query["locked.token"] = token
         if requires:
             query.update(requires)
-        update: dict[str, Any] = {"$push": {"outbox": event}}
-        if set_fields:
-            update["$set"] = set_fields
-        if unset:
-            update["$unset"] = dict.fromkeys(unset, "")
-        if inc:
-            update["$inc"] = inc
+        events = sorted([event, *more_events], key=lambda e: e["_id"])  # in time order
+        update: dict[str, Any] | list[dict[str, Any]]
+        if drop:
+            update = _dropping_update(events, drop, set_fields or {}, unset, inc or {})
+        else:
+            update = {"$push": {"outbox": {"$each": events}}}
+            if set_fields:
+                update["$set"] = set_fields
+            if unset:
+                update["$unset"] = dict.fromkeys(unset, "")
+            if inc:
+                update["$inc"] = inc
         async with self.store.errors():
             return await self.queue.find_one_and_update(
                 query, update, return_document=ReturnDocument.AFTER)
@@ -98,11 +124,11 @@ class JobStore:
     async def claim(self, *, sources: Iterable[str], requires: Mapping[str, Any],
                     now: datetime, pool: str, tags: Sequence[str],
                     excluded_names: Sequence[str], set_fields: dict[str, Any],
-                    event: dict[str, Any]) -> dict[str, Any] | None:
+                    events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         """Take the most urgent job (highest priority, then oldest) in one of the
         states `sources` with the field values `requires`, due by `now`, of the pool
         `pool`, whose tags are all among `tags` and whose name is not excluded; set
-        `set_fields` on it, take one attempt and push the event. The job after it."""
+        `set_fields` on it, take one attempt and push the events. The job after it."""
         query: dict[str, Any] = {
             "state": {"$in": [str(s) for s in sources]}, "query_at": {"$lte": now},
             **requires, "pool": pool,
@@ -111,7 +137,7 @@ class JobStore:
         if excluded_names:
             query["name"] = {"$nin": list(excluded_names)}
         update = {"$set": set_fields, "$inc": {"attempts_left": -1},
-                  "$push": {"outbox": event}}
+                  "$push": {"outbox": {"$each": list(events)}}}
         async with self.store.errors():
             return await self.queue.find_one_and_update(
                 query, update, sort=[("priority", -1), ("_id", 1)],
@@ -130,6 +156,13 @@ class JobStore:
                 {"_id": {"$in": [d["_id"] for d in docs]}},
                 {"$pull": {"outbox": {"_id": {"$in": [e["_id"] for e in events]}}}})
 
+    @staticmethod
+    def outbox_events(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events in the job's outbox as sys.event holds them (naming the job)."""
+        header = {"_id": doc["_id"], "number": doc["number"], "name": doc["name"]}
+        return [{**e, "data": {**header, **e.get("data", {})}}
+                for e in doc.get("outbox") or []]
+
     async def relay(self, doc: dict[str, Any], *, journal: bool = False,
                     pull: bool = True) -> None:
         """Copy the job's outbox into sys.event and pull what was copied (not needed
@@ -137,16 +170,17 @@ class JobStore:
         outbox = doc.get("outbox") or []
         if not outbox:
             return
-        header = {"_id": doc["_id"], "number": doc["number"], "name": doc["name"]}
-        await self.events.insert([{**e, "data": {**header, **e.get("data", {})}}
-                                  for e in outbox])
-        if not pull:
-            return
+        await self.events.insert(self.outbox_events(doc))
+        if pull:
+            await self.pull(doc["_id"], [e["_id"] for e in outbox], journal=journal)
+
+    async def pull(self, job_id: ObjectId, event_ids: Sequence[ObjectId], *,
+                   journal: bool = False) -> None:
+        """Drop these events (relayed) from the job's outbox."""
         collection = self.journal if journal else self.queue
         async with self.store.errors():
             await collection.update_one(
-                {"_id": doc["_id"]}, {"$pull": {"outbox": {"_id": {"$in": [e["_id"]
-                                                                         for e in outbox]}}}})
+                {"_id": job_id}, {"$pull": {"outbox": {"_id": {"$in": list(event_ids)}}}})
 
     async def move_to_journal(self, doc: dict[str, Any], final: Iterable[str]) -> None:
         """Move a finished job (in one of the `final` states) to sys.journal."""

@@ -1,0 +1,155 @@
+"""The hot path in round trips, counted with pymongo's command monitoring (counts, not
+time): a no-op job's whole life, and what a worker's lazily cleared outbox leaves
+behind, repaired by the sweep after a crash."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pymongo import monitoring
+
+from monq.core.config import Config
+from monq.core.store import Store, layout
+from monq.queue.queue import Queue
+from monq.queue.states import Action
+from monq.queue.sweeping import RELAY_GRACE_S
+from tests.queue_fixtures import DUMMY, WORKER, event_names
+
+# enqueue: insert, relay, clear (its job number from the process's block); the worker:
+# claim, complete (with the start folded in), one relay of all three events, journal,
+# delete
+JOB_LIFE_MAX = 8
+
+
+class Commands(monitoring.CommandListener):
+    """The commands sent, by name (the driver's own handshakes and pings left out)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in ("hello", "isMaster", "ping", "endSessions"):
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def counted(db_url: str, store: Store) -> AsyncIterator[tuple[Store, Commands]]:
+    commands = Commands()
+    counted_store = Store(db_url, timeout_s=10, event_listeners=[commands])
+    try:
+        yield counted_store, commands
+    finally:
+        await counted_store.close()
+
+
+async def test_a_no_op_jobs_life_takes_few_round_trips(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice")
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    for _ in range(2):  # a block of job numbers reserved, caches warm
+        await user.enqueue(DUMMY)
+        first = await worker.claim(WORKER)
+        assert first is not None
+        await worker.complete(first.job.id, first.token, started=worker.started())
+    commands.names.clear()
+
+    job = await user.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None and claim.job.id == job.id
+    await worker.complete(job.id, claim.token, started=worker.started())
+
+    assert len(commands.names) <= JOB_LIFE_MAX, commands.names
+    assert await event_names(user, job.id) == [
+        "enqueue_job", "request_start_job", "start_job", "complete_job"]
+    assert (await user.get(job.id)).state == "complete"
+
+
+async def test_a_workers_next_write_clears_what_it_relayed(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    await worker.start(job.id, claim.token)
+    await worker.flush_events()  # what the worker does RELAY_DELAY_S after a write
+    doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+    # relayed, and left in the outbox for the next write to drop
+    assert [e["name"] for e in doc["outbox"]] == ["request_start_job", "start_job"]
+    assert await event_names(queue, job.id) == ["enqueue_job", "request_start_job",
+                                                "start_job"]
+    await worker.progress(job.id, claim.token, 0.5, "half")
+    doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+    assert [e["name"] for e in doc["outbox"]] == ["progress_job"]
+    await worker.complete(job.id, claim.token, progress=(0.9, "nearly", {"rows": 9}))
+    journal = await store.collection(layout.JOURNAL).find_one({"_id": job.id})
+    assert "outbox" not in journal
+    events = await queue.events(job.id)
+    assert [e["name"] for e in events] == ["enqueue_job", "request_start_job", "start_job",
+                                           "progress_job", "progress_job", "complete_job"]
+    assert events[4]["data"]["progress"] == 0.9
+    assert events[4]["data"]["progress_data"] == {"rows": 9}
+    assert journal["progress"]["message"] == "nearly" and journal["progress"]["value"] == 1.0
+
+
+async def test_a_start_folded_into_the_complete_keeps_its_time_and_place(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    started = worker.started()
+    done = await worker.complete(job.id, claim.token, started=started)
+    # MongoDB keeps milliseconds
+    assert done.started_at is not None and abs(done.started_at - started.at) < timedelta(
+        milliseconds=1)
+    assert (await queue.get(job.id)).runtime is not None
+    events = await queue.events(job.id)
+    assert [e["name"] for e in events] == ["enqueue_job", "request_start_job", "start_job",
+                                           "complete_job"]
+    assert events[2]["created"] <= events[3]["created"]
+
+
+async def test_a_requeue_leaves_the_outbox_empty(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    await worker.release(job.id, claim.token, "not here")
+    doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+    assert doc["outbox"] == []
+    assert (await event_names(queue, job.id))[-1] == "release_job"
+
+
+async def test_the_sweep_relays_a_dead_workers_outbox_once(
+        queue: Queue, store: Store, config: Config) -> None:
+    """A worker dies with relayed events still in its job's outbox, and one it wrote
+    but never relayed: the sweep relays the missing one, doubles none, clears both."""
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    await worker.start(job.id, claim.token)
+    await worker.flush_events()
+    # the worker's next write took, and then it died before relaying it
+    await worker.jobs.transition(
+        job.id, sources=["running"], token=claim.token,
+        event=worker.ctx.event(Action.PROGRESS, datetime.now(UTC), progress=0.5),
+        set_fields={"progress.value": 0.5})
+    later = Queue(store, config, author="sweeper",
+                  clock=lambda: datetime.now(UTC) + timedelta(seconds=RELAY_GRACE_S + 1))
+    report = await later.sweep()
+    assert report.relayed == 3
+    names = await event_names(queue, job.id)
+    assert names == ["enqueue_job", "request_start_job", "start_job", "progress_job"]
+    doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+    assert doc["outbox"] == []
