@@ -62,6 +62,7 @@ class Queue:
         self.remove = users.remove
         self.restart = users.restart
         self.claim = workers.claim
+        self.next_due = workers.next_due
         self.started = workers.started
         self.start = workers.start
         self.progress = workers.progress

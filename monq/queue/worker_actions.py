@@ -128,6 +128,13 @@ class WorkerActions:
             return Claim(JobRecord.from_document(doc), token)
         return None
 
+    async def next_due(self, pool: str = "default") -> datetime | None:
+        """When the next job of the pool that nothing holds back is due (None: no job
+        waits). It may be one this worker cannot take (tags, a paused name)."""
+        transition = TRANSITIONS[Action.CLAIM]
+        return await self.ctx.jobs.next_due(sources=[str(s) for s in transition.sources],
+                                            requires=transition.requires, pool=pool)
+
     async def _full_names(self) -> list[str]:
         """Job names whose parallel slots are all taken, read at most once a second: a
         stale answer costs only a release, since `take_slot` decides."""

@@ -53,6 +53,8 @@ LOOP_BACKOFF_MAX_S = 1.0  # back at work within a second of the database answeri
 REPORT_RETRY_MIN_S = 0.25
 REPORT_RETRY_MAX_S = 1.0
 START_FOLD_S = 0.05
+IDLE_WAIT_MAX_S = 30.0  # watching changes, an idle worker claims again this often at least
+SWEEP_LEASE = "sweeper"
 
 
 @dataclass
@@ -110,6 +112,8 @@ class Worker:
         self.stopping = False
         self._poll_s = config.worker.poll_min_s
         self.stop_event = asyncio.Event()  # run's stop
+        self.watching = False  # a change stream wakes the claim loop
+        self._sweep_wait_s = config.queue.sweep_interval_s
         self._last_beat = 0.0
 
     # Life -------------------------------------------------------------------
@@ -182,6 +186,7 @@ class Worker:
 
     async def _unregister(self) -> None:
         with contextlib.suppress(Error):
+            await self.workers.drop_lease(SWEEP_LEASE, self.ref.id)
             await self.workers.unregister(self.ref.id)
         await self.executors.close()
         log.info("worker %s stopped", self.ref.id, extra={"action": "worker_stopped"})
@@ -195,15 +200,28 @@ class Worker:
 
     async def _claim_tick(self) -> float:
         """Claim what this worker can take, then wait to be woken (new work, a slot
-        freed) or for the adaptive poll interval."""
+        freed) or for the adaptive poll interval; while a change stream wakes it, an
+        idle worker waits until the next job is due instead of polling."""
+        self.wake.clear()
         claimed = await self._claim_all()
         self._poll_s = (self.config.worker.poll_min_s if claimed
                         else min(self._poll_s * 2, self.config.worker.poll_max_s))
-        self.wake.clear()
+        wait_s = self._poll_s
+        if not claimed and self.watching and len(self.running) < self.concurrency:
+            wait_s = await self._until_due(wait_s)
         if not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._poll_s)
+                await asyncio.wait_for(self.wake.wait(), wait_s)
         return 0.0
+
+    async def _until_due(self, poll_s: float) -> float:
+        """How long to wait for the next job to be due (at least `poll_s`: one that is
+        due already but was not claimed is not this worker's to take)."""
+        due = await self.queue.next_due(self.pool_name)
+        if due is None:
+            return IDLE_WAIT_MAX_S
+        left = (due - datetime.now(UTC)).total_seconds()
+        return min(IDLE_WAIT_MAX_S, max(poll_s, left))
 
     async def _claim_all(self) -> int:
         claimed = 0
@@ -453,10 +471,25 @@ class Worker:
                 await self._stop(job, "wall")
 
     # Sweeping and waking ------------------------------------------------------
-    async def _sweep_tick(self) -> None:
+    async def _sweep_tick(self) -> float:
+        """Sweep, if this worker holds the sweeper's lease (one sweeper at a time).
+        A sweep that finds nothing to do while this worker is idle doubles the wait
+        to the next, up to half a lease (``queue.zombie_time_s``); work resets it."""
+        base_s = self.config.queue.sweep_interval_s
+        lease_s = self.config.queue.zombie_time_s
+        ttl_s = max(3 * base_s, lease_s)
+        if not await self.workers.take_lease(SWEEP_LEASE, self.ref.id, datetime.now(UTC),
+                                             ttl_s):
+            return ttl_s / 2  # another sweeps; take over within half its lease of it dying
         report = await self.queue.sweep()
         if report.zombies or report.unblocked:
             self.wake.set()
+        if report.relayed or report.moved or report.zombies or report.unblocked \
+                or self.running:
+            self._sweep_wait_s = base_s
+        else:
+            self._sweep_wait_s = min(self._sweep_wait_s * 2, max(base_s, lease_s / 2))
+        return self._sweep_wait_s
 
     async def _watch_loop(self, stop: asyncio.Event) -> None:
         """Wake the claim loop on new work; without change streams the poll does it."""
@@ -467,15 +500,21 @@ class Worker:
                        interval_s=1.0, backoff_max_s=LOOP_BACKOFF_MAX_S, logger=log)
 
     async def _watch_changes(self) -> float:
-        async with self.workers.queue_changes() as stream, self.store.errors():
-            async for change in stream:
-                self.wake.set()
-                key = change.get("documentKey", {}).get("_id")
-                fields = change.get("updateDescription", {}).get("updatedFields", {})
-                if key in self.running and ("killed_at" in fields
-                                            or "removed_at" in fields):
-                    await self._apply(await self.queue.check_leases(self._leases()))
+        try:
+            async with self.workers.queue_changes() as stream, self.store.errors():
+                self.watching = True
+                await self._follow(stream)
+        finally:
+            self.watching = False
         return 0.0
+
+    async def _follow(self, stream: Any) -> None:
+        async for change in stream:
+            self.wake.set()
+            key = change.get("documentKey", {}).get("_id")
+            fields = change.get("updateDescription", {}).get("updatedFields", {})
+            if key in self.running and ("killed_at" in fields or "removed_at" in fields):
+                await self._apply(await self.queue.check_leases(self._leases()))
 
 
 def services(config: Config, store: Store) -> list[Worker]:

@@ -11,13 +11,13 @@ one conditional update, so two holders never overlap while clocks agree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pymongo.errors
-from pymongo import ReturnDocument
 
 from monq.core.store import Store, layout
+from monq.core.store.workers import WorkerStore
 
 STATE_FIELDS = ("pending", "running", "deferred", "failed")
 
@@ -30,29 +30,17 @@ class HistoryStore:
         self.queue = store.collection(layout.QUEUE)
         self.events = store.collection(layout.EVENT)
 
-    # Leases ---------------------------------------------------------------------
+    # Leases (kept in sys.worker, see `monq.core.store.workers`) ---------------------
     async def take_lease(self, name: str, holder: str, now: datetime, ttl_s: float
                          ) -> bool:
         """Take or renew the lease `name` for `holder`; False while another holds it."""
-        key = f"lease:{name}"
-        expires = now + timedelta(seconds=ttl_s)
-        async with self.store.errors():
-            try:
-                doc = await self.workers.find_one_and_update(
-                    {"_id": key, "$or": [{"holder": holder}, {"expires_at": {"$lt": now}}]},
-                    {"$set": {"holder": holder, "expires_at": expires, "kind": "lease"}},
-                    upsert=True, return_document=ReturnDocument.AFTER)
-            except pymongo.errors.DuplicateKeyError:
-                return False  # someone else holds it
-        return doc is not None and doc["holder"] == holder
+        return await WorkerStore(self.store).take_lease(name, holder, now, ttl_s)
 
     async def drop_lease(self, name: str, holder: str) -> None:
-        async with self.store.errors():
-            await self.workers.delete_one({"_id": f"lease:{name}", "holder": holder})
+        await WorkerStore(self.store).drop_lease(name, holder)
 
     async def lease(self, name: str) -> dict[str, Any] | None:
-        async with self.store.errors():
-            return await self.workers.find_one({"_id": f"lease:{name}"})
+        return await WorkerStore(self.store).lease(name)
 
     # The queue's state ------------------------------------------------------------
     async def queue_snapshot(self) -> list[dict[str, Any]]:

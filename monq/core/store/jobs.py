@@ -282,7 +282,18 @@ class JobStore:
         async with self.store.errors():
             await self.queue.bulk_write(ops, ordered=False)
 
+    async def next_due(self, *, sources: Iterable[str], requires: Mapping[str, Any],
+                       pool: str) -> datetime | None:
+        """When the next job of the pool in one of `sources` (with the field values
+        `requires`) is due, by its ``query_at`` (the ``due`` index); None if none."""
+        query = {"state": {"$in": [str(s) for s in sources]}, **requires, "pool": pool}
+        async with self.store.errors():
+            doc = await self.queue.find_one(query, {"query_at": 1}, sort=[("query_at", 1)])
+        return doc.get("query_at") if doc else None
+
     async def lease_view(self, job_ids: Sequence[ObjectId]) -> list[dict[str, Any]]:
+        if not job_ids:
+            return []
         async with self.store.errors():
             return await self.queue.find(
                 {"_id": {"$in": list(job_ids)}},

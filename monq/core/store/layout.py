@@ -18,7 +18,8 @@ sys.queue
     started_at, finished_at, runtime, result, warnings[], outbox[]``.
     ``outbox`` holds events written in the same update as the state change,
     relayed into sys.event under their pre-assigned ``_id``. Indexes rely on
-    ``state, priority, _id, query_at`` (the claim), ``locked.expires`` (expired
+    ``state, priority, _id, query_at`` (the claim), ``state, query_at`` (when the
+    next job is due), ``locked.expires`` (expired
     leases), ``locked.worker``, ``wait_for``, ``blocked``, ``number``, ``name``,
     ``unique_key``, ``outbox.0`` (the sweep's relay), ``killed_at`` and
     ``removed_at``.
@@ -96,6 +97,8 @@ RETIRED_INDEXES: tuple[tuple[str, str], ...] = ((SCHEDULE, "name"),)
 INDEXES: tuple[Index, ...] = (
     # The claim: waiting jobs by priority, then age; query_at is filtered from the keys.
     Index(QUEUE, (("state", 1), ("priority", -1), ("_id", 1), ("query_at", 1)), "claim"),
+    # an idle worker sleeps until the next waiting job is due
+    Index(QUEUE, (("state", 1), ("query_at", 1)), "due"),
     Index(QUEUE, (("locked.expires", 1),), "lease_expiry", {"sparse": True}),
     Index(QUEUE, (("wait_for", 1),), "wait_for", {"sparse": True}),
     Index(QUEUE, (("blocked", 1),), "blocked",
