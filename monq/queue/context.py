@@ -35,7 +35,7 @@ from monq.core.store.counters import CounterStore
 from monq.core.store.events import new_event
 from monq.core.store.jobs import JobStore
 from monq.core.store.logs import LogStore
-from monq.queue.states import TRANSITIONS, Action, State
+from monq.queue.states import FINAL, TRANSITIONS, Action, State
 
 log = logging.getLogger("monq.queue")
 
@@ -87,6 +87,9 @@ class QueueContext:
     _pending: dict[ObjectId, tuple[ObjectId, dict[str, Any]]] = field(
         init=False, default_factory=dict)
     _flusher: asyncio.Task[None] | None = field(init=False, default=None)
+    # lazy_outbox: finished jobs waiting to move to the journal together
+    _moves: dict[ObjectId, dict[str, Any]] = field(init=False, default_factory=dict)
+    _mover: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.store)
@@ -193,6 +196,37 @@ class QueueContext:
         for event_id, (job_id, _) in batch.items():
             self.relayed.setdefault(job_id, []).append(event_id)
 
-    def forget(self, job_id: ObjectId) -> None:
-        """The job left sys.queue: nothing of its outbox is left to drop."""
-        self.relayed.pop(job_id, None)
+    async def move_to_journal(self, doc: dict[str, Any]) -> None:
+        """Move a finished job (its events relayed) to the journal: at once, or (with
+        ``lazy_outbox``) within `RELAY_DELAY_S`, with the other jobs this process
+        finished meanwhile, in one bulk write and one delete. Until then it is final
+        in sys.queue; after a crash the sweep moves it."""
+        self.relayed.pop(doc["_id"], None)
+        if not self.lazy_outbox:
+            await self.jobs.move_to_journal(doc, [str(s) for s in FINAL])
+            return
+        self._moves[doc["_id"]] = doc
+        if self._mover is None or self._mover.done():
+            self._mover = asyncio.get_running_loop().create_task(self._move_later())
+
+    async def _move_later(self) -> None:
+        delay_s = RELAY_DELAY_S
+        while self._moves:
+            await asyncio.sleep(delay_s)
+            try:
+                await self.flush_moves()
+            except Error as exc:
+                log.warning("moving %d finished jobs to the journal failed (%s); again in "
+                            "%.0fs", len(self._moves), exc, RELAY_RETRY_S,
+                            extra={"action": "move_deferred"})
+                delay_s = RELAY_RETRY_S
+
+    async def flush_moves(self) -> None:
+        """Move every finished job waiting for it to the journal."""
+        batch, self._moves = self._moves, {}
+        try:
+            await self.jobs.move_many_to_journal(list(batch.values()),
+                                                 [str(s) for s in FINAL])
+        except BaseException:
+            self._moves = {**batch, **self._moves}
+            raise

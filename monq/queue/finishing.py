@@ -10,7 +10,7 @@ from typing import Any
 
 from monq.queue.context import Origin, QueueContext
 from monq.queue.enqueue import EnqueueRequest, enqueue_many
-from monq.queue.states import FINAL, Action, State
+from monq.queue.states import Action, State
 
 
 class Finisher:
@@ -35,8 +35,7 @@ class Finisher:
             await self.fail_dependents(doc)
         if doc.get("started_at") and doc.get("finished_at") and doc.get("runtime") is None:
             doc = {**doc, "runtime": (doc["finished_at"] - doc["started_at"]).total_seconds()}
-        await jobs.move_to_journal(doc, [str(s) for s in FINAL])
-        self.ctx.forget(doc["_id"])
+        await self.ctx.move_to_journal(doc)
 
     async def _enqueue_chain(self, doc: dict[str, Any]) -> None:
         specs = doc.get("chain") or []

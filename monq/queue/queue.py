@@ -79,6 +79,7 @@ class Queue:
         self.append_logs = workers.append_logs
         self.sweep = Sweeper(self.ctx, finisher).sweep
         self.flush_events = self.ctx.flush
+        self.flush_moves = self.ctx.flush_moves
         self.maintenance = switch.maintenance
         self.set_maintenance = switch.set_maintenance
         self.pause_name = switch.pause_name

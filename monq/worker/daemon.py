@@ -181,8 +181,9 @@ class Worker:
             await job.executor.kill(self.config.worker.kill_grace_s)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=10)
-        with contextlib.suppress(Error):  # else the outboxes keep them for the sweep
+        with contextlib.suppress(Error):  # else the sweep does it
             await self.queue.flush_events()
+            await self.queue.flush_moves()
 
     async def _unregister(self) -> None:
         with contextlib.suppress(Error):
@@ -419,11 +420,12 @@ class Worker:
     # Leases -------------------------------------------------------------------
     async def _lease_tick(self) -> None:
         """Heartbeat every ``worker.heartbeat_s``, and in between check the leases for
-        kill and removal requests; flag jobs past their wall time."""
+        kill and removal requests (unless a change stream tells of them); flag jobs
+        past their wall time."""
         if time.monotonic() - self._last_beat >= self.config.worker.heartbeat_s:
             await self._heartbeat()
             self._last_beat = time.monotonic()
-        elif self.running:
+        elif self.running and not self.watching:
             await self._apply(await self.queue.check_leases(self._leases()))
         await self._check_wall_times()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pymongo.errors
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReplaceOne, ReturnDocument, UpdateOne
 
 from monq.core.errors import Conflict
 from monq.core.store import Store, layout
@@ -189,6 +189,18 @@ class JobStore:
             await self.journal.replace_one({"_id": doc["_id"]}, record, upsert=True)
             await self.queue.delete_one({"_id": doc["_id"],
                                          "state": {"$in": [str(s) for s in final]}})
+
+    async def move_many_to_journal(self, docs: Sequence[dict[str, Any]],
+                                   final: Iterable[str]) -> None:
+        """`move_to_journal` for several jobs: one bulk upsert there, one delete here."""
+        if not docs:
+            return
+        ops = [ReplaceOne({"_id": d["_id"]}, {k: v for k, v in d.items() if k != "outbox"},
+                          upsert=True) for d in docs]
+        async with self.store.errors():
+            await self.journal.bulk_write(ops, ordered=False)
+            await self.queue.delete_many({"_id": {"$in": [d["_id"] for d in docs]},
+                                          "state": {"$in": [str(s) for s in final]}})
 
     async def set_restart_child(self, job_id: ObjectId, *, sources: Iterable[str],
                                 requires: Mapping[str, Any], child_id: ObjectId,
