@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,15 +172,20 @@ class QueueContext:
                 self._pending[event["_id"]] = (doc["_id"], event)
 
     async def _flush_later(self) -> None:
+        await self._soon(self.flush, lambda: len(self._pending), "relaying events")
+
+    async def _soon(self, flush: Callable[[], Awaitable[None]], waiting: Callable[[], int],
+                    what: str) -> None:
+        """Run `flush` after `RELAY_DELAY_S` while anything is `waiting`; on failure
+        again after `RELAY_RETRY_S` (the outboxes, and the sweep, keep what waits)."""
         delay_s = RELAY_DELAY_S
-        while self._pending:
+        while waiting():
             await asyncio.sleep(delay_s)
             try:
-                await self.flush()
-            except Error as exc:  # the outboxes keep them; the sweep relays them too
-                log.warning("relaying %d events failed (%s); again in %.0fs",
-                            len(self._pending), exc, RELAY_RETRY_S,
-                            extra={"action": "relay_deferred"})
+                await flush()
+            except Error as exc:
+                log.warning("%s (%d) failed: %s; again in %.0fs", what, waiting(), exc,
+                            RELAY_RETRY_S, extra={"action": "write_deferred"})
                 delay_s = RELAY_RETRY_S
 
     async def flush(self) -> None:
@@ -210,16 +215,8 @@ class QueueContext:
             self._mover = asyncio.get_running_loop().create_task(self._move_later())
 
     async def _move_later(self) -> None:
-        delay_s = RELAY_DELAY_S
-        while self._moves:
-            await asyncio.sleep(delay_s)
-            try:
-                await self.flush_moves()
-            except Error as exc:
-                log.warning("moving %d finished jobs to the journal failed (%s); again in "
-                            "%.0fs", len(self._moves), exc, RELAY_RETRY_S,
-                            extra={"action": "move_deferred"})
-                delay_s = RELAY_RETRY_S
+        await self._soon(self.flush_moves, lambda: len(self._moves),
+                         "moving finished jobs to the journal")
 
     async def flush_moves(self) -> None:
         """Move every finished job waiting for it to the journal."""
