@@ -22,7 +22,6 @@ than ``api.max_body_bytes`` is a 413.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -49,6 +48,7 @@ from monq.core.errors import (
     PermissionDenied,
     TooManyRequests,
 )
+from monq.core.jsonio import dumps
 from monq.core.store import Store
 
 if TYPE_CHECKING:
@@ -78,14 +78,6 @@ class ApiContext:
     tokens: Tokens
     hub: EventHub | None = None
     metrics: Instruments | None = None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, ObjectId):
-        return str(value)
-    return str(value)
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:
@@ -273,8 +265,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def reply(self, data: Any, code: int = 200, message: str = "OK", **extra: Any) -> None:
         self.set_status(code)
-        self.finish(json.dumps(self.envelope(code, message, data, **extra),
-                               default=_json_default))
+        self.finish(dumps(self.envelope(code, message, data, **extra)))
 
     def reply_page(self, items: list[Any], total: int, page: int, per_page: int) -> None:
         self.reply(items, page=page, per_page=per_page, count=len(items), total_count=total,
@@ -298,7 +289,7 @@ class BaseHandler(tornado.web.RequestHandler):
             message = "internal error (request " + self.request_id + ")"
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(self.envelope(status_code, message), default=_json_default))
+        self.finish(dumps(self.envelope(status_code, message)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, Error | tornado.web.HTTPError) and not (

@@ -43,16 +43,15 @@ from urllib.parse import urlparse
 
 import tornado.websocket
 from bson import ObjectId
-from bson.errors import InvalidId
 
 from monq.api.base import ApiContext, BaseHandler
 from monq.api.fanout import CLOSE_REVOKED, CLOSE_TOO_SLOW, Subscription, dumps, frame, render
 from monq.api.stream import EventHub
 from monq.core.auth.permissions import Principal, may_call, may_read_job
 from monq.core.errors import BadRequest, NotFound, StoreError
-from monq.core.store.events import EventStore, new_event
-from monq.core.store.jobs import JobStore
-from monq.queue.queue import Queue
+from monq.core.ids import object_id
+from monq.queue.messages import post_message
+from monq.queue.reads import EventReads, JobReads
 from monq.queue.visibility import QUEUE_CHANNEL, job_channel, visible
 
 log = logging.getLogger("monq.api")
@@ -211,12 +210,8 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     async def _interest(self, sub: Subscription, data: dict[str, Any]) -> None:
         channels = parse_channels(data.get("data"), self.ctx.config.api.ws_max_interests)
         since = data.get("since")
-        since_id = None
-        if since is not None:
-            try:
-                since_id = ObjectId(since)
-            except (InvalidId, TypeError):
-                raise BadRequest(f"interest: 'since' is not an event id: {since!r}") from None
+        since_id = None if since is None else object_id(
+            since, "since", f"interest: 'since' is not an event id: {since!r}")
         known = await self._known(sub.principal, channels)
         unknown = [c for c in channels if c not in known]
         subscribed = sorted(known)
@@ -240,13 +235,13 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         known = {c for c in channels if c in RESERVED_CHANNELS or c in chat}
         job_ids = {ObjectId(m.group(1)): c for c in channels if (m := _JOB_CHANNEL.match(c))}
         if job_ids:
-            names = await JobStore(self.ctx.store).names_of(list(job_ids))
+            names = await JobReads(self.ctx.store).names_of(list(job_ids))
             known |= {job_ids[job_id] for job_id, name in names.items()
                       if may_read_job(principal, name)}
         return known
 
     async def _replay(self, sub: Subscription, since: ObjectId) -> None:
-        events = EventStore(self.ctx.store)
+        events = EventReads(self.ctx.store)
         replayed = sub.replayed
         assert replayed is not None
         while not sub.closed:
@@ -273,8 +268,7 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                              f"{sorted(self.ctx.config.api.chat_channels)} (api.chat_channels)")
         if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
             raise BadRequest(f"message: 'text' must be a string of 1 to {MAX_TEXT} characters")
-        await EventStore(self.ctx.store).insert([new_event(
-            "message", channel=channel, author=sub.principal.name, data={"text": text})])
+        await post_message(self.ctx.store, channel, sub.principal.name, text)
 
 
 class EventHistoryHandler(BaseHandler):
@@ -293,11 +287,8 @@ class EventHistoryHandler(BaseHandler):
             raise BadRequest("parameter 'end': before 'start'")
         after = None
         if "after" in self.args:
-            try:
-                after = ObjectId(self.args["after"])
-            except (InvalidId, TypeError):
-                raise BadRequest(f"parameter 'after': not an event id: "
-                                 f"{self.args['after']!r}") from None
+            after = object_id(self.args["after"], "after",
+                              f"parameter 'after': not an event id: {self.args['after']!r}")
         channel = self.args.get("channel")
         # Without a channel: every shared channel (core4 clients ask so).
         channels: list[str] | None = None if channel is None else [channel]
@@ -305,7 +296,7 @@ class EventHistoryHandler(BaseHandler):
         match = _JOB_CHANNEL.match(channel or "")
         if match:
             job_id = ObjectId(match.group(1))
-            job = await Queue(self.ctx.store, self.ctx.config).get(job_id)
+            job = await JobReads(self.ctx.store).get(job_id)
             assert self.principal is not None
             if not may_read_job(self.principal, job.name):
                 raise NotFound(f"no job {job_id}")
@@ -313,7 +304,7 @@ class EventHistoryHandler(BaseHandler):
             channels = [job_channel(job_id)]
         elif channel is not None and not _CHANNEL.match(channel):
             raise BadRequest(f"parameter 'channel': invalid channel {channel!r}")
-        docs, total = await EventStore(self.ctx.store).page(
+        docs, total = await EventReads(self.ctx.store).page(
             channels, jobs, start=start, end=end,
             newest_first=self.args.get("sort", -1) != 1, skip=page * per_page, limit=per_page,
             after=after)
