@@ -3,13 +3,12 @@ list|show|resend``: the deliveries, their state and errors, and resending one.""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from monq.cli import Context, run_daemon
-from monq.cli.output import details, table
+from monq.cli.output import details, print_json, table
 from monq.notify.deliveries import STATES, Delivery, Notifications, check_delivery_id
-from monq.queue.queue import Queue
+from monq.queue.reads import JobReads
 
 
 def register(sub: Any) -> None:
@@ -42,13 +41,13 @@ async def notifier_command(ctx: Context) -> int:
 
 
 def _print_json(ctx: Context, data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str), file=ctx.out)
+    print_json(ctx.out, data)
 
 
 async def list_command(ctx: Context) -> int:
     a = ctx.args
     async with ctx.store() as store:
-        job_id = (await Queue(store, ctx.config).get(a.job)).id if a.job else None
+        job_id = (await JobReads(store).get(a.job)).id if a.job else None
         deliveries, total = await Notifications(store).page(
             states=tuple(a.state), job_id=job_id, limit=max(1, a.limit))
     if a.json:

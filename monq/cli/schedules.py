@@ -4,12 +4,11 @@ update, enable, disable and remove cron schedules."""
 from __future__ import annotations
 
 import getpass
-import json
 from typing import Any
 
 from monq.cli import Context, Parser, run_daemon
 from monq.cli.jobs import parse_values
-from monq.cli.output import details, table
+from monq.cli.output import details, print_json, table
 from monq.schedule.cron import CATCHUP_POLICIES, OVERLAP_POLICIES
 from monq.schedule.service import ScheduleRecord, Schedules
 
@@ -88,7 +87,7 @@ def _schedules(store: Any) -> Schedules:
 
 def _print(ctx: Context, record: ScheduleRecord, verb: str | None = None) -> None:
     if ctx.args.json:
-        print(json.dumps(record.to_public(), indent=2), file=ctx.out)
+        print_json(ctx.out, record.to_public())
     elif verb:
         # a disabled schedule has no next tick: enabling it sets one after now
         when = (f"enabled, next tick {record.next_tick:%Y-%m-%d %H:%M:%S} UTC" if record.enabled
@@ -116,7 +115,7 @@ async def list_command(ctx: Context) -> int:
         records = await _schedules(store).all()
     rows = [r.to_public() for r in records]
     if ctx.args.json:
-        print(json.dumps(rows, indent=2), file=ctx.out)
+        print_json(ctx.out, rows)
         return 0
     print(table([_shown(r) for r in rows], COLUMNS), file=ctx.out)
     print(f"{len(rows)} schedules", file=ctx.out)
@@ -154,7 +153,7 @@ async def remove_command(ctx: Context) -> int:
     async with ctx.store() as store:
         record = await _schedules(store).remove(ctx.args.id, None)
     if ctx.args.json:
-        print(json.dumps(record.to_public(), indent=2), file=ctx.out)
+        print_json(ctx.out, record.to_public())
     else:
         print(f"schedule {record.name} removed", file=ctx.out)
     return 0
