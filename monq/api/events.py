@@ -44,7 +44,7 @@ from urllib.parse import urlparse
 import tornado.websocket
 from bson import ObjectId
 
-from monq.api.base import ApiContext, BaseHandler
+from monq.api.base import PAGE_DOCS, ApiContext, BaseHandler
 from monq.api.fanout import CLOSE_REVOKED, CLOSE_TOO_SLOW, Subscription, dumps, frame, render
 from monq.api.stream import EventHub
 from monq.core.auth.permissions import Principal, may_call, may_read_job
@@ -273,22 +273,34 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
 
 class EventHistoryHandler(BaseHandler):
     """Past events and messages of a channel (or one job), as the user may see them;
-    ``after`` (an event id) gives only later ones, for clients that poll."""
+    ``after`` (an event id) gives only later ones, for clients that poll, ``before``
+    only earlier ones. Keyset paging: pass the reply's ``next_before`` as ``before``
+    (newest first, the default) or its ``next_after`` as ``after`` (``sort=1``)."""
 
     permission = "monq.api.events.history"
     summary = "past events and messages, by channel and time range (paginated)"
     query = {"GET": {"channel": str, "start": datetime, "end": datetime, "page": int,
-                     "per_page": int, "sort": int, "after": str}}
+                     "per_page": int, "sort": int, "after": str, "before": str}}
+    query_docs = {
+        **PAGE_DOCS,
+        "sort": "-1 newest first (default), 1 oldest first",
+        "after": "only events after this event id; oldest first, the reply's "
+                 "``next_after`` pages on",
+        "before": "only events before this event id; newest first, the reply's "
+                  "``next_before`` pages on",
+    }
 
     async def get(self) -> None:
         page, per_page = self.page_args()
         start, end = self.args.get("start"), self.args.get("end")
         if start and end and end < start:
             raise BadRequest("parameter 'end': before 'start'")
-        after = None
-        if "after" in self.args:
-            after = object_id(self.args["after"], "after",
-                              f"parameter 'after': not an event id: {self.args['after']!r}")
+        after, before = (
+            None if name not in self.args else object_id(
+                self.args[name], name, f"parameter {name!r}: not an event id: "
+                                       f"{self.args[name]!r}")
+            for name in ("after", "before"))
+        newest_first = self.args.get("sort", -1) != 1
         channel = self.args.get("channel")
         # Without a channel: every shared channel (core4 clients ask so).
         channels: list[str] | None = None if channel is None else [channel]
@@ -304,11 +316,14 @@ class EventHistoryHandler(BaseHandler):
             channels = [job_channel(job_id)]
         elif channel is not None and not _CHANNEL.match(channel):
             raise BadRequest(f"parameter 'channel': invalid channel {channel!r}")
-        docs, total = await EventReads(self.ctx.store).page(
-            channels, jobs, start=start, end=end,
-            newest_first=self.args.get("sort", -1) != 1, skip=page * per_page, limit=per_page,
-            after=after)
+        found = await EventReads(self.ctx.store).listing(
+            channels, jobs, start=start, end=end, newest_first=newest_first,
+            skip=page * per_page, limit=per_page, after=after, before=before,
+            count_cap=self.ctx.config.api.count_limit)
         principal = self.principal
         assert principal is not None
+        following = None if found.next_key is None else str(found.next_key)
         self.reply_page([visible(d, lambda n: may_read_job(principal, n), principal.is_admin)
-                         for d in docs], total, page, per_page)
+                         for d in found.events], found.total, page, per_page,
+                        capped=found.capped,
+                        **{"next_before" if newest_first else "next_after": following})

@@ -11,7 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from monq.api.base import EARLIEST, LATEST, BaseHandler
+from monq.api.base import EARLIEST, LATEST, PAGE_DOCS, BaseHandler
 from monq.api.bodies import INT_MAX, INT_MIN
 from monq.core.auth.permissions import JobTypePolicy, may_execute_job, may_read_job
 from monq.core.errors import BadRequest, NotFound, PermissionDenied, ValidationError
@@ -92,10 +92,20 @@ class JobsHandler(JobsBase):
     summary = "list jobs (filtered, paginated) or enqueue one"
     query = {"GET": {"page": int, "per_page": int, "state": str, "name": str, "number": int,
                      "worker": str, "enqueued_after": datetime, "enqueued_before": datetime,
-                     "sort": str, "descending": bool, "finished": bool}}
+                     "sort": str, "descending": bool, "finished": bool, "after": str}}
     bodies = {"POST": ENQUEUE_BODY}
+    query_docs = {
+        **PAGE_DOCS,
+        "after": "keyset paging: the jobs after this job in the listing's order (the "
+                 "reply's ``next_after``, null on the last page); with page 0 only. A "
+                 "job that is gone or that one may not read is a 400",
+        "finished": "true: finished jobs (sys.journal) instead of the queue",
+        "sort": f"one of {', '.join(SORTS)} (ties broken by id)",
+    }
 
     async def get(self) -> None:
+        """Replies carry ``total_capped`` (``total_count`` stopped at
+        ``api.count_limit``) and ``next_after`` (the keyset of the next page)."""
         assert self.principal is not None
         page, per_page = self.page_args()
         states = tuple(s for s in (self.args.get("state") or "").split(",") if s)
@@ -114,10 +124,16 @@ class JobsHandler(JobsBase):
                          number=self.args.get("number"), worker=self.args.get("worker"),
                          enqueued_after=self.args.get("enqueued_after"),
                          enqueued_before=self.args.get("enqueued_before"), names=names)
-        jobs, total = await self.reads().page(
+        after = self.after_arg(page)
+        principal = self.principal
+        found = await self.reads().listing(
             spec, finished=finished, skip=page * per_page, limit=per_page, sort=SORTS[sort],
-            descending=self.args.get("descending", False))
-        self.reply_page([j.to_public() for j in jobs], total, page, per_page)
+            descending=self.args.get("descending", False), after=after,
+            count_cap=self.ctx.config.api.count_limit,
+            visible=lambda name: may_read_job(principal, name))
+        self.reply_page([j.to_public() for j in found.jobs], found.total, page, per_page,
+                        capped=found.capped,
+                        next_after=None if found.next_after is None else str(found.next_after))
 
     async def post(self) -> None:
         body = self.body()  # checked against ENQUEUE_BODY: closed, typed, bounded

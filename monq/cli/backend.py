@@ -110,8 +110,10 @@ class DirectBackend:
     async def jobs(self, *, states: Sequence[str], name: str | None, finished: bool,
                    limit: int) -> tuple[list[Json], int]:
         spec = JobFilter(states=tuple(states), name_glob=name)
-        jobs, total = await self.reads.page(spec, finished=finished, limit=limit)
-        return [jsonable(j.to_public()) for j in jobs], total
+        found = await self.reads.listing(spec, finished=finished, sort="number",
+                                         descending=False, limit=limit,
+                                         count_cap=self.config.api.count_limit)
+        return [jsonable(j.to_public()) for j in found.jobs], found.total
 
     async def job_events(self, job_id: str) -> list[Json]:
         job = await self.reads.get(job_id)

@@ -63,6 +63,11 @@ class ApiConfig:
     metrics_token: str = ""
     database_timeout_s: float = 1.5
     max_body_bytes: int = 1_048_576
+    count_limit: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.count_limit < 1:
+            raise ConfigError(f"api.count_limit: expected 1 or more, got {self.count_limit!r}")
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,46 @@ questions. Nothing here writes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 
-from monq.core.errors import NotFound
+from monq.core.errors import NotFound, ValidationError
 from monq.core.store import Store
 from monq.core.store.events import EventReader, EventStore
 from monq.core.store.jobs import JobFilter, JobStore
+from monq.core.store.listings import EventListings, JobListings
 from monq.core.store.logs import LogStore
 from monq.queue.model import JobRecord
 from monq.queue.queue import parse_job_id
 
-__all__ = ["EventReads", "JobFilter", "JobReads", "log_line"]
+__all__ = ["EventPage", "EventReads", "JobFilter", "JobPage", "JobReads", "log_line"]
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of jobs; `total` counts at most the cap (`capped` says it stopped
+    there); `next_after` is the last job's id when more follow, else None."""
+
+    jobs: list[JobRecord]
+    total: int
+    capped: bool
+    next_after: ObjectId | None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """A page of events; `next_key` is the last event's id when more follow (pass it
+    as ``before`` newest first, as ``after`` oldest first), else None."""
+
+    events: list[dict[str, Any]]
+    total: int
+    capped: bool
+    next_key: ObjectId | None
 
 
 def log_line(line: dict[str, Any]) -> dict[str, Any]:
@@ -51,13 +75,26 @@ class JobReads:
             raise NotFound(f"no job {job}")
         return JobRecord.from_document(doc)
 
-    async def page(self, spec: JobFilter | None = None, *, finished: bool = False,
-                   skip: int = 0, limit: int = 50, sort: str = "number",
-                   descending: bool = False) -> tuple[list[JobRecord], int]:
-        """One page of the queue (or, `finished`, the journal), and how many match."""
-        docs, total = await self.jobs.page(spec or JobFilter(), finished=finished, skip=skip,
-                                           limit=limit, sort=sort, descending=descending)
-        return [JobRecord.from_document(d) for d in docs], total
+    async def listing(self, spec: JobFilter, *, finished: bool, sort: str, descending: bool,
+                      limit: int, count_cap: int, skip: int = 0,
+                      after: ObjectId | None = None,
+                      visible: Callable[[str], bool] | None = None) -> JobPage:
+        """A page of jobs in `sort` order, `skip` jobs in or after the job `after`, which
+        must exist and be `visible` (a name predicate; None: every job) or it is a
+        `ValidationError` of ``after`` (a job one may not see is as unknown as a
+        missing one)."""
+        listings = JobListings(self.jobs.store)
+        anchor = None
+        if after is not None:
+            anchor = await listings.anchor(after, finished)
+            if anchor is None or (visible is not None and not visible(anchor["name"])):
+                raise ValidationError(f"parameter 'after': no job {after}", field="after")
+        found = await listings.page(spec, finished=finished, sort=sort, descending=descending,
+                                    limit=limit, skip=skip, after=anchor,
+                                    count_cap=count_cap)
+        jobs = [JobRecord.from_document(d) for d in found.docs]
+        return JobPage(jobs, found.total, found.capped,
+                       jobs[-1].id if found.more and jobs else None)
 
     async def names(self, *, finished: bool | None = False) -> list[str]:
         """The job names in the queue, the journal (`finished`), or both (None)."""
@@ -86,14 +123,17 @@ class EventReads:
     def __init__(self, store: Store) -> None:
         self.events = EventStore(store)
 
-    async def page(self, channels: Sequence[str] | None, job_ids: Sequence[ObjectId], *,
-                   start: datetime | None, end: datetime | None, newest_first: bool,
-                   skip: int, limit: int, after: ObjectId | None = None
-                   ) -> tuple[list[dict[str, Any]], int]:
-        """A page of past events of some channels (None: every shared one) or jobs."""
-        return await self.events.page(channels, job_ids, start=start, end=end,
-                                      newest_first=newest_first, skip=skip, limit=limit,
-                                      after=after)
+    async def listing(self, channels: Sequence[str] | None, job_ids: Sequence[ObjectId], *,
+                      start: datetime | None, end: datetime | None, newest_first: bool,
+                      skip: int, limit: int, count_cap: int, after: ObjectId | None = None,
+                      before: ObjectId | None = None) -> EventPage:
+        """A page of past events (see `page`), between the events `after` and `before`,
+        its total counted up to `count_cap`."""
+        found = await EventListings(self.events.store).page(
+            channels, job_ids, start=start, end=end, newest_first=newest_first, skip=skip,
+            limit=limit, after=after, before=before, count_cap=count_cap)
+        return EventPage(found.docs, found.total, found.capped,
+                         found.docs[-1]["_id"] if found.more and found.docs else None)
 
     async def after(self, last_id: ObjectId | None, *, channels: Sequence[str] | None,
                     names: Sequence[str] | None, job_id: ObjectId | None,
