@@ -17,6 +17,7 @@ needs none.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,10 +47,30 @@ class Listing:
 async def count_upto(store: Store, collection: AsyncCollection[dict[str, Any]],
                      query: dict[str, Any], cap: int) -> tuple[int, bool]:
     """How many documents match, counting at most `cap`: ``(cap, True)`` when there
-    are more."""
+    are more. Without a filter the collection's own count (metadata, no scan) decides
+    first whether there are more; it may be off after an unclean shutdown, so a figure
+    under the cap is counted exactly."""
     async with store.errors():
+        if not query and await collection.estimated_document_count() > cap:
+            return cap, True
         found = await collection.count_documents(query, limit=cap + 1)
     return (cap, True) if found > cap else (found, False)
+
+
+async def page_and_count(store: Store, collection: AsyncCollection[dict[str, Any]],
+                         window: dict[str, Any], query: dict[str, Any],
+                         sort: list[tuple[str, int]], skip: int, limit: int, cap: int
+                         ) -> Listing:
+    """The page (`window` in `sort` order) and the count of `query`, asked at once on
+    two connections: the reply waits for the slower, not for both."""
+    async def fetch() -> list[dict[str, Any]]:
+        async with store.errors():
+            return await collection.find(window, {"outbox": 0}).sort(sort).skip(
+                skip).limit(limit + 1).to_list(None)
+
+    docs, (total, capped) = await asyncio.gather(
+        fetch(), count_upto(store, collection, query, cap))
+    return Listing(docs[:limit], total, capped, len(docs) > limit)
 
 
 def order(sort: str, descending: bool) -> list[tuple[str, int]]:
@@ -101,12 +122,8 @@ class JobListings:
             for part in sort.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             window = {"$and": [query, _after(sort, value, after["_id"], descending)]}
-        async with self.store.errors():
-            docs = await collection.find(window, {"outbox": 0}).sort(
-                order(sort, descending)).skip(
-                skip).limit(limit + 1).to_list(None)
-        total, capped = await count_upto(self.store, collection, query, count_cap)
-        return Listing(docs[:limit], total, capped, len(docs) > limit)
+        return await page_and_count(self.store, collection, window, query,
+                                    order(sort, descending), skip, limit, count_cap)
 
 
 class EventListings:
@@ -135,8 +152,6 @@ class EventListings:
         if before is not None:
             window["$lt"] = min(before, window.get("$lt", before))
         keyed = {"_id": window, **query} if window else query
-        async with self.store.errors():
-            docs = await self.events.events.find(keyed).sort(
-                "_id", -1 if newest_first else 1).skip(skip).limit(limit + 1).to_list(None)
-        total, capped = await count_upto(self.store, self.events.events, ranged, count_cap)
-        return Listing(docs[:limit], total, capped, len(docs) > limit)
+        return await page_and_count(self.store, self.events.events, keyed, ranged,
+                                    [("_id", -1 if newest_first else 1)], skip, limit,
+                                    count_cap)
