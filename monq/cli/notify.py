@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monq.cli import Context, run_daemon
+from monq.cli import Context, add_action, run_daemon
 from monq.cli.output import details, print_json, table
 from monq.notify.deliveries import STATES, Delivery, Notifications, check_delivery_id
 from monq.queue.reads import JobReads
@@ -18,20 +18,14 @@ def register(sub: Any) -> None:
     notify = sub.add_parser("notify", help="notification deliveries: list, show, resend")
     actions = notify.add_subparsers(dest="notify_command", metavar="ACTION",
                                     parser_class=type(notify), required=True)
-    listing = actions.add_parser("list", help="deliveries, newest first")
+    listing = add_action(actions, "list", "deliveries, newest first", list_command)
     listing.add_argument("--state", action="append", default=[], choices=STATES)
     listing.add_argument("--job", help="only this job's (id or number)")
     listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=list_command)
-    show = actions.add_parser("show", help="one delivery: what was sent, attempts, error")
-    show.add_argument("id", metavar="ID", help="the delivery id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(func=show_command)
-    resend = actions.add_parser("resend", help="send a delivery again now")
-    resend.add_argument("id", metavar="ID", help="the delivery id")
-    resend.add_argument("--json", action="store_true")
-    resend.set_defaults(func=resend_command)
+    add_action(actions, "show", "one delivery: what was sent, attempts, error", show_command,
+               id_help="the delivery id")
+    add_action(actions, "resend", "send a delivery again now", resend_command,
+               id_help="the delivery id")
 
 
 async def notifier_command(ctx: Context) -> int:
