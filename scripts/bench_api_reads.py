@@ -25,6 +25,8 @@ import argparse
 import asyncio
 import io
 import json
+import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -176,6 +178,9 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=40, help="requests timed per figure")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    # a SIGTERM (timeout, Ctrl-C of a wrapper) unwinds like Ctrl-C: the embedded server
+    # is stopped on the way out, not left running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with server_for(args.url) as server:
         results = asyncio.run(run(server, args.jobs, args.pages))
     if args.json:
