@@ -25,6 +25,7 @@ from typing import Any
 from bson import ObjectId
 
 from monq.core.errors import Conflict, NotFound, StaleEtag, ValidationError
+from monq.core.ids import maybe_object_id
 from monq.core.store import Store
 from monq.core.store.schedules import ScheduleStore
 from monq.queue.job import Job, load_job_type
@@ -219,8 +220,9 @@ class Schedules:
         when None). Names are unique per job: a name several visible schedules share
         is a `Conflict` asking for the id."""
         docs: list[dict[str, Any]] = []
-        if isinstance(key, ObjectId) or ObjectId.is_valid(key):
-            doc = await self.schedules.get(ObjectId(key))
+        schedule_id = maybe_object_id(key)
+        if schedule_id is not None:
+            doc = await self.schedules.get(schedule_id)
             docs = [doc] if doc is not None else []
         if not docs and isinstance(key, str):
             docs = await self.schedules.named(key)
