@@ -19,13 +19,13 @@ from typing import Any
 from bson import ObjectId
 
 from monq.core.errors import NotFound, ValidationError
+from monq.core.ids import maybe_object_id
 from monq.core.store import Store
 from monq.core.store.events import EventReader, EventStore
 from monq.core.store.jobs import JobFilter, JobStore
 from monq.core.store.listings import EventListings, JobListings
 from monq.core.store.logs import LogStore
 from monq.queue.model import JobRecord
-from monq.queue.queue import parse_job_id
 
 __all__ = ["EventPage", "EventReads", "JobFilter", "JobPage", "JobReads", "log_line"]
 
@@ -52,6 +52,30 @@ class EventPage:
     next_key: ObjectId | None
 
 
+def parse_job_id(value: str | int | ObjectId) -> ObjectId | int:
+    """A job id or number from what a person typed (``12``, ``#12``, an id)."""
+    if isinstance(value, ObjectId | int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lstrip("#")
+    # ASCII digits only ("³" is a digit to str.isdigit but not to int), and no more
+    # than MongoDB's integers hold
+    if text.isascii() and text.isdigit() and int(text) < 2**63:
+        return int(text)
+    found = maybe_object_id(text)
+    if found is None:
+        raise ValidationError(f"not a job id or number: {value!r}", field="id")
+    return found
+
+
+async def find_job(jobs: JobStore, job: str | int | ObjectId) -> JobRecord:
+    """The job by id or number, queued or finished; `NotFound` when there is none."""
+    key = parse_job_id(job)
+    doc = await jobs.get_by_number(key) if isinstance(key, int) else await jobs.get(key)
+    if doc is None:
+        raise NotFound(f"no job {job}")
+    return JobRecord.from_document(doc)
+
+
 def log_line(line: dict[str, Any]) -> dict[str, Any]:
     """One job log line as the API and the CLI show it."""
     return {"created": line["created"], "level": line["level"], "message": line["message"],
@@ -68,12 +92,7 @@ class JobReads:
 
     async def get(self, job: str | int | ObjectId) -> JobRecord:
         """One job by id or number (``#12`` too), queued or finished."""
-        key = parse_job_id(job)
-        doc = (await self.jobs.get_by_number(key) if isinstance(key, int)
-               else await self.jobs.get(key))
-        if doc is None:
-            raise NotFound(f"no job {job}")
-        return JobRecord.from_document(doc)
+        return await find_job(self.jobs, job)
 
     async def listing(self, spec: JobFilter, *, finished: bool, sort: str, descending: bool,
                       limit: int, count_cap: int, skip: int = 0,
