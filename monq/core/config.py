@@ -16,7 +16,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -71,6 +71,11 @@ class ApiConfig:
     metrics_token: str = ""
     database_timeout_s: float = 1.5
     max_body_bytes: int = 1_048_576
+    count_limit: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.count_limit < 1:
+            raise ConfigError(f"api.count_limit: expected 1 or more, got {self.count_limit!r}")
 
 
 @dataclass(frozen=True)
@@ -269,9 +274,56 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source:
     return Config(**built, source=base.source if source == "override" else source)
 
 
-def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:  # noqa: C901 - one branch per type
-    from_env = origin.startswith("environment")
+_WRONG = object()  # what a converter returns for a value it cannot take
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
+
+def _as_bool(value: Any, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+    return value if isinstance(value, bool) else _WRONG
+
+
+def _as_number(kind: type) -> Callable[[Any, bool], Any]:
+    """int or float: from the environment parsed, from a file as written (never a bool,
+    and an int where a float is wanted is widened)."""
+    def convert(value: Any, from_env: bool) -> Any:
+        if from_env and isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                return _WRONG
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else
+                                                     int | float):
+            return _WRONG
+        return kind(value)
+    return convert
+
+
+def _as_str(value: Any, from_env: bool) -> Any:
+    return value if isinstance(value, str) else _WRONG
+
+
+def _as_list(value: Any, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return _WRONG
+
+
+# The converter and the words of its error, per declared type.
+_CONVERTERS: dict[Any, tuple[Callable[[Any, bool], Any], str]] = {
+    bool: (_as_bool, "true or false"), int: (_as_number(int), "an integer"),
+    float: (_as_number(float), "a number"), str: (_as_str, "a string"),
+    list: (_as_list, "a list of strings"),
+}
+
+
+def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{origin}: {key}: expected {expected}, got {value!r}")
 
@@ -280,42 +332,12 @@ def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:  # noqa: C901 
         if value not in choices:
             raise fail("one of " + ", ".join(repr(c) for c in choices))
         return value
-    if kind is bool:
-        if from_env and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-        if isinstance(value, bool):
-            return value
-        raise fail("true or false")
-    if kind is int:
-        if from_env and isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise fail("an integer") from None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise fail("an integer")
-    if kind is float:
-        if from_env and isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise fail("a number") from None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise fail("a number")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise fail("a string")
     if get_origin(kind) in (list, typing.List) or isinstance(kind, types.GenericAlias):  # noqa: UP006
-        if from_env and isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return list(value)
-        raise fail("a list of strings")
-    raise fail(str(kind))  # pragma: no cover - every declared type is handled above
+        kind = list
+    if kind not in _CONVERTERS:  # pragma: no cover - every declared type has one
+        raise fail(str(kind))
+    convert, expected = _CONVERTERS[kind]
+    converted = convert(value, origin.startswith("environment"))
+    if converted is _WRONG:
+        raise fail(expected)
+    return converted

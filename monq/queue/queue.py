@@ -32,8 +32,9 @@ from monq.queue.context import Origin, QueueContext, utc_now
 from monq.queue.finishing import Finisher
 from monq.queue.maintenance import Maintenance, MaintenanceSwitch
 from monq.queue.model import JobRecord
+from monq.queue.reads import parse_job_id
 from monq.queue.sweeping import FINISH_GRACE_S, Sweeper, SweepReport
-from monq.queue.user_actions import UserActions, find_job, parse_job_id
+from monq.queue.user_actions import UserActions, find_job
 from monq.queue.worker_actions import Claim, HeartbeatReply, WorkerActions, WorkerRef
 
 __all__ = ["FINISH_GRACE_S", "Claim", "HeartbeatReply", "Maintenance", "Queue",

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 
-from monq.core.errors import NotFound, TransitionRefused, ValidationError
+from monq.core.errors import TransitionRefused
+from monq.queue import reads
 from monq.queue.context import Origin, QueueContext
 from monq.queue.enqueue import EnqueueRequest, enqueue_many
 from monq.queue.finishing import Finisher
@@ -27,29 +27,9 @@ ENQUEUE_FIELDS = ("at", "delay_s", "hold", "wait_for", "chain", "notifications",
 STOP_TRIES = 3
 
 
-def parse_job_id(value: str | int | ObjectId) -> ObjectId | int:
-    """A job id or number from what a person typed."""
-    if isinstance(value, ObjectId | int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().lstrip("#")
-    # ASCII digits only ("³" is a digit to str.isdigit but not to int), and no more
-    # than MongoDB's integers hold
-    if text.isascii() and text.isdigit() and int(text) < 2**63:
-        return int(text)
-    try:
-        return ObjectId(text)
-    except (InvalidId, TypeError):
-        raise ValidationError(f"not a job id or number: {value!r}", field="id") from None
-
-
 async def find_job(ctx: QueueContext, job: str | int | ObjectId) -> JobRecord:
     """The job by id or number, queued or finished; `NotFound` when there is none."""
-    key = parse_job_id(job)
-    doc = (await ctx.jobs.get_by_number(key) if isinstance(key, int)
-           else await ctx.jobs.get(key))
-    if doc is None:
-        raise NotFound(f"no job {job}")
-    return JobRecord.from_document(doc)
+    return await reads.find_job(ctx.jobs, job)
 
 
 class UserActions:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 
+from monq.core.ids import maybe_object_id
 from monq.queue.job import UNAUTHORIZED_NAME
 
 QUEUE_CHANNEL = "queue"
@@ -40,10 +40,7 @@ def channel_job(channel: Any) -> ObjectId | None:
     """The job id of a ``job:<id>`` channel (None for other channels)."""
     if not isinstance(channel, str) or not channel.startswith(JOB_CHANNEL_PREFIX):
         return None
-    try:
-        return ObjectId(channel[len(JOB_CHANNEL_PREFIX):])
-    except (InvalidId, TypeError):
-        return None
+    return maybe_object_id(channel[len(JOB_CHANNEL_PREFIX):])
 
 
 def event_job(event: dict[str, Any]) -> tuple[ObjectId | None, str | None]:

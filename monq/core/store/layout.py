@@ -117,6 +117,9 @@ INDEXES: tuple[Index, ...] = (
     Index(JOURNAL, (("number", 1),), "number", {"unique": True}),
     Index(JOURNAL, (("finished_at", -1),), "finished_at"),
     Index(JOURNAL, (("name", 1), ("finished_at", -1)), "name_finished"),
+    # the journal's listings by priority and by enqueue time (by number: the unique index)
+    Index(JOURNAL, (("priority", 1), ("_id", 1)), "priority"),
+    Index(JOURNAL, (("enqueued.at", 1), ("_id", 1)), "enqueued"),
     Index(EVENT, (("created", 1),), "created"),
     Index(EVENT, (("data._id", 1), ("_id", 1)), "job"),
     Index(EVENT, (("channel", 1), ("_id", 1)), "channel"),
