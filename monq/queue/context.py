@@ -77,6 +77,7 @@ class QueueContext:
     origin: Origin = field(default_factory=Origin)
     clock: Callable[[], datetime] = utc_now
     lazy_outbox: bool = False
+    relay_delay_s: float = RELAY_DELAY_S
     jobs: JobStore = field(init=False)
     counters: CounterStore = field(init=False)
     logs: LogStore = field(init=False)
@@ -100,7 +101,7 @@ class QueueContext:
         """The same stores and clock, for another author and origin (a chain's jobs
         are enqueued by the first job's author)."""
         other = QueueContext(self.store, self.config, author, origin, self.clock,
-                             self.lazy_outbox)
+                             self.lazy_outbox, self.relay_delay_s)
         other.jobs, other.counters, other.logs = self.jobs, self.counters, self.logs
         return other
 
@@ -176,9 +177,9 @@ class QueueContext:
 
     async def _soon(self, flush: Callable[[], Awaitable[None]], waiting: Callable[[], int],
                     what: str) -> None:
-        """Run `flush` after `RELAY_DELAY_S` while anything is `waiting`; on failure
+        """Run `flush` after `relay_delay_s` while anything is `waiting`; on failure
         again after `RELAY_RETRY_S` (the outboxes, and the sweep, keep what waits)."""
-        delay_s = RELAY_DELAY_S
+        delay_s = self.relay_delay_s
         while waiting():
             await asyncio.sleep(delay_s)
             try:

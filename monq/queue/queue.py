@@ -28,7 +28,7 @@ from monq.core.store import Store
 from monq.core.store.counters import CounterStore
 from monq.core.store.jobs import JobFilter, JobStore
 from monq.core.store.logs import LogStore
-from monq.queue.context import Origin, QueueContext, utc_now
+from monq.queue.context import RELAY_DELAY_S, Origin, QueueContext, utc_now
 from monq.queue.finishing import Finisher
 from monq.queue.maintenance import Maintenance, MaintenanceSwitch
 from monq.queue.model import JobRecord
@@ -46,11 +46,12 @@ class Queue:
 
     def __init__(self, store: Store, config: Config, *, author: str | None = None,
                  origin: Origin | None = None, clock: Callable[[], datetime] | None = None,
-                 lazy_outbox: bool = False) -> None:
-        """`lazy_outbox`: clear outboxes by the next write instead of at once (a
+                 lazy_outbox: bool = False, relay_delay_s: float = RELAY_DELAY_S) -> None:
+        """`lazy_outbox`: clear outboxes by the next write instead of at once, relay
+        events and move finished jobs up to `relay_delay_s` late, together (a
         worker's hot path; see `monq.queue.context`)."""
         self.ctx = QueueContext(store, config, author, origin or Origin(by=author),
-                                clock or utc_now, lazy_outbox)
+                                clock or utc_now, lazy_outbox, relay_delay_s)
         finisher = Finisher(self.ctx)
         users = UserActions(self.ctx, finisher)
         workers = WorkerActions(self.ctx, finisher)

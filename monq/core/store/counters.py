@@ -4,7 +4,8 @@
 range with one ``$inc``. A process that enqueues fast reserves numbers in blocks
 (`NumberBlocks`): one ``$inc`` for many jobs. Numbers then stay unique and increase
 within each process, but two busy processes interleave their blocks, and a process
-that exits leaves the rest of its block unused (a gap).
+that exits leaves the rest of its block unused (a gap); a process enqueueing now
+and then takes numbers one at a time.
 
 ``{_id: "parallel:<job name>", name, max, holders: [{job, at}]}``: the jobs of a
 name that hold one of its ``max_parallel`` slots. A slot is taken with one
@@ -30,20 +31,24 @@ from monq.core.store import Store, layout
 JOB_NUMBER = "job_number"
 UPSERT_TRIES = 5
 MAX_BLOCK = 64  # numbers a process reserves at once at most
-BLOCK_GROW_S = 1.0  # a block used up faster than this: the next one is twice as large
+BUSY_RESERVATIONS = 8  # reservations within BUSY_WINDOW_S that make a process busy
+BUSY_WINDOW_S = 1.0
 
 
 @dataclass
 class NumberBlocks:
     """The numbers this process reserved and has not handed out yet, ``[next, end)``;
-    one per `Store` (that is, per process and database). The block grows while the
-    process uses blocks up quickly and falls back to one number when it is idle, so
-    that a process enqueueing now and then takes numbers one by one, without gaps."""
+    one per `Store` (that is, per process and database). A process reserves one number
+    at a time (no gaps, numbers in the order of enqueueing across processes) until it
+    is busy, `BUSY_RESERVATIONS` reservations within `BUSY_WINDOW_S`; then its blocks
+    double up to `MAX_BLOCK`, and shrink back to one once it is quiet. Only a busy
+    process that exits leaves numbers unused."""
 
     next: int = 0
     end: int = 0
     size: int = 1
-    reserved_at: float = 0.0
+    window_at: float = float("-inf")
+    reservations: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def take(self, count: int) -> int | None:
@@ -53,8 +58,12 @@ class NumberBlocks:
         return first
 
     def next_size(self, count: int, now: float) -> int:
-        quick = now - self.reserved_at < BLOCK_GROW_S
-        self.size = min(MAX_BLOCK, self.size * 2) if quick else 1
+        """How many numbers to reserve for `count` jobs at `now` (monotonic seconds)."""
+        if now - self.window_at > BUSY_WINDOW_S:
+            self.window_at, self.reservations, self.size = now, 0, 1
+        self.reservations += 1
+        if self.reservations >= BUSY_RESERVATIONS:
+            self.size = min(MAX_BLOCK, self.size * 2)
         return max(count, self.size)
 
 
@@ -76,7 +85,6 @@ class CounterStore:
             size = blocks.next_size(count, time.monotonic())
             start = await self._reserve(size)
             blocks.next, blocks.end = start + count, start + size
-            blocks.reserved_at = time.monotonic()
             return start
 
     async def _reserve(self, count: int) -> int:
