@@ -116,6 +116,15 @@ def run_peer(python: Path, *args: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
+def drop(url: str) -> None:
+    """Drop the database a peer used: the next system starts on a server as clean."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url)
+    try:
+        client.drop_database(client.get_default_database().name)
+    finally:
+        client.close()
+
+
 def wait_until(predicate: Any, worker: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + TIMEOUT_S
     while not predicate():
@@ -210,9 +219,8 @@ def main() -> int:
                 found[name] = run_peer(python, *peer_args, *common)
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 found[name] = {"unavailable": str(exc)}
-            with contextlib.suppress(pymongo.errors.PyMongoError), \
-                    pymongo.MongoClient(peer_args[2]) as client:
-                client.drop_database(client.get_default_database().name)
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                drop(peer_args[2])
     try:
         if python is None:
             raise RuntimeError(reason)
