@@ -24,7 +24,8 @@ Store in them counts what it sends and writes the counts to a file.
 
 ``--json`` prints one JSON object: ``raw_per_s``, ``idle_commands_per_s`` and
 ``workers`` mapping "1", "2", "4" to ``jobs_per_s``, ``ratio``, ``start_p50_ms``,
-``start_p99_ms``, ``commands_per_job``; the table goes to stderr.
+``start_p99_ms``, ``commands_per_job`` and ``ratio_to_one_worker``; the table goes
+to stderr.
 """
 
 from __future__ import annotations
@@ -217,15 +218,18 @@ def main() -> int:
             row = run_workers(url, args.jobs, n, args.idle_s if n == 1 else 0.0)
         idle_per_s = row.pop("idle_commands_per_s", idle_per_s)
         row["ratio"] = row["jobs_per_s"] / baseline
+        # issue 19 also judges more workers against one: ≥ 1.0 means they do not slow down
+        row["ratio_to_one_worker"] = row["jobs_per_s"] / rows["1"]["jobs_per_s"] if rows else 1.0
         rows[str(n)] = {k: round(v, 3) for k, v in row.items()}
     inline, isolated = asyncio.run(isolation(200))
     out = sys.stderr if args.json else sys.stdout
     print(f"server: {args.url or 'a fresh embedded SecantusDB per measure'}   jobs: "
           f"{args.jobs}   raw driver baseline: {baseline:.1f} claim+complete/s", file=out)
-    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'start p50 ms':>14}{'start p99 ms':>14}"
-          f"{'commands/job':>14}", file=out)
+    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to 1 worker':>13}{'start p50 ms':>14}"
+          f"{'start p99 ms':>14}{'commands/job':>14}", file=out)
     for count, row in rows.items():
-        print(f"{count:>8}{row['jobs_per_s']:>9.1f}{row['ratio']:>8.2f}{row['start_p50_ms']:>14.1f}"
+        print(f"{count:>8}{row['jobs_per_s']:>9.1f}{row['ratio']:>8.2f}"
+              f"{row['ratio_to_one_worker']:>13.2f}{row['start_p50_ms']:>14.1f}"
               f"{row['start_p99_ms']:>14.1f}{row['commands_per_job']:>14.2f}", file=out)
     print(f"an idle worker ({SLOTS} slots): {idle_per_s:.2f} commands/s", file=out)
     print(f"process isolation: {inline * 1e6:.0f} us per no-op job inline, "
