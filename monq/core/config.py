@@ -11,6 +11,7 @@ its declared type; an unknown key, a wrong type or an unreadable file raises
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
@@ -22,7 +23,14 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from monq.core.errors import ConfigError
 
+log = logging.getLogger("monq.config")
+
 ENV_PREFIX = "MONQ_"
+# Keys earlier versions had, with why they went: still accepted, with a warning.
+RETIRED_KEYS: dict[str, str] = {
+    "queue.relay_interval_s": "outboxes left by crashed processes are relayed by the "
+                              "sweep, every queue.sweep_interval_s",
+}
 CONFIG_ENV = "MONQ_CONFIG"
 
 
@@ -82,7 +90,6 @@ class WorkerConfig:
 class QueueConfig:
     zombie_time_s: float = 30.0
     sweep_interval_s: float = 2.0
-    relay_interval_s: float = 1.0
     max_recoveries: int = 3
     relay_bound_s: float = 10.0
     # globs of the job types clients (API, dashboard, schedules) may name
@@ -214,6 +221,17 @@ def _sections() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
 
 
+def _drop_retired(changes: dict[str, dict[str, tuple[Any, str]]]) -> None:
+    """Leave out keys earlier versions read and this one does not: a configuration
+    written for them still loads, with a warning."""
+    for name, values in changes.items():
+        for key in [k for k in values if f"{name}.{k}" in RETIRED_KEYS]:
+            log.warning("%s: %s.%s is no longer read (%s); remove it", values[key][1], name,
+                        key, RETIRED_KEYS[f"{name}.{key}"],
+                        extra={"action": "config_key_retired"})
+            del values[key]
+
+
 def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source: str) -> Config:
     sections = _sections()
     changes: dict[str, Any] = {}
@@ -230,6 +248,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source:
         if section not in sections or not key:
             continue  # other MONQ_ variables belong to the CLI or the tests
         changes.setdefault(section, {})[key] = (value, f"environment {var}")
+    _drop_retired(changes)
     built = {}
     for name, cls in sections.items():
         current = getattr(base, name)

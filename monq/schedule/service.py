@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 
 from monq.core.errors import Conflict, NotFound, StaleEtag, ValidationError
 from monq.core.store import Store
@@ -162,12 +161,6 @@ def _check_field(key: str, value: Any) -> Any:  # noqa: C901 - one branch per fi
                               field="overlap")
     return value
 
-
-def parse_schedule_id(value: str) -> ObjectId:
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        raise ValidationError(f"not a schedule id: {value!r}", field="id") from None
 
 
 def scheduled_types(modules: Sequence[str]) -> list[type[Job]]:
