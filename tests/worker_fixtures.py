@@ -42,8 +42,10 @@ async def wait_started(process: subprocess.Popen[str], timeout_s: float = 60) ->
     await asyncio.to_thread(wait_for_log, process, "action=worker_started", timeout_s)
 
 
-async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 30) -> list[str]:
-    """Poll until the job's events include `name` (events follow the state change)."""
+async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 60) -> list[str]:
+    """Poll until the job's events include `name` (events follow the state change). The
+    limit is for a failing test, as wait_job's: at load 20 a worker's first claim came
+    after 30 s."""
     deadline = time.monotonic() + timeout_s
     while True:
         names = [e["name"] for e in await queue.events(job)]
