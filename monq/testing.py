@@ -153,7 +153,7 @@ class JobRunner:
 
     def log(self, job: JobRecord) -> list[dict[str, Any]]:
         """The job's log lines (``level``, ``message``, ...), oldest first."""
-        lines, _ = self.queue.read_log(job.id)
+        lines, _ = self.queue.log(job.id)
         return list(lines)
 
     def events(self, job: JobRecord) -> list[str]:

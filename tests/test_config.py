@@ -86,3 +86,18 @@ def test_cli_config_error_is_one_line(tmp_path: Path, monq_env: dict[str, str],
     assert len(lines) == 1, result.stderr
     assert str(path) in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_retired_key_still_loads_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A configuration written for an earlier version that read queue.relay_interval_s
+    still loads; the key is named in a warning so that it can be removed."""
+    path = tmp_path / "monq.toml"
+    path.write_text("[queue]\nrelay_interval_s = 1.0\nmax_recoveries = 5\n")
+    with caplog.at_level("WARNING", logger="monq.config"):
+        config = load_config(path, env={"MONQ_QUEUE_RELAY_INTERVAL_S": "2"})
+    assert config.queue.max_recoveries == 5
+    # one warning, naming where the value that wins comes from
+    assert [r.action for r in caplog.records] == ["config_key_retired"]  # type: ignore[attr-defined]
+    assert "MONQ_QUEUE_RELAY_INTERVAL_S" in caplog.records[0].getMessage()
+    assert not hasattr(config.queue, "relay_interval_s")

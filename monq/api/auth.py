@@ -63,7 +63,7 @@ class ProfileHandler(BaseHandler):
 
     async def _record(self) -> dict[str, Any]:
         assert self.principal is not None
-        doc = await self.ctx.accounts.roles.by_name(self.principal.name)
+        doc = await self.ctx.accounts.by_name(self.principal.name)
         if doc is None:
             raise AuthenticationFailed("invalid or expired token")
         return doc

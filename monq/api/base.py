@@ -22,7 +22,6 @@ than ``api.max_body_bytes`` is a 413.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -48,7 +47,10 @@ from monq.core.errors import (
     PayloadTooLarge,
     PermissionDenied,
     TooManyRequests,
+    ValidationError,
 )
+from monq.core.ids import object_id
+from monq.core.jsonio import dumps
 from monq.core.store import Store
 
 if TYPE_CHECKING:
@@ -66,6 +68,12 @@ LATEST = datetime(2106, 1, 1, tzinfo=UTC)
 DEFAULT_PER_PAGE = 25
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 MAX_PARAM_CHARS = 1024
+# What every paginated listing's parameters mean, for the OpenAPI document.
+PAGE_DOCS = {
+    "page": "0-based page number (``skip`` = page x per_page); deep pages cost more: "
+            "page on with ``after`` instead",
+    "per_page": f"items per page, 1 to {MAX_PER_PAGE} (default {DEFAULT_PER_PAGE})",
+}
 
 
 @dataclass
@@ -78,14 +86,6 @@ class ApiContext:
     tokens: Tokens
     hub: EventHub | None = None
     metrics: Instruments | None = None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, ObjectId):
-        return str(value)
-    return str(value)
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:
@@ -120,6 +120,7 @@ class BaseHandler(tornado.web.RequestHandler):
     public: ClassVar[bool] = False           # True: no login needed
     query: ClassVar[dict[str, dict[str, type]]] = {}
     required: ClassVar[dict[str, tuple[str, ...]]] = {}  # required query parameters
+    query_docs: ClassVar[dict[str, str]] = {}  # what a query parameter means (OpenAPI)
     bodies: ClassVar[dict[str, dict[str, Any]]] = {}  # JSON schema of bodies, per method
     summary: ClassVar[str] = ""
     produces: ClassVar[str] = "application/json"  # the media type of a 200 reply
@@ -226,6 +227,17 @@ class BaseHandler(tornado.web.RequestHandler):
                              f"the filters instead")
         return page, per_page
 
+    def after_arg(self, page: int, name: str = "after") -> ObjectId | None:
+        """The keyset anchor `name` (an id from the last page's ``next_after``), or None;
+        it replaces the page number, so it comes with page 0 only."""
+        if name not in self.args:
+            return None
+        if page:
+            raise ValidationError(f"parameter {name!r}: give it or 'page', not both",
+                                  field=name)
+        return object_id(self.args[name], name,
+                         f"parameter {name!r}: not an id: {self.args[name]!r}")
+
     # Authentication -------------------------------------------------------------
     def _token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
@@ -273,12 +285,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def reply(self, data: Any, code: int = 200, message: str = "OK", **extra: Any) -> None:
         self.set_status(code)
-        self.finish(json.dumps(self.envelope(code, message, data, **extra),
-                               default=_json_default))
+        self.finish(dumps(self.envelope(code, message, data, **extra)))
 
-    def reply_page(self, items: list[Any], total: int, page: int, per_page: int) -> None:
+    def reply_page(self, items: list[Any], total: int, page: int, per_page: int, *,
+                   capped: bool | None = None, **extra: Any) -> None:
+        """A paginated reply. A listing whose count stops at ``api.count_limit`` says
+        so with ``total_capped`` (``total_count`` is then the limit: there are more);
+        `extra` adds keys such as ``next_after``."""
+        if capped is not None:
+            extra["total_capped"] = capped
         self.reply(items, page=page, per_page=per_page, count=len(items), total_count=total,
-                   page_count=math.ceil(total / per_page) if per_page else 0)
+                   page_count=math.ceil(total / per_page) if per_page else 0, **extra)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The one place monq errors become HTTP statuses; never a traceback."""
@@ -298,7 +315,7 @@ class BaseHandler(tornado.web.RequestHandler):
             message = "internal error (request " + self.request_id + ")"
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(self.envelope(status_code, message), default=_json_default))
+        self.finish(dumps(self.envelope(status_code, message)))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, Error | tornado.web.HTTPError) and not (

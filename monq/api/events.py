@@ -43,16 +43,15 @@ from urllib.parse import urlparse
 
 import tornado.websocket
 from bson import ObjectId
-from bson.errors import InvalidId
 
-from monq.api.base import ApiContext, BaseHandler
+from monq.api.base import PAGE_DOCS, ApiContext, BaseHandler
 from monq.api.fanout import CLOSE_REVOKED, CLOSE_TOO_SLOW, Subscription, dumps, frame, render
 from monq.api.stream import EventHub
 from monq.core.auth.permissions import Principal, may_call, may_read_job
 from monq.core.errors import BadRequest, NotFound, StoreError
-from monq.core.store.events import EventStore, new_event
-from monq.core.store.jobs import JobStore
-from monq.queue.queue import Queue
+from monq.core.ids import object_id
+from monq.queue.messages import post_message
+from monq.queue.reads import EventReads, JobReads
 from monq.queue.visibility import QUEUE_CHANNEL, job_channel, visible
 
 log = logging.getLogger("monq.api")
@@ -211,12 +210,8 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     async def _interest(self, sub: Subscription, data: dict[str, Any]) -> None:
         channels = parse_channels(data.get("data"), self.ctx.config.api.ws_max_interests)
         since = data.get("since")
-        since_id = None
-        if since is not None:
-            try:
-                since_id = ObjectId(since)
-            except (InvalidId, TypeError):
-                raise BadRequest(f"interest: 'since' is not an event id: {since!r}") from None
+        since_id = None if since is None else object_id(
+            since, "since", f"interest: 'since' is not an event id: {since!r}")
         known = await self._known(sub.principal, channels)
         unknown = [c for c in channels if c not in known]
         subscribed = sorted(known)
@@ -240,13 +235,13 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         known = {c for c in channels if c in RESERVED_CHANNELS or c in chat}
         job_ids = {ObjectId(m.group(1)): c for c in channels if (m := _JOB_CHANNEL.match(c))}
         if job_ids:
-            names = await JobStore(self.ctx.store).names_of(list(job_ids))
+            names = await JobReads(self.ctx.store).names_of(list(job_ids))
             known |= {job_ids[job_id] for job_id, name in names.items()
                       if may_read_job(principal, name)}
         return known
 
     async def _replay(self, sub: Subscription, since: ObjectId) -> None:
-        events = EventStore(self.ctx.store)
+        events = EventReads(self.ctx.store)
         replayed = sub.replayed
         assert replayed is not None
         while not sub.closed:
@@ -273,31 +268,39 @@ class EventSocketHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                              f"{sorted(self.ctx.config.api.chat_channels)} (api.chat_channels)")
         if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
             raise BadRequest(f"message: 'text' must be a string of 1 to {MAX_TEXT} characters")
-        await EventStore(self.ctx.store).insert([new_event(
-            "message", channel=channel, author=sub.principal.name, data={"text": text})])
+        await post_message(self.ctx.store, channel, sub.principal.name, text)
 
 
 class EventHistoryHandler(BaseHandler):
     """Past events and messages of a channel (or one job), as the user may see them;
-    ``after`` (an event id) gives only later ones, for clients that poll."""
+    ``after`` (an event id) gives only later ones, for clients that poll, ``before``
+    only earlier ones. Keyset paging: pass the reply's ``next_before`` as ``before``
+    (newest first, the default) or its ``next_after`` as ``after`` (``sort=1``)."""
 
     permission = "monq.api.events.history"
     summary = "past events and messages, by channel and time range (paginated)"
     query = {"GET": {"channel": str, "start": datetime, "end": datetime, "page": int,
-                     "per_page": int, "sort": int, "after": str}}
+                     "per_page": int, "sort": int, "after": str, "before": str}}
+    query_docs = {
+        **PAGE_DOCS,
+        "sort": "-1 newest first (default), 1 oldest first",
+        "after": "only events after this event id; oldest first, the reply's "
+                 "``next_after`` pages on",
+        "before": "only events before this event id; newest first, the reply's "
+                  "``next_before`` pages on",
+    }
 
     async def get(self) -> None:
         page, per_page = self.page_args()
         start, end = self.args.get("start"), self.args.get("end")
         if start and end and end < start:
             raise BadRequest("parameter 'end': before 'start'")
-        after = None
-        if "after" in self.args:
-            try:
-                after = ObjectId(self.args["after"])
-            except (InvalidId, TypeError):
-                raise BadRequest(f"parameter 'after': not an event id: "
-                                 f"{self.args['after']!r}") from None
+        after, before = (
+            None if name not in self.args else object_id(
+                self.args[name], name, f"parameter {name!r}: not an event id: "
+                                       f"{self.args[name]!r}")
+            for name in ("after", "before"))
+        newest_first = self.args.get("sort", -1) != 1
         channel = self.args.get("channel")
         # Without a channel: every shared channel (core4 clients ask so).
         channels: list[str] | None = None if channel is None else [channel]
@@ -305,7 +308,7 @@ class EventHistoryHandler(BaseHandler):
         match = _JOB_CHANNEL.match(channel or "")
         if match:
             job_id = ObjectId(match.group(1))
-            job = await Queue(self.ctx.store, self.ctx.config).get(job_id)
+            job = await JobReads(self.ctx.store).get(job_id)
             assert self.principal is not None
             if not may_read_job(self.principal, job.name):
                 raise NotFound(f"no job {job_id}")
@@ -313,11 +316,14 @@ class EventHistoryHandler(BaseHandler):
             channels = [job_channel(job_id)]
         elif channel is not None and not _CHANNEL.match(channel):
             raise BadRequest(f"parameter 'channel': invalid channel {channel!r}")
-        docs, total = await EventStore(self.ctx.store).page(
-            channels, jobs, start=start, end=end,
-            newest_first=self.args.get("sort", -1) != 1, skip=page * per_page, limit=per_page,
-            after=after)
+        found = await EventReads(self.ctx.store).listing(
+            channels, jobs, start=start, end=end, newest_first=newest_first,
+            skip=page * per_page, limit=per_page, after=after, before=before,
+            count_cap=self.ctx.config.api.count_limit)
         principal = self.principal
         assert principal is not None
+        following = None if found.next_key is None else str(found.next_key)
         self.reply_page([visible(d, lambda n: may_read_job(principal, n), principal.is_admin)
-                         for d in docs], total, page, per_page)
+                         for d in found.events], found.total, page, per_page,
+                        capped=found.capped,
+                        **{"next_before" if newest_first else "next_after": following})

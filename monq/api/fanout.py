@@ -20,16 +20,15 @@ subscribers by channel and by the job ids of their ``job:<id>`` channels.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import struct
 from collections.abc import Callable, Hashable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from tornado.iostream import IOStream, StreamClosedError
 
+from monq.core import jsonio
 from monq.core.auth.permissions import Principal, may_read_job
 from monq.queue.visibility import (
     QUEUE_CHANNEL,
@@ -52,12 +51,8 @@ _TEXT_FRAME = 0x81  # FIN and opcode 1 (text), RFC 6455 section 5.2
 
 
 def dumps(message: Any) -> str:
-    """JSON for websocket messages: ObjectIds as strings, times in ISO 8601."""
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-        return str(value)
-    return json.dumps(message, default=default, separators=(",", ":"))
+    """JSON for websocket messages (compact: one frame goes to many sockets)."""
+    return jsonio.dumps(message, compact=True)
 
 
 def frame(text: str) -> bytes:

@@ -12,23 +12,10 @@ from typing import Any
 from monq.api.base import BaseHandler
 from monq.core.auth.permissions import may_read_job
 from monq.core.errors import BadRequest
-from monq.core.store.history import HistoryStore
+from monq.history.reads import RESOLUTIONS, HistoryReads, pick_resolution
 from monq.history.summary import WAITING_AND_RUNNING, mask_rows
 
-RESOLUTIONS = ("second", "minute", "hour", "auto")
 MAX_BUCKETS = 1000
-
-
-def pick_resolution(resolution: str, start: datetime | None, end: datetime | None) -> str:
-    if resolution != "auto":
-        return resolution
-    if start is None:
-        return "second"
-    span = (end or datetime.now(UTC)) - start
-    if span <= timedelta(hours=2):
-        return "second"
-    return "minute" if span <= timedelta(days=7) else "hour"
-
 
 class HistoryBase(BaseHandler):
     def time_range(self) -> tuple[datetime | None, datetime | None, str]:
@@ -64,7 +51,7 @@ class JobHistoryHandler(HistoryBase):
         if sort not in (1, -1):
             raise BadRequest("parameter 'sort': 1 (oldest first) or -1 (newest first)")
         start, end, resolution = self.time_range()
-        docs, total = await HistoryStore(self.ctx.store).between(
+        docs, total = await HistoryReads(self.ctx.store).page(
             resolution, start, end, skip=page * per_page, limit=per_page,
             newest_first=sort == -1)
         self.reply_page([self.row(d) for d in docs], total, page, per_page)
@@ -88,26 +75,5 @@ class QueueHistoryHandler(HistoryBase):
             raise BadRequest(f"parameter 'buckets': 1 to {MAX_BUCKETS}")
         _, _, resolution = self.time_range() if self.args.get("resolution") not in (
             None, "auto") else (None, None, pick_resolution("auto", start, end))
-        store = HistoryStore(self.ctx.store)
-        docs, _ = await store.between(resolution, start, end, newest_first=False)
-        carried = await store.latest(resolution, before=start)
-        width = (end - start) / buckets
-        series, current, index = [], carried, 0
-        for i in range(buckets):
-            bucket_end = start + width * (i + 1)
-            point = {s: 0 for s in WAITING_AND_RUNNING}
-            point["total"] = 0
-            members = [current] if current else []
-            while index < len(docs) and _aware(docs[index]["created"]) < bucket_end:
-                members.append(docs[index])
-                current = docs[index]
-                index += 1
-            for doc in members:
-                for key in (*WAITING_AND_RUNNING, "total"):
-                    point[key] = max(point[key], doc.get(key, 0))
-            series.append({"created": start + width * i, **point})
+        series = await HistoryReads(self.ctx.store).series(resolution, start, end, buckets)
         self.reply(series, resolution=resolution)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from monq.api.stream import EventHub
 from monq.core.config import Config
-from monq.core.store.metrics import StoreReadings
+from monq.history.gauges import StoreReadings
 from monq.queue.states import EventName
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

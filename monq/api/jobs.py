@@ -8,19 +8,19 @@ and never counted in totals. Acting needs ``job://<name>/x``.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from monq.api.base import EARLIEST, LATEST, BaseHandler, _json_default
+from monq.api.base import EARLIEST, LATEST, PAGE_DOCS, BaseHandler
 from monq.api.bodies import INT_MAX, INT_MIN
 from monq.core.auth.permissions import JobTypePolicy, may_execute_job, may_read_job
 from monq.core.errors import BadRequest, NotFound, PermissionDenied, ValidationError
-from monq.core.store.jobs import JobFilter
+from monq.core.jsonio import dumps
 from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.job import Job, load_job_type
 from monq.queue.model import JobRecord
 from monq.queue.queue import Queue
+from monq.queue.reads import JobFilter, JobReads, log_line
 from monq.queue.states import State
 from monq.queue.workers import list_workers
 
@@ -70,11 +70,14 @@ class JobsBase(BaseHandler):
         return Queue(self.ctx.store, self.ctx.config, author=self.principal.name,
                      origin=Origin(by=self.principal.name, origin="api"))
 
+    def reads(self) -> JobReads:
+        return JobReads(self.ctx.store)
+
     async def visible_job(self, job_id: str) -> JobRecord:
         """The job, if this user may see it; otherwise as if it did not exist."""
         assert self.principal is not None
         try:
-            job = await self.queue().get(job_id)
+            job = await self.reads().get(job_id)
         except BadRequest:
             raise NotFound(f"no job {job_id}") from None
         if not may_read_job(self.principal, job.name):
@@ -89,10 +92,20 @@ class JobsHandler(JobsBase):
     summary = "list jobs (filtered, paginated) or enqueue one"
     query = {"GET": {"page": int, "per_page": int, "state": str, "name": str, "number": int,
                      "worker": str, "enqueued_after": datetime, "enqueued_before": datetime,
-                     "sort": str, "descending": bool, "finished": bool}}
+                     "sort": str, "descending": bool, "finished": bool, "after": str}}
     bodies = {"POST": ENQUEUE_BODY}
+    query_docs = {
+        **PAGE_DOCS,
+        "after": "keyset paging: the jobs after this job in the listing's order (the "
+                 "reply's ``next_after``, null on the last page); with page 0 only. A "
+                 "job that is gone or that one may not read is a 400",
+        "finished": "true: finished jobs (sys.journal) instead of the queue",
+        "sort": f"one of {', '.join(SORTS)} (ties broken by id)",
+    }
 
     async def get(self) -> None:
+        """Replies carry ``total_capped`` (``total_count`` stopped at
+        ``api.count_limit``) and ``next_after`` (the keyset of the next page)."""
         assert self.principal is not None
         page, per_page = self.page_args()
         states = tuple(s for s in (self.args.get("state") or "").split(",") if s)
@@ -105,16 +118,22 @@ class JobsHandler(JobsBase):
         finished = self.args.get("finished", False)
         names = None
         if not self.principal.is_admin:
-            names = tuple(n for n in await self.queue().jobs.distinct_names(finished=finished)
+            names = tuple(n for n in await self.reads().names(finished=finished)
                           if may_read_job(self.principal, n))
         spec = JobFilter(states=states, name_glob=_glob(self.args.get("name")),
                          number=self.args.get("number"), worker=self.args.get("worker"),
                          enqueued_after=self.args.get("enqueued_after"),
                          enqueued_before=self.args.get("enqueued_before"), names=names)
-        jobs, total = await self.queue().list_jobs(
+        after = self.after_arg(page)
+        principal = self.principal
+        found = await self.reads().listing(
             spec, finished=finished, skip=page * per_page, limit=per_page, sort=SORTS[sort],
-            descending=self.args.get("descending", False))
-        self.reply_page([j.to_public() for j in jobs], total, page, per_page)
+            descending=self.args.get("descending", False), after=after,
+            count_cap=self.ctx.config.api.count_limit,
+            visible=lambda name: may_read_job(principal, name))
+        self.reply_page([j.to_public() for j in found.jobs], found.total, page, per_page,
+                        capped=found.capped,
+                        next_after=None if found.next_after is None else str(found.next_after))
 
     async def post(self) -> None:
         body = self.body()  # checked against ENQUEUE_BODY: closed, typed, bounded
@@ -214,21 +233,20 @@ class JobLogHandler(JobsBase):
             await self.follow(job)
             return
         page, per_page = self.page_args()
-        lines, total = await self.queue().read_log(job.id, skip=page * per_page,
-                                                   limit=per_page)
-        self.reply_page([_line(ln) for ln in lines], total, page, per_page)
+        lines, total = await self.reads().log(job.id, skip=page * per_page, limit=per_page)
+        self.reply_page([log_line(ln) for ln in lines], total, page, per_page)
 
     async def follow(self, job: JobRecord) -> None:
         self.set_header("Content-Type", "text/event-stream")
-        queue, last = self.queue(), None
+        reads, last = self.reads(), None
         while True:
-            lines, _ = await queue.read_log(job.id, after=last, limit=1000)
+            lines, _ = await reads.log(job.id, after=last, limit=1000)
             for line in lines:
                 last = line["_id"]
-                self.write(f"data: {json.dumps(_line(line), default=_json_default)}\n\n")
-            current = await queue.get(job.id)
+                self.write(f"data: {dumps(log_line(line))}\n\n")
+            current = await reads.get(job.id)
             if current.finished and not lines:
-                self.write(f"event: end\ndata: {json.dumps({'state': current.state})}\n\n")
+                self.write(f"event: end\ndata: {dumps({'state': current.state})}\n\n")
                 await self.flush()
                 break
             await self.flush()
@@ -242,14 +260,9 @@ class JobEventsHandler(JobsBase):
 
     async def get(self, job_id: str) -> None:
         job = await self.visible_job(job_id)
-        events = await self.queue().events(job.id)
+        events = await self.reads().events(job.id)
         self.reply([{"_id": str(e["_id"]), "name": e["name"], "created": e["created"],
                      "author": e["author"], "data": e["data"]} for e in events])
-
-
-def _line(line: dict[str, Any]) -> dict[str, Any]:
-    return {"created": line["created"], "level": line["level"], "message": line["message"],
-            "extra": line.get("extra") or {}}
 
 
 def _known_job_types(names: list[str], policy: JobTypePolicy) -> list[type[Job]]:
@@ -280,9 +293,7 @@ class JobTypesHandler(JobsBase):
 
     async def get(self) -> None:
         assert self.principal is not None
-        store = self.queue().jobs
-        names = sorted(set(await store.distinct_names())
-                       | set(await store.distinct_names(finished=True)))
+        names = await self.reads().names(finished=None)
         policy = JobTypePolicy.from_config(self.ctx.config)
         self.reply([t.describe() for t in _known_job_types(names, policy)
                     if may_read_job(self.principal, t.qualname())

@@ -4,7 +4,7 @@ Prometheus scrapers seldom hold a JWT, so besides a logged-in user with the
 permission ``api://monq.api.metrics`` the route accepts the static bearer token of
 ``api.metrics_token`` (compared in constant time; empty turns it off). The values
 are read at scrape time: see `monq.api.instruments` for what each metric is and
-`monq.core.store.metrics` for the queries (each index-backed, none growing with the
+`monq.history.gauges` for the reads (each index-backed, none growing with the
 queue). When MongoDB does not answer, the reply is still a 200 with
 ``monq_mongodb_up 0`` and the metrics this process holds in memory.
 """
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from monq.api.base import BaseHandler
 from monq.api.instruments import CONTENT_TYPE, Instruments
 from monq.core.errors import Error
-from monq.core.store.metrics import MetricsStore, StoreReadings
-from monq.queue.workers import RECENTLY_DEAD_S
+from monq.history.gauges import Gauges, StoreReadings
 
 log = logging.getLogger("monq.api")
 
@@ -52,8 +51,7 @@ class MetricsHandler(BaseHandler):
         now = datetime.now(UTC)
         readings: StoreReadings | None
         try:
-            readings = await MetricsStore(self.ctx.store).read(
-                now - timedelta(seconds=RECENTLY_DEAD_S))
+            readings = await Gauges(self.ctx.store).read(now)
         except Error as exc:
             log.warning("metrics without MongoDB's values: %s", exc,
                         extra={"action": "metrics_store_failed"})

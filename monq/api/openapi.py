@@ -17,7 +17,15 @@ _TYPES = {int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "b
 _ENVELOPE = {"type": "object", "required": ["_id", "code", "message", "timestamp"],
              "properties": {"_id": {"type": "string"}, "code": {"type": "integer"},
                             "message": {"type": "string"}, "timestamp": {"type": "string"},
-                            "data": {}}}
+                            "data": {},
+                            # paginated replies (DESIGN.md section 6), and their keysets
+                            "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                            "page_count": {"type": "integer"}, "count": {"type": "integer"},
+                            "total_count": {"type": "integer"},
+                            "total_capped": {"type": "boolean", "description":
+                                             "total_count stopped at api.count_limit"},
+                            "next_after": {"type": ["string", "null"]},
+                            "next_before": {"type": ["string", "null"]}}}
 METHODS = ("get", "post", "put", "delete")
 
 
@@ -58,9 +66,11 @@ def describe(routes: list[tuple[str, type[BaseHandler]]]) -> dict[str, Any]:
                       for n in names]
             required = handler.required.get(method.upper(), ())
             for name, kind in handler.query.get(method.upper(), {}).items():
-                params.append({"name": name, "in": "query", "required": name in required,
-                               "schema": _TYPES.get(kind, {"type": "string",
-                                                           "format": "date-time"})})
+                param = {"name": name, "in": "query", "required": name in required,
+                         "schema": _TYPES.get(kind, {"type": "string", "format": "date-time"})}
+                if name in handler.query_docs:
+                    param["description"] = handler.query_docs[name]
+                params.append(param)
             operation: dict[str, Any] = {
                 "summary": handler.summary or (handler.__doc__ or "").strip().split("\n")[0],
                 "operationId": f"{handler.__name__}.{method}",

@@ -38,7 +38,7 @@ from monq.core.config import Config
 from monq.core.errors import Error, StreamHistoryLost
 from monq.core.loops import periodic, supervise
 from monq.core.store import Store
-from monq.core.store.events import EventReader, EventStore
+from monq.queue.reads import EventReads
 
 log = logging.getLogger("monq.api")
 
@@ -78,13 +78,13 @@ class EventHub:
 
     def __init__(self, store: Store, accounts: Accounts, config: Config) -> None:
         self.store = store
-        self.events = EventStore(store)
+        self.events = EventReads(store)
         self.accounts = accounts
         self.config = config
         self.subscribers: set[Subscriber] = set()
         self.fanout = Fanout()
         self.recent = RecentIds(config.relay_bound_s)
-        self.reader = EventReader(self.events, config.relay_bound_s, batch=10_000)
+        self.reader = self.events.follower(config.relay_bound_s, batch=10_000)
         self.last_id: ObjectId | None = None
         self.mode = "stopped"
         self.delivered = 0

@@ -153,6 +153,18 @@ def add_remote_options(parser: argparse.ArgumentParser) -> None:
                         help="the API token for --server (else the one `monq login` stored)")
 
 
+def add_action(actions: Any, name: str, text: str, func: Callable[..., Any], *,
+               id_help: str | None = None, **defaults: Any) -> argparse.ArgumentParser:
+    """A sub-command ``name`` of a command's actions, with ``--json``, and with an ``ID``
+    argument when `id_help` says what it is."""
+    parser: argparse.ArgumentParser = actions.add_parser(name, help=text)
+    if id_help is not None:
+        parser.add_argument("id", metavar="ID", help=id_help)
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=func, **defaults)
+    return parser
+
+
 def _env_default(parser: argparse.ArgumentParser, action: argparse.Action, var: str) -> None:
     raw = os.environ.get(var)
     if raw is not None and action.default is not argparse.SUPPRESS:

@@ -15,17 +15,17 @@ from typing import Any, Protocol
 
 from bson import ObjectId
 
-from monq.cli.output import jsonable
 from monq.core.auth.accounts import ADMIN_ROLE, Accounts, parse_etag, parse_id, public
 from monq.core.auth.permissions import ADMIN_PERMISSION, Principal
 from monq.core.config import Config
 from monq.core.errors import NotFound
+from monq.core.ids import maybe_object_id
+from monq.core.jsonio import jsonable
 from monq.core.store import Store
-from monq.core.store.events import EventStore
-from monq.core.store.history import HistoryStore
-from monq.core.store.jobs import JobFilter
+from monq.history.reads import HistoryReads
 from monq.queue.enqueue import Origin
 from monq.queue.queue import Queue
+from monq.queue.reads import EventReads, JobFilter, JobReads, log_line
 from monq.queue.workers import list_workers
 
 Json = dict[str, Any]
@@ -67,8 +67,7 @@ def event_view(event: dict[str, Any]) -> Json:
 
 
 def log_view(line: dict[str, Any]) -> Json:
-    return jsonable({"created": line["created"], "level": line["level"],
-                     "message": line["message"], "extra": line.get("extra") or {}})
+    return jsonable(log_line(line))
 
 
 def since_event_id(since: datetime) -> str:
@@ -78,10 +77,10 @@ def since_event_id(since: datetime) -> str:
 
 
 def _event_id(value: str) -> ObjectId:
-    try:
-        return ObjectId(value)
-    except Exception:
-        raise NotFound(f"no event {value!r}") from None
+    found = maybe_object_id(value)
+    if found is None:
+        raise NotFound(f"no event {value!r}")
+    return found
 
 
 class DirectBackend:
@@ -94,6 +93,7 @@ class DirectBackend:
         self.user = user or getpass.getuser()
         self.queue = Queue(store, config, author=self.user,
                            origin=Origin(by=self.user, origin="cli"))
+        self.reads = JobReads(store)
         self.accounts = Accounts(store, config)
         self.principal = Principal(self.user, frozenset({ADMIN_PERMISSION}),
                                    frozenset({ADMIN_ROLE}))
@@ -105,19 +105,23 @@ class DirectBackend:
         return jsonable((await self.queue.enqueue(name, args, **options)).to_public())
 
     async def job(self, job_id: str) -> Json:
-        return jsonable((await self.queue.get(job_id)).to_public())
+        return jsonable((await self.reads.get(job_id)).to_public())
 
     async def jobs(self, *, states: Sequence[str], name: str | None, finished: bool,
                    limit: int) -> tuple[list[Json], int]:
         spec = JobFilter(states=tuple(states), name_glob=name)
-        jobs, total = await self.queue.list_jobs(spec, finished=finished, limit=limit)
-        return [jsonable(j.to_public()) for j in jobs], total
+        found = await self.reads.listing(spec, finished=finished, sort="number",
+                                         descending=False, limit=limit,
+                                         count_cap=self.config.api.count_limit)
+        return [jsonable(j.to_public()) for j in found.jobs], found.total
 
     async def job_events(self, job_id: str) -> list[Json]:
-        return [event_view(e) for e in await self.queue.events(job_id)]
+        job = await self.reads.get(job_id)
+        return [event_view(e) for e in await self.reads.events(job.id)]
 
     async def job_log(self, job_id: str, limit: int) -> list[Json]:
-        lines, _ = await self.queue.read_log(job_id, limit=limit)
+        job = await self.reads.get(job_id)
+        lines, _ = await self.reads.log(job.id, limit=limit)
         return [log_view(line) for line in lines]
 
     async def act(self, action: str, job_id: str) -> Json:
@@ -125,8 +129,8 @@ class DirectBackend:
 
     # Operations -----------------------------------------------------------------
     async def history(self, resolution: str, since: datetime) -> list[Json]:
-        docs, _ = await HistoryStore(self.store).between(resolution, since, None,
-                                                         newest_first=False)
+        docs, _ = await HistoryReads(self.store).page(resolution, since, None,
+                                                      newest_first=False)
         return [jsonable({k: v for k, v in d.items() if k not in ("_id", "resolution")})
                 for d in docs]
 
@@ -136,8 +140,8 @@ class DirectBackend:
 
     async def events(self, after: str | None, *, channels: Sequence[str] | None,
                      names: Sequence[str] | None, job_id: str | None) -> list[Json]:
-        job = None if job_id is None else (await self.queue.get(job_id)).id
-        found = await EventStore(self.store).after(
+        job = None if job_id is None else (await self.reads.get(job_id)).id
+        found = await EventReads(self.store).after(
             None if after is None else _event_id(after), channels=channels, names=names,
             job_id=job, limit=EVENT_BATCH)
         return [event_view(e) for e in found]
@@ -166,7 +170,7 @@ class DirectBackend:
                 return out
 
     async def record(self, kind: str, name: str) -> Json:
-        doc = await self.accounts.roles.by_name(name, kind)
+        doc = await self.accounts.by_name(name, kind)
         if doc is None:
             raise NotFound(f"no {kind} {name!r}")
         return jsonable(public(doc))

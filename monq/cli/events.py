@@ -4,7 +4,6 @@ there and ends, ``--json`` prints one event per line."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from monq.cli.backend import EVENT_BATCH, since_event_id
 from monq.cli.live import pause, stop_on_signals
 from monq.cli.output import short_time
 from monq.core.errors import ValidationError
+from monq.core.jsonio import dumps
 
 POLL_S = 0.5
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -74,7 +74,7 @@ def event_line(event: dict[str, Any]) -> str:
         what = f"total {data.get('total', 0)}" + "".join(
             f", {state} {n}" for state, n in sorted(counts.items()) if n)
     else:
-        what = str(data.get("text") or json.dumps(data, default=str))
+        what = str(data.get("text") or dumps(data))
     author = f"  ({event['author']})" if event.get("author") else ""
     return (f"{short_time(event['created'])}  {event.get('channel') or '':<8} "
             f"{event['name']:<18} {what.rstrip()}{author}")
@@ -96,7 +96,7 @@ async def events_command(ctx: Context) -> int:
             batch = await backend.events(after, channels=a.channel, names=a.name,
                                          job_id=job_id)
             for event in batch:
-                print(json.dumps(event) if a.json else event_line(event), file=ctx.out,
+                print(dumps(event) if a.json else event_line(event), file=ctx.out,
                       flush=True)
                 after = event["_id"]
                 printed += 1

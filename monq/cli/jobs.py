@@ -13,6 +13,7 @@ from monq.cli import EXIT_JOB_FAILED, Context, add_remote_options, error_code
 from monq.cli.live import redraw
 from monq.cli.output import details, final_line, print_json, progress_line, short_time, table
 from monq.core.errors import Error, ValidationError
+from monq.core.jsonio import dumps
 from monq.queue.states import FINAL, State
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ async def jobs_command(ctx: Context) -> int:
         async def frame() -> str:
             jobs, total = await listing()
             if a.json:
-                return json.dumps({"total_count": total, "jobs": jobs})
+                return dumps({"total_count": total, "jobs": jobs})
             return (f"monq jobs  {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC  "
                     f"(every {a.interval:g}s, Ctrl-C to stop)\n"
                     + table(_job_rows(jobs), JOB_COLUMNS) + f"\n{len(jobs)} of {total} jobs")

@@ -3,13 +3,12 @@ list|show|resend``: the deliveries, their state and errors, and resending one.""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from monq.cli import Context, run_daemon
-from monq.cli.output import details, table
+from monq.cli import Context, add_action, run_daemon
+from monq.cli.output import details, print_json, table
 from monq.notify.deliveries import STATES, Delivery, Notifications, check_delivery_id
-from monq.queue.queue import Queue
+from monq.queue.reads import JobReads
 
 
 def register(sub: Any) -> None:
@@ -19,20 +18,14 @@ def register(sub: Any) -> None:
     notify = sub.add_parser("notify", help="notification deliveries: list, show, resend")
     actions = notify.add_subparsers(dest="notify_command", metavar="ACTION",
                                     parser_class=type(notify), required=True)
-    listing = actions.add_parser("list", help="deliveries, newest first")
+    listing = add_action(actions, "list", "deliveries, newest first", list_command)
     listing.add_argument("--state", action="append", default=[], choices=STATES)
     listing.add_argument("--job", help="only this job's (id or number)")
     listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=list_command)
-    show = actions.add_parser("show", help="one delivery: what was sent, attempts, error")
-    show.add_argument("id", metavar="ID", help="the delivery id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(func=show_command)
-    resend = actions.add_parser("resend", help="send a delivery again now")
-    resend.add_argument("id", metavar="ID", help="the delivery id")
-    resend.add_argument("--json", action="store_true")
-    resend.set_defaults(func=resend_command)
+    add_action(actions, "show", "one delivery: what was sent, attempts, error", show_command,
+               id_help="the delivery id")
+    add_action(actions, "resend", "send a delivery again now", resend_command,
+               id_help="the delivery id")
 
 
 async def notifier_command(ctx: Context) -> int:
@@ -42,13 +35,13 @@ async def notifier_command(ctx: Context) -> int:
 
 
 def _print_json(ctx: Context, data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str), file=ctx.out)
+    print_json(ctx.out, data)
 
 
 async def list_command(ctx: Context) -> int:
     a = ctx.args
     async with ctx.store() as store:
-        job_id = (await Queue(store, ctx.config).get(a.job)).id if a.job else None
+        job_id = (await JobReads(store).get(a.job)).id if a.job else None
         deliveries, total = await Notifications(store).page(
             states=tuple(a.state), job_id=job_id, limit=max(1, a.limit))
     if a.json:

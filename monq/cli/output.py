@@ -7,11 +7,12 @@ text, so that it is tested without a terminal.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from monq.core.jsonio import dumps
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 BAR_WIDTH = 30
@@ -19,19 +20,8 @@ CHART_WIDTH = 60
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)  # ObjectIds and anything else
-
-
-def jsonable(value: Any) -> Any:
-    """`value` as the API would send it: datetimes as ISO strings, ObjectIds as hex."""
-    return json.loads(json.dumps(value, default=_default))
-
-
 def print_json(out: TextIO, data: Any, *, indent: int | None = 2) -> None:
-    print(json.dumps(data, indent=indent, default=_default), file=out, flush=True)
+    print(dumps(data, indent=indent), file=out, flush=True)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -69,7 +59,7 @@ def cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(cell(v) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value, default=_default)
+        return dumps(value)
     return str(value)
 
 

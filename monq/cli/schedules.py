@@ -4,16 +4,18 @@ update, enable, disable and remove cron schedules."""
 from __future__ import annotations
 
 import getpass
-import json
 from typing import Any
 
-from monq.cli import Context, Parser, run_daemon
+from monq.cli import Context, Parser, add_action, run_daemon
 from monq.cli.jobs import parse_values
-from monq.cli.output import details, table
+from monq.cli.output import details, print_json, table
 from monq.schedule.cron import CATCHUP_POLICIES, OVERLAP_POLICIES
 from monq.schedule.service import ScheduleRecord, Schedules
 
 COLUMNS = ("name", "job", "cron", "timezone", "enabled", "next_tick", "last_tick")
+
+
+ID = "schedule id or name"
 
 
 def register(sub: Any) -> None:
@@ -23,13 +25,8 @@ def register(sub: Any) -> None:
                                "enable, disable, remove")
     commands = schedules.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser,
                                         required=True)
-    listing = commands.add_parser("list", help="every schedule")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=list_command)
-    show = commands.add_parser("show", help="one schedule, by id or name")
-    show.add_argument("id", metavar="ID", help="schedule id or name")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(func=show_command)
+    add_action(commands, "list", "every schedule", list_command)
+    add_action(commands, "show", "one schedule, by id or name", show_command, id_help=ID)
 
     add = commands.add_parser("add", help="add a schedule: NAME JOB CRON [key=value ...]")
     add.add_argument("name", metavar="NAME", help="the schedule's name")
@@ -40,7 +37,7 @@ def register(sub: Any) -> None:
     add.add_argument("--disabled", action="store_true", help="add it disabled")
     add.set_defaults(func=add_command)
     update = commands.add_parser("update", help="change a schedule (only what is given)")
-    update.add_argument("id", metavar="ID", help="schedule id or name")
+    update.add_argument("id", metavar="ID", help=ID)
     update.add_argument("--cron")
     update.add_argument("--job")
     _definition_options(update)
@@ -48,11 +45,9 @@ def register(sub: Any) -> None:
 
     for action, text in (("enable", "enable a schedule (from its next tick after now)"),
                          ("disable", "disable a schedule"), ("remove", "remove a schedule")):
-        parser = commands.add_parser(action, help=text)
-        parser.add_argument("id", metavar="ID", help="schedule id or name")
-        parser.add_argument("--json", action="store_true")
-        parser.set_defaults(func=toggle_command if action != "remove" else remove_command,
-                            enabled=action == "enable")
+        add_action(commands, action, text,
+                   toggle_command if action != "remove" else remove_command, id_help=ID,
+                   enabled=action == "enable")
 
 
 def _definition_options(parser: Any) -> None:
@@ -88,7 +83,7 @@ def _schedules(store: Any) -> Schedules:
 
 def _print(ctx: Context, record: ScheduleRecord, verb: str | None = None) -> None:
     if ctx.args.json:
-        print(json.dumps(record.to_public(), indent=2), file=ctx.out)
+        print_json(ctx.out, record.to_public())
     elif verb:
         # a disabled schedule has no next tick: enabling it sets one after now
         when = (f"enabled, next tick {record.next_tick:%Y-%m-%d %H:%M:%S} UTC" if record.enabled
@@ -116,7 +111,7 @@ async def list_command(ctx: Context) -> int:
         records = await _schedules(store).all()
     rows = [r.to_public() for r in records]
     if ctx.args.json:
-        print(json.dumps(rows, indent=2), file=ctx.out)
+        print_json(ctx.out, rows)
         return 0
     print(table([_shown(r) for r in rows], COLUMNS), file=ctx.out)
     print(f"{len(rows)} schedules", file=ctx.out)
@@ -154,7 +149,7 @@ async def remove_command(ctx: Context) -> int:
     async with ctx.store() as store:
         record = await _schedules(store).remove(ctx.args.id, None)
     if ctx.args.json:
-        print(json.dumps(record.to_public(), indent=2), file=ctx.out)
+        print_json(ctx.out, record.to_public())
     else:
         print(f"schedule {record.name} removed", file=ctx.out)
     return 0

@@ -11,18 +11,26 @@ its declared type; an unknown key, a wrong type or an unreadable file raises
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from monq.core.errors import ConfigError
 
+log = logging.getLogger("monq.config")
+
 ENV_PREFIX = "MONQ_"
+# Keys earlier versions had, with why they went: still accepted, with a warning.
+RETIRED_KEYS: dict[str, str] = {
+    "queue.relay_interval_s": "outboxes left by crashed processes are relayed by the "
+                              "sweep, every queue.sweep_interval_s",
+}
 CONFIG_ENV = "MONQ_CONFIG"
 
 
@@ -63,12 +71,15 @@ class ApiConfig:
     metrics_token: str = ""
     database_timeout_s: float = 1.5
     max_body_bytes: int = 1_048_576
+    count_limit: int = 10_000
     # argon2id's cost: passes, memory in KiB, threads (argon2-cffi's recommended values)
     password_time_cost: int = 3
     password_memory_kib: int = 65536
     password_parallelism: int = 4
 
     def __post_init__(self) -> None:
+        if self.count_limit < 1:
+            raise ConfigError(f"api.count_limit: expected 1 or more, got {self.count_limit!r}")
         if self.password_time_cost < 1 or self.password_parallelism < 1:
             raise ConfigError("api.password_time_cost and api.password_parallelism: "
                               "expected 1 or more")
@@ -95,7 +106,6 @@ class WorkerConfig:
 class QueueConfig:
     zombie_time_s: float = 30.0
     sweep_interval_s: float = 2.0
-    relay_interval_s: float = 1.0
     max_recoveries: int = 3
     relay_bound_s: float = 10.0
     # globs of the job types clients (API, dashboard, schedules) may name
@@ -227,6 +237,17 @@ def _sections() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
 
 
+def _drop_retired(changes: dict[str, dict[str, tuple[Any, str]]]) -> None:
+    """Leave out keys earlier versions read and this one does not: a configuration
+    written for them still loads, with a warning."""
+    for name, values in changes.items():
+        for key in [k for k in values if f"{name}.{k}" in RETIRED_KEYS]:
+            log.warning("%s: %s.%s is no longer read (%s); remove it", values[key][1], name,
+                        key, RETIRED_KEYS[f"{name}.{key}"],
+                        extra={"action": "config_key_retired"})
+            del values[key]
+
+
 def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source: str) -> Config:
     sections = _sections()
     changes: dict[str, Any] = {}
@@ -243,6 +264,7 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source:
         if section not in sections or not key:
             continue  # other MONQ_ variables belong to the CLI or the tests
         changes.setdefault(section, {})[key] = (value, f"environment {var}")
+    _drop_retired(changes)
     built = {}
     for name, cls in sections.items():
         current = getattr(base, name)
@@ -263,9 +285,56 @@ def _build(raw: Mapping[str, Any], env: Mapping[str, str], base: Config, source:
     return Config(**built, source=base.source if source == "override" else source)
 
 
-def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:  # noqa: C901 - one branch per type
-    from_env = origin.startswith("environment")
+_WRONG = object()  # what a converter returns for a value it cannot take
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
+
+def _as_bool(value: Any, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+    return value if isinstance(value, bool) else _WRONG
+
+
+def _as_number(kind: type) -> Callable[[Any, bool], Any]:
+    """int or float: from the environment parsed, from a file as written (never a bool,
+    and an int where a float is wanted is widened)."""
+    def convert(value: Any, from_env: bool) -> Any:
+        if from_env and isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                return _WRONG
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else
+                                                     int | float):
+            return _WRONG
+        return kind(value)
+    return convert
+
+
+def _as_str(value: Any, from_env: bool) -> Any:
+    return value if isinstance(value, str) else _WRONG
+
+
+def _as_list(value: Any, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return _WRONG
+
+
+# The converter and the words of its error, per declared type.
+_CONVERTERS: dict[Any, tuple[Callable[[Any, bool], Any], str]] = {
+    bool: (_as_bool, "true or false"), int: (_as_number(int), "an integer"),
+    float: (_as_number(float), "a number"), str: (_as_str, "a string"),
+    list: (_as_list, "a list of strings"),
+}
+
+
+def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{origin}: {key}: expected {expected}, got {value!r}")
 
@@ -274,42 +343,12 @@ def _coerce(value: Any, kind: Any, key: str, origin: str) -> Any:  # noqa: C901 
         if value not in choices:
             raise fail("one of " + ", ".join(repr(c) for c in choices))
         return value
-    if kind is bool:
-        if from_env and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-        if isinstance(value, bool):
-            return value
-        raise fail("true or false")
-    if kind is int:
-        if from_env and isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise fail("an integer") from None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise fail("an integer")
-    if kind is float:
-        if from_env and isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise fail("a number") from None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise fail("a number")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise fail("a string")
     if get_origin(kind) in (list, typing.List) or isinstance(kind, types.GenericAlias):  # noqa: UP006
-        if from_env and isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return list(value)
-        raise fail("a list of strings")
-    raise fail(str(kind))  # pragma: no cover - every declared type is handled above
+        kind = list
+    if kind not in _CONVERTERS:  # pragma: no cover - every declared type has one
+        raise fail(str(kind))
+    convert, expected = _CONVERTERS[kind]
+    converted = convert(value, origin.startswith("environment"))
+    if converted is _WRONG:
+        raise fail(expected)
+    return converted

@@ -1,6 +1,7 @@
 """The queue's state as counts: per state, and per job name, state and flags
-(DESIGN.md §5); history documents and roll-ups; masking for users who may not
-read a job's name. Pure functions and a small in-memory model, no I/O.
+(DESIGN.md §5); history documents and roll-ups (the masking of rows for users
+who may not read a job's name is `monq.queue.visibility.mask_rows`). Pure
+functions and a small in-memory model, no I/O.
 
 The model reads documents that other processes wrote, some from clients'
 requests: one it cannot use (an id that is not an ObjectId, a name that is not
@@ -11,22 +12,23 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 
-from monq.queue.job import UNAUTHORIZED_NAME
 from monq.queue.states import FINAL, State
+from monq.queue.visibility import FLAGS, mask_rows
+
+__all__ = ["FLAGS", "Key", "QueueModel", "Summary", "mask_rows", "summarize"]
 
 log = logging.getLogger("monq.summarizer")
 
 WAITING_AND_RUNNING = ("pending", "running", "deferred", "failed")
 STATES = frozenset(s.value for s in State)
 MAX_REPORTED = 1000  # malformed documents remembered, so each is logged once
-FLAGS = ("zombie", "wall", "killed", "removed")
 
 
 @dataclass(frozen=True, order=True)
@@ -175,17 +177,3 @@ def rollup(docs: Iterable[dict[str, Any]], created: datetime, resolution: str
         return None
     summary = Summary(counts, tuple(sorted(jobs.items())))
     return {**history_document(summary, created, resolution), "total": total}
-
-
-def mask_rows(rows: Iterable[dict[str, Any]], may_read: Callable[[str], bool]
-              ) -> list[dict[str, Any]]:
-    """Rows with names the user may not read replaced by UnauthorizedJob (merged)."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        name = row["name"] if may_read(row["name"]) else UNAUTHORIZED_NAME
-        key = (name, row["state"], *(row[f] for f in FLAGS))
-        if key in merged:
-            merged[key]["n"] += row["n"]
-        else:
-            merged[key] = {**row, "name": name}
-    return list(merged.values())

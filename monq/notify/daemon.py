@@ -1,6 +1,6 @@
 """The notifier: derives deliveries from queue events and sends them.
 
-Every transition writes exactly one event to sys.event (see `monq.queue.queue`), so
+Every transition writes exactly one event to sys.event (see `monq.queue.context`), so
 deliveries are derived from events rather than written by every transition:
 
 1. *Derive.* The notifier reads the queue channel of sys.event after its cursor

@@ -1,11 +1,12 @@
-"""Building new job documents: options checked against the job type, arguments
-against its parameter declaration. Nothing here writes; `Queue.enqueue` does."""
+"""New jobs: requests, their documents (options checked against the job type,
+arguments against its parameter declaration) and `enqueue_many`, which writes a
+batch of them with their ``enqueue_job`` events."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,12 +16,14 @@ from bson import ObjectId
 
 from monq.core.errors import ValidationError
 from monq.core.store.events import new_event
-from monq.notify.rules import check_rules, job_type_rules
-from monq.notify.webhook_policy import WebhookPolicy
+from monq.core.webhook_policy import WebhookPolicy
+from monq.queue.context import HOST, Origin, QueueContext
 from monq.queue.job import Job, load_job_type
-from monq.queue.states import EventName, State
+from monq.queue.model import JobRecord
+from monq.queue.notification_rules import check_rules, job_type_rules
+from monq.queue.states import FINAL, EventName, State
 
-HOST = socket.gethostname()
+__all__ = ["HOST", "EnqueueRequest", "Origin", "build_document", "enqueue_many"]
 
 # Enqueue options that override a job type's class defaults, with their types.
 OVERRIDES: dict[str, tuple[type, ...]] = {
@@ -49,17 +52,6 @@ class EnqueueRequest:
     chain: Sequence[EnqueueRequest] = ()
     notifications: Sequence[Any] = ()
     job_id: ObjectId | None = None
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Who enqueues: the user, the host, and how (api, cli, scheduler, job)."""
-
-    by: str | None = None
-    host: str = HOST
-    origin: str = "api"
-    parent_id: ObjectId | None = None
-    detail: Mapping[str, Any] | None = None  # more about the origin, e.g. the schedule
 
 
 def unique_key(name: str, args: Mapping[str, Any]) -> str:
@@ -140,3 +132,38 @@ def chain_spec(request: EnqueueRequest, webhooks: WebhookPolicy | None = None,
     if request.notifications:
         spec["notifications"] = check_rules(request.notifications, webhooks=webhooks)
     return spec
+
+
+async def enqueue_many(ctx: QueueContext, requests: Sequence[EnqueueRequest]
+                       ) -> list[JobRecord]:
+    """Enqueue several jobs in one round trip; all are checked before any is written."""
+    if not requests:
+        return []
+    now = ctx.clock()
+    requests = [dataclasses.replace(r, wait_for=await _open_dependencies(ctx, r.wait_for))
+                for r in requests]
+    first = await ctx.counters.reserve_numbers(len(requests))
+    webhooks = WebhookPolicy.from_config(ctx.config.notifier)
+    docs = [build_document(r, first + i, ctx.origin, now, webhooks)
+            for i, r in enumerate(requests)]
+    waited_for = {dep for r in requests for dep in r.wait_for}
+    if waited_for:  # before the insert: a dependency completing now must see it
+        await ctx.jobs.mark_has_dependents(sorted(waited_for))
+    await ctx.jobs.insert(docs)
+    await ctx.jobs.relay_many(docs)
+    return [JobRecord.from_document(d) for d in docs]
+
+
+async def _open_dependencies(ctx: QueueContext, wait_for: Sequence[ObjectId]
+                             ) -> list[ObjectId]:
+    """The dependencies not complete yet; refused if one is unknown or ended badly."""
+    if not wait_for:
+        return []
+    states = await ctx.jobs.states_of(list(wait_for))
+    for job_id in wait_for:
+        state = states.get(job_id)
+        if state is None:
+            raise ValidationError(f"wait_for: no job {job_id}", field="wait_for")
+        if state in FINAL and state != State.COMPLETE:
+            raise ValidationError(f"wait_for: job {job_id} ended {state}", field="wait_for")
+    return [j for j in wait_for if states[j] != State.COMPLETE]

@@ -18,8 +18,10 @@ inactive, killed and removed are *final*: the job moves to sys.journal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class State(StrEnum):
@@ -38,7 +40,6 @@ WAITING: frozenset[State] = frozenset({State.PENDING, State.DEFERRED, State.FAIL
 FINAL: frozenset[State] = frozenset(
     {State.COMPLETE, State.ERROR, State.INACTIVE, State.KILLED, State.REMOVED})
 STOPPED: frozenset[State] = frozenset({State.ERROR, State.INACTIVE, State.KILLED})
-QUEUED: frozenset[State] = WAITING | {State.RUNNING}
 
 
 class EventName(StrEnum):
@@ -65,49 +66,106 @@ class EventName(StrEnum):
     RESTART_STOPPED = "restart_stopped"
 
 
+class Action(StrEnum):
+    """Who does what to a job: each action is one conditional write (`TRANSITIONS`)."""
+
+    # a user's (or the scheduler's, or a job's) actions
+    HOLD = "hold"
+    RESUME = "resume"
+    KILL_WAITING = "kill_waiting"
+    REQUEST_KILL = "request_kill"
+    REMOVE_WAITING = "remove_waiting"
+    REQUEST_REMOVE = "request_remove"
+    RESTART_WAITING = "restart_waiting"
+    RESTART_STOPPED = "restart_stopped"
+    # a worker's actions, on a job it holds the lease of
+    CLAIM = "claim"
+    START = "start"
+    PROGRESS = "progress"
+    COMPLETE = "complete"
+    RETRY = "retry"
+    FAIL = "fail"
+    RETRY_START = "retry_start"
+    FAIL_START = "fail_start"
+    DEFER = "defer"
+    INACTIVATE = "inactivate"
+    RELEASE = "release"
+    MARK_KILLED = "mark_killed"
+    MARK_REMOVED = "mark_removed"
+    FLAG_NONSTOP = "flag_nonstop"
+    # finishing and the sweep
+    FAIL_DEPENDENT = "fail_dependent"
+    FLAG_ZOMBIE = "flag_zombie"
+    RESET = "reset"
+    RESET_TO_ERROR = "reset_to_error"
+
+
+# What a worker's write that puts its job back to waiting requires: a kill or removal
+# asked for meanwhile makes it miss, and the job ends killed or removed instead (a job
+# left waiting with ``killed_at`` set would be claimed by no one).
+NOT_STOPPED: dict[str, None] = {"killed_at": None, "removed_at": None}
+
+
 @dataclass(frozen=True)
 class Transition:
-    """An event: the states a job may be in for it, and the state it leads to
-    (None: the state does not change, only flags or progress do)."""
+    """One action: the event it writes, the states the job may be in for it, the state
+    it lands in (None: the state stays, only flags or progress change), the field
+    values it requires besides, and whether the writer must hold the job's lease."""
 
+    action: Action
     event: EventName
     sources: frozenset[State]
     target: State | None
-    targets: frozenset[State] = frozenset()  # when the outcome depends (retry or error)
+    requires: Mapping[str, Any] = field(default_factory=dict)
+    leased: bool = False
+
+    def event_state(self, current: State | str | None = None) -> State | str:
+        """The state the event names: the target, else the one source, else `current`."""
+        if self.target is not None:
+            return self.target
+        if len(self.sources) == 1:
+            return next(iter(self.sources))
+        if current is None:
+            raise ValueError(f"{self.action}: the job's current state is needed")
+        return current
 
 
-def _t(event: EventName, sources: frozenset[State] | set[State], target: State | None,
-       *alternatives: State) -> Transition:
-    return Transition(event, frozenset(sources), target,
-                      frozenset(alternatives) | ({target} if target else set()))
+_R = frozenset({State.RUNNING})
+_A, _E = Action, EventName
 
 
-_R = {State.RUNNING}
+def _t(action: Action, event: EventName, sources: frozenset[State], target: State | None,
+       requires: Mapping[str, Any] | None = None, *, leased: bool = False) -> Transition:
+    return Transition(action, event, sources, target, dict(requires or {}), leased)
 
-TRANSITIONS: dict[EventName, Transition] = {t.event: t for t in (
-    _t(EventName.REQUEST_START_JOB, WAITING, State.RUNNING),
-    _t(EventName.RELEASE_JOB, _R, State.PENDING),
-    _t(EventName.START_JOB, _R, None),
-    _t(EventName.PROGRESS_JOB, _R, None),
-    _t(EventName.COMPLETE_JOB, _R, State.COMPLETE),
-    _t(EventName.DEFER_JOB, _R, State.DEFERRED),
-    _t(EventName.INACTIVATE_JOB, _R, State.INACTIVE),
-    _t(EventName.FAILED_START, _R, State.FAILED, State.ERROR),
-    _t(EventName.FAILED_JOB, _R | WAITING, State.FAILED, State.ERROR),
-    _t(EventName.REQUEST_KILL_JOB, _R, None),
-    _t(EventName.KILL_JOB, WAITING | _R, State.KILLED),
-    _t(EventName.REQUEST_REMOVE_JOB, _R, None),
-    _t(EventName.REMOVE_JOB, WAITING | _R, State.REMOVED),
-    _t(EventName.HOLD_JOB, WAITING, None),
-    _t(EventName.RESUME_JOB, WAITING, None),
-    _t(EventName.FLAG_NONSTOP, _R, None),
-    _t(EventName.FLAG_ZOMBIE, _R, None),
-    _t(EventName.RESET_JOB, _R, State.PENDING, State.ERROR),
-    _t(EventName.RESTART_WAITING, WAITING, State.PENDING),
-    _t(EventName.RESTART_STOPPED, STOPPED, None),
+
+TRANSITIONS: dict[Action, Transition] = {t.action: t for t in (
+    _t(_A.HOLD, _E.HOLD_JOB, WAITING, None, {"held": False}),
+    _t(_A.RESUME, _E.RESUME_JOB, WAITING, None, {"held": True}),
+    _t(_A.KILL_WAITING, _E.KILL_JOB, WAITING, State.KILLED),
+    _t(_A.REQUEST_KILL, _E.REQUEST_KILL_JOB, _R, None, {"killed_at": None}),
+    _t(_A.REMOVE_WAITING, _E.REMOVE_JOB, WAITING, State.REMOVED),
+    _t(_A.REQUEST_REMOVE, _E.REQUEST_REMOVE_JOB, _R, None, {"removed_at": None}),
+    _t(_A.RESTART_WAITING, _E.RESTART_WAITING, WAITING, State.PENDING),
+    # the stopped job stays as it is in the journal; a new job takes its place
+    _t(_A.RESTART_STOPPED, _E.RESTART_STOPPED, STOPPED, None, {"child_id": None}),
+    _t(_A.CLAIM, _E.REQUEST_START_JOB, WAITING, State.RUNNING,
+       {"held": False, "blocked": False, **NOT_STOPPED}),
+    _t(_A.START, _E.START_JOB, _R, None, leased=True),
+    _t(_A.PROGRESS, _E.PROGRESS_JOB, _R, None, leased=True),
+    _t(_A.COMPLETE, _E.COMPLETE_JOB, _R, State.COMPLETE, leased=True),
+    _t(_A.RETRY, _E.FAILED_JOB, _R, State.FAILED, NOT_STOPPED, leased=True),
+    _t(_A.FAIL, _E.FAILED_JOB, _R, State.ERROR, leased=True),
+    _t(_A.RETRY_START, _E.FAILED_START, _R, State.FAILED, NOT_STOPPED, leased=True),
+    _t(_A.FAIL_START, _E.FAILED_START, _R, State.ERROR, leased=True),
+    _t(_A.DEFER, _E.DEFER_JOB, _R, State.DEFERRED, NOT_STOPPED, leased=True),
+    _t(_A.INACTIVATE, _E.INACTIVATE_JOB, _R, State.INACTIVE, leased=True),
+    _t(_A.RELEASE, _E.RELEASE_JOB, _R, State.PENDING, NOT_STOPPED, leased=True),
+    _t(_A.MARK_KILLED, _E.KILL_JOB, _R, State.KILLED, leased=True),
+    _t(_A.MARK_REMOVED, _E.REMOVE_JOB, _R, State.REMOVED, leased=True),
+    _t(_A.FLAG_NONSTOP, _E.FLAG_NONSTOP, _R, None, {"wall_at": None}),
+    _t(_A.FAIL_DEPENDENT, _E.FAILED_JOB, WAITING, State.ERROR),
+    _t(_A.FLAG_ZOMBIE, _E.FLAG_ZOMBIE, _R, None, {"zombie_at": None}, leased=True),
+    _t(_A.RESET, _E.RESET_JOB, _R, State.PENDING, leased=True),
+    _t(_A.RESET_TO_ERROR, _E.RESET_JOB, _R, State.ERROR, leased=True),
 )}
-
-
-def sources_of(event: EventName) -> frozenset[State]:
-    """The states a job may be in for `event`."""
-    return TRANSITIONS[event].sources

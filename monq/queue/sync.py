@@ -1,7 +1,9 @@
-"""A thin synchronous facade over the async `Queue`, for scripts and job code::
+"""A thin synchronous facade over the async `Queue` and the read side (`JobReads`:
+``get``, ``listing``, ``log``, ...), for scripts and job code::
 
     with SyncQueue.connect(config) as queue:
         job = queue.enqueue("monq.jobs.example.DummyJob", {"sleep": 1})
+        lines, total = queue.log(job.id)
 
 It runs the async API on a private event loop in a background thread.
 """
@@ -17,6 +19,7 @@ from monq.core.config import Config
 from monq.core.store import Store
 from monq.queue.enqueue import Origin
 from monq.queue.queue import Queue
+from monq.queue.reads import JobReads
 
 T = TypeVar("T")
 
@@ -31,6 +34,7 @@ class SyncQueue:
         self._store = self._run(self._make_store(config))
         self.queue = Queue(self._store, config, author=author,
                            origin=Origin(by=author, origin=origin))
+        self.reads = JobReads(self._store)
 
     @classmethod
     def connect(cls, config: Config, **kwargs: Any) -> SyncQueue:
@@ -44,7 +48,9 @@ class SyncQueue:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self.queue, name)
+        # the operations first, then the questions the read side answers
+        owner = self.queue if hasattr(self.queue, name) else self.reads
+        method = getattr(owner, name)
         if not asyncio.iscoroutinefunction(method):
             return method
 

@@ -15,18 +15,19 @@ changes the one other users receive.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 
-from monq.history.summary import mask_rows
+from monq.core.ids import maybe_object_id
 from monq.queue.job import UNAUTHORIZED_NAME
 
 QUEUE_CHANNEL = "queue"
 SUMMARY_EVENT = "summary"
 JOB_CHANNEL_PREFIX = "job:"
+# The flags of a summary row (DESIGN.md section 5) beside its name and state.
+FLAGS = ("zombie", "wall", "killed", "removed")
 # What an event about an unreadable job keeps of its data.
 MASKED_DATA_FIELDS = ("_id", "number", "state", "progress", "priority", "attempts_left")
 
@@ -39,10 +40,7 @@ def channel_job(channel: Any) -> ObjectId | None:
     """The job id of a ``job:<id>`` channel (None for other channels)."""
     if not isinstance(channel, str) or not channel.startswith(JOB_CHANNEL_PREFIX):
         return None
-    try:
-        return ObjectId(channel[len(JOB_CHANNEL_PREFIX):])
-    except (InvalidId, TypeError):
-        return None
+    return maybe_object_id(channel[len(JOB_CHANNEL_PREFIX):])
 
 
 def event_job(event: dict[str, Any]) -> tuple[ObjectId | None, str | None]:
@@ -93,3 +91,18 @@ def visible(event: dict[str, Any], may_read: Callable[[str], bool],
         data = event.get("data") or {}
         return {**event, "data": {**data, "jobs": mask_rows(data.get("jobs") or [], may_read)}}
     return masked(event) if is_masked(event, may_read) else event
+
+
+def mask_rows(rows: Iterable[dict[str, Any]], may_read: Callable[[str], bool]
+              ) -> list[dict[str, Any]]:
+    """Summary rows with names the user may not read replaced by UnauthorizedJob
+    (rows that then look alike are merged, their counts added)."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        name = row["name"] if may_read(row["name"]) else UNAUTHORIZED_NAME
+        key = (name, row["state"], *(row[f] for f in FLAGS))
+        if key in merged:
+            merged[key]["n"] += row["n"]
+        else:
+            merged[key] = {**row, "name": name}
+    return list(merged.values())

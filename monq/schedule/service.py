@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 
 from monq.core.errors import Conflict, NotFound, StaleEtag, ValidationError
+from monq.core.ids import maybe_object_id
 from monq.core.store import Store
 from monq.core.store.schedules import ScheduleStore
 from monq.queue.job import Job, load_job_type
@@ -128,46 +128,61 @@ def check_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_field(key: str, value: Any) -> Any:  # noqa: C901 - one branch per field
-    if key == "name":
-        if not isinstance(value, str) or not _NAME.match(value):
-            raise ValidationError("name: 1 to 128 letters, digits or _ . : @ -", field="name")
-    elif key == "job":
-        if not isinstance(value, str) or not value:
-            raise ValidationError("job: expected a job type's qualified name", field="job")
-    elif key == "args":
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ValidationError("args: expected an object", field="args")
-    elif key == "cron":
-        return cron.check_cron(value)
-    elif key == "timezone":
-        return str(cron.check_zone(value).key)
-    elif key == "jitter_s":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                0 <= value <= cron.MAX_JITTER_S):
-            raise ValidationError(f"jitter_s: expected seconds from 0 to "
-                                  f"{cron.MAX_JITTER_S:.0f}", field="jitter_s")
-        return float(value)
-    elif key == "enabled":
-        if not isinstance(value, bool):
-            raise ValidationError("enabled: expected true or false", field="enabled")
-    elif key == "catchup":
-        if value not in cron.CATCHUP_POLICIES:
-            raise ValidationError(f"catchup: one of {', '.join(cron.CATCHUP_POLICIES)}",
-                                  field="catchup")
-    elif key == "overlap" and value not in cron.OVERLAP_POLICIES:
-        raise ValidationError(f"overlap: one of {', '.join(cron.OVERLAP_POLICIES)}",
-                              field="overlap")
+def _check_name(value: Any) -> Any:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValidationError("name: 1 to 128 letters, digits or _ . : @ -", field="name")
     return value
 
 
-def parse_schedule_id(value: str) -> ObjectId:
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        raise ValidationError(f"not a schedule id: {value!r}", field="id") from None
+def _check_job(value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        raise ValidationError("job: expected a job type's qualified name", field="job")
+    return value
+
+
+def _check_args(value: Any) -> Any:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError("args: expected an object", field="args")
+    return value
+
+
+def _check_jitter(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            0 <= value <= cron.MAX_JITTER_S):
+        raise ValidationError(f"jitter_s: expected seconds from 0 to "
+                              f"{cron.MAX_JITTER_S:.0f}", field="jitter_s")
+    return float(value)
+
+
+def _check_enabled(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValidationError("enabled: expected true or false", field="enabled")
+    return value
+
+
+def _one_of(key: str, choices: Sequence[str]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in choices:
+            raise ValidationError(f"{key}: one of {', '.join(choices)}", field=key)
+        return value
+    return check
+
+
+# One check per field: each returns the value to store or raises naming its field.
+_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": _check_name, "job": _check_job, "args": _check_args,
+    "cron": cron.check_cron, "timezone": lambda value: str(cron.check_zone(value).key),
+    "jitter_s": _check_jitter, "enabled": _check_enabled,
+    "catchup": _one_of("catchup", cron.CATCHUP_POLICIES),
+    "overlap": _one_of("overlap", cron.OVERLAP_POLICIES),
+}
+
+
+def _check_field(key: str, value: Any) -> Any:
+    check = _FIELD_CHECKS.get(key)
+    return value if check is None else check(value)
 
 
 def scheduled_types(modules: Sequence[str]) -> list[type[Job]]:
@@ -205,8 +220,9 @@ class Schedules:
         when None). Names are unique per job: a name several visible schedules share
         is a `Conflict` asking for the id."""
         docs: list[dict[str, Any]] = []
-        if isinstance(key, ObjectId) or ObjectId.is_valid(key):
-            doc = await self.schedules.get(ObjectId(key))
+        schedule_id = maybe_object_id(key)
+        if schedule_id is not None:
+            doc = await self.schedules.get(schedule_id)
             docs = [doc] if doc is not None else []
         if not docs and isinstance(key, str):
             docs = await self.schedules.named(key)

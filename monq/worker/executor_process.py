@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+from monq.core.jsonio import bounded
+
 PROGRESS_INTERVAL_S = 0.5
 LOG_FLUSH_S = 0.5
 LOG_BATCH = 200
@@ -102,13 +104,6 @@ class StreamToLog(io.TextIOBase):
             self.write("\n")
 
 
-def _jsonable(value: Any) -> Any:
-    text = repr(value)
-    if isinstance(value, str | int | float | bool | type(None) | dict | list):
-        return value if len(text) <= RESULT_MAX_CHARS else text[:RESULT_MAX_CHARS]
-    return text[:RESULT_MAX_CHARS]
-
-
 def run_job(spec: dict[str, Any], conn: Connection, loop: asyncio.AbstractEventLoop) -> tuple:
     from monq.queue.job import Defer, load_job_type
 
@@ -131,7 +126,7 @@ def run_job(spec: dict[str, Any], conn: Connection, loop: asyncio.AbstractEventL
         result = job.execute(**spec["args"])
         if inspect.isawaitable(result):
             result = loop.run_until_complete(result)
-        outcome: tuple = ("complete", _jsonable(result))
+        outcome: tuple = ("complete", bounded(result, RESULT_MAX_CHARS))
     except Defer as defer:
         outcome = ("defer", defer.reason, defer.delay_s)
     except BaseException as exc:

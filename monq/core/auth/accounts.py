@@ -36,6 +36,7 @@ from monq.core.errors import (
     TooManyRequests,
     ValidationError,
 )
+from monq.core.ids import maybe_object_id, object_id
 from monq.core.store import Store
 from monq.core.store.roles import RoleStore
 
@@ -73,20 +74,14 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_id(value: str) -> ObjectId:
-    try:
-        return ObjectId(value)
-    except Exception:
-        raise ValidationError(f"not a valid id: {value!r}", field="_id") from None
+    return object_id(value, "_id", f"not a valid id: {value!r}")
 
 
 def parse_etag(value: Any) -> ObjectId:
     if not isinstance(value, str):
         raise ValidationError("etag: expected the record's current etag (a string)",
                               field="etag")
-    try:
-        return ObjectId(value)
-    except Exception:
-        raise ValidationError(f"etag: not a valid etag: {value!r}", field="etag") from None
+    return object_id(value, "etag", f"etag: not a valid etag: {value!r}")
 
 
 def check_fields(data: Mapping[str, Any], allowed: frozenset[str] | None = None
@@ -135,15 +130,18 @@ class Accounts:
             raise NotFound(f"no user or role {record_id}")
         return doc
 
+    async def by_name(self, name: str, kind: str = "user") -> dict[str, Any] | None:
+        """The user (or, with ``kind="role"``, the role) `name`, or None."""
+        return await self.roles.by_name(name, kind)
+
     async def principal(self, name: str) -> Principal | None:
         """The active user `name` with the permissions of all their roles, or None."""
         return await self._principal(await self.roles.by_name(name))
 
     async def principal_by_id(self, account_id: str) -> Principal | None:
         """The active user whose immutable id is `account_id`, or None."""
-        try:
-            record_id = ObjectId(account_id)
-        except Exception:
+        record_id = maybe_object_id(account_id)
+        if record_id is None:
             return None
         return await self._principal(await self.roles.by_id(record_id))
 

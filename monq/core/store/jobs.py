@@ -13,7 +13,7 @@ collection; the queue's sweep completes moves cut short.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,14 +74,16 @@ class JobStore:
                          event: dict[str, Any], token: str | None = None,
                          set_fields: dict[str, Any] | None = None,
                          unset: Iterable[str] = (), inc: dict[str, int] | None = None,
-                         extra_filter: dict[str, Any] | None = None,
+                         requires: Mapping[str, Any] | None = None,
                          ) -> dict[str, Any] | None:
-        """Apply one state change; the job after it, or None when the filter misses."""
+        """Apply one state change to a job in one of the states `sources` (holding the
+        lease `token`, with the field values `requires`); the job after it, or None
+        when the filter misses."""
         query: dict[str, Any] = {"_id": job_id, "state": {"$in": [str(s) for s in sources]}}
         if token is not None:
             query["locked.token"] = token
-        if extra_filter:
-            query.update(extra_filter)
+        if requires:
+            query.update(requires)
         update: dict[str, Any] = {"$push": {"outbox": event}}
         if set_fields:
             update["$set"] = set_fields
@@ -93,9 +95,23 @@ class JobStore:
             return await self.queue.find_one_and_update(
                 query, update, return_document=ReturnDocument.AFTER)
 
-    async def claim(self, query: dict[str, Any], update: dict[str, Any]
-                    ) -> dict[str, Any] | None:
-        """Take the most urgent job matching `query`: highest priority, then oldest."""
+    async def claim(self, *, sources: Iterable[str], requires: Mapping[str, Any],
+                    now: datetime, pool: str, tags: Sequence[str],
+                    excluded_names: Sequence[str], set_fields: dict[str, Any],
+                    event: dict[str, Any]) -> dict[str, Any] | None:
+        """Take the most urgent job (highest priority, then oldest) in one of the
+        states `sources` with the field values `requires`, due by `now`, of the pool
+        `pool`, whose tags are all among `tags` and whose name is not excluded; set
+        `set_fields` on it, take one attempt and push the event. The job after it."""
+        query: dict[str, Any] = {
+            "state": {"$in": [str(s) for s in sources]}, "query_at": {"$lte": now},
+            **requires, "pool": pool,
+            "tags": {"$not": {"$elemMatch": {"$nin": list(tags)}}},
+        }
+        if excluded_names:
+            query["name"] = {"$nin": list(excluded_names)}
+        update = {"$set": set_fields, "$inc": {"attempts_left": -1},
+                  "$push": {"outbox": event}}
         async with self.store.errors():
             return await self.queue.find_one_and_update(
                 query, update, sort=[("priority", -1), ("_id", 1)],
@@ -140,11 +156,17 @@ class JobStore:
             await self.queue.delete_one({"_id": doc["_id"],
                                          "state": {"$in": [str(s) for s in final]}})
 
-    async def update_journal(self, job_id: ObjectId, query: dict[str, Any],
-                             update: dict[str, Any]) -> dict[str, Any] | None:
+    async def set_restart_child(self, job_id: ObjectId, *, sources: Iterable[str],
+                                requires: Mapping[str, Any], child_id: ObjectId,
+                                event: dict[str, Any]) -> dict[str, Any] | None:
+        """Note on a finished job (in one of `sources`, with the field values
+        `requires`) the job that restarts it, with the event of the restart; the job
+        after it, or None when the filter misses."""
         async with self.store.errors():
             return await self.journal.find_one_and_update(
-                {"_id": job_id, **query}, update, return_document=ReturnDocument.AFTER)
+                {"_id": job_id, "state": {"$in": [str(s) for s in sources]}, **requires},
+                {"$set": {"child_id": child_id}, "$push": {"outbox": event}},
+                return_document=ReturnDocument.AFTER)
 
     # Reading ------------------------------------------------------------------
     async def delete_finished_before(self, cutoff: datetime, limit: int) -> int:
@@ -212,15 +234,6 @@ class JobStore:
         collection = self.journal if finished else self.queue
         async with self.store.errors():
             return sorted(await collection.distinct("name"))
-
-    async def count_queued(self, name: str, states: Iterable[str]) -> int:
-        async with self.store.errors():
-            return await self.queue.count_documents(
-                {"name": name, "state": {"$in": [str(s) for s in states]}})
-
-    async def find_unique(self, unique_key: str) -> dict[str, Any] | None:
-        async with self.store.errors():
-            return await self.queue.find_one({"unique_key": unique_key})
 
     # Workers ------------------------------------------------------------------
     async def heartbeat(self, leases: Sequence[tuple[ObjectId, str]], now: datetime,
@@ -326,6 +339,17 @@ class JobStore:
         async with self.store.errors():
             return await self.workers.find_one({"_id": MAINTENANCE_ID}) or {}
 
-    async def set_maintenance(self, update: dict[str, Any]) -> None:
+    async def _maintain(self, update: dict[str, Any]) -> None:
         async with self.store.errors():
             await self.workers.update_one({"_id": MAINTENANCE_ID}, update, upsert=True)
+
+    async def set_global_pause(self, on: bool) -> None:
+        """Pause (or resume) every worker's claims."""
+        await self._maintain({"$set": {"global": bool(on)}})
+
+    async def pause_name(self, name: str) -> None:
+        """No worker claims jobs of this name until `resume_name`."""
+        await self._maintain({"$addToSet": {"names": name}})
+
+    async def resume_name(self, name: str) -> None:
+        await self._maintain({"$pull": {"names": name}})

@@ -7,26 +7,40 @@ Collections (all in the database named by ``mongodb.url``):
 
 sys.queue
     One document per job that is not finished (pending, running, deferred,
-    failed waiting to retry, held). Written by the queue operations in
+    failed waiting to retry, held). Written by the queue operations through
     `monq.core.store.jobs`. Fields: ``_id, number, name, args, state,
     priority, attempts, attempts_left, enqueued{at, by, host, origin,
-    parent_id}, query_at, locked{worker, host, pid, at, heartbeat, token}|null,
-    progress{value, message}, held, killed_at, removed_at, zombie_at,
-    wall_at, last_error, started_at, finished_at, runtime, outbox[]``.
+    parent_id, ...}, query_at, locked{worker, host, pid, at, heartbeat, token,
+    expires}|null, progress{value, message, at}, held, blocked, wait_for[],
+    has_dependents, pool, tags[], max_parallel, unique_key (only when unique),
+    options{retry_delay_s, ...}, defer_count, recoveries, chain[], notifications[],
+    parent_id, child_id, killed_at, removed_at, zombie_at, wall_at, last_error,
+    started_at, finished_at, runtime, result, warnings[], outbox[]``.
     ``outbox`` holds events written in the same update as the state change,
-    relayed into sys.event under their pre-assigned ``_id``.
+    relayed into sys.event under their pre-assigned ``_id``. Indexes rely on
+    ``state, priority, _id, query_at`` (the claim), ``locked.expires`` (expired
+    leases), ``locked.worker``, ``wait_for``, ``blocked``, ``number``, ``name``,
+    ``unique_key``, ``outbox.0`` (the sweep's relay), ``killed_at`` and
+    ``removed_at``.
 sys.journal
-    Finished jobs (complete, error, inactive, killed, removed), same shape.
+    Finished jobs (complete, error, inactive, killed, removed), same shape
+    (``child_id`` set once a restart made a new job); indexes on ``number``,
+    ``finished_at``, ``name`` with ``finished_at``, and ``parent_id``.
 sys.event
     One document per state change and per chat message:
     ``{_id, name, channel, author, created, data, seq}``; ``seq`` is stamped at
-    insertion (readers follow it, see `monq.core.store.events`).
+    insertion (readers follow it, see `monq.core.store.events`). Queue events
+    carry the job in ``data{_id, number, name, state, ...}``; indexes on
+    ``created``, ``data._id``, ``channel`` and ``seq``.
 sys.history
     One document per second (and per minute / hour roll-up) in which the
-    queue state changed, written by the summarizer.
+    queue state changed, written by the summarizer: ``{resolution, created, total,
+    <state counts>, jobs[]}`` (unique index on ``resolution`` with ``created``).
 sys.worker
-    One document per worker process, and leases of singleton daemons
-    (``_id: "lease:<name>"``).
+    One document per worker process (``kind: "worker"``, ``heartbeat``, see
+    `monq.core.store.workers`), leases of singleton daemons (``_id:
+    "lease:<name>"``), and the maintenance switch (``_id: "maintenance", global,
+    names[]``).
 sys.role
     Users and roles.
 sys.log
@@ -42,8 +56,10 @@ sys.notification
     owner, last_error, created, delivered_at, resent}``. Delivered ones are
     deleted after ``notifier.retention_days``.
 sys.counter
-    Counters, e.g. the job number sequence (``_id: "job_number"``), and the
-    notifier's cursor in sys.event (``_id: "notifier_cursor", event_id``).
+    Counters, e.g. the job number sequence (``_id: "job_number", n``), parallel
+    slots (``_id: "parallel:<name>", kind: "parallel", name, max, holders[{job,
+    at}]``, see `monq.core.store.counters`), and the notifier's cursor in sys.event
+    (``_id: "notifier_cursor", event_id``).
 """
 
 from __future__ import annotations
@@ -98,6 +114,9 @@ INDEXES: tuple[Index, ...] = (
     Index(JOURNAL, (("number", 1),), "number", {"unique": True}),
     Index(JOURNAL, (("finished_at", -1),), "finished_at"),
     Index(JOURNAL, (("name", 1), ("finished_at", -1)), "name_finished"),
+    # the journal's listings by priority and by enqueue time (by number: the unique index)
+    Index(JOURNAL, (("priority", 1), ("_id", 1)), "priority"),
+    Index(JOURNAL, (("enqueued.at", 1), ("_id", 1)), "enqueued"),
     Index(EVENT, (("created", 1),), "created"),
     Index(EVENT, (("data._id", 1), ("_id", 1)), "job"),
     Index(EVENT, (("channel", 1), ("_id", 1)), "channel"),

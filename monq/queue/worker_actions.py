@@ -1,0 +1,308 @@
+"""What workers do to jobs: claim, start, progress, heartbeat, complete, fail, defer,
+release, and end the jobs whose kill or removal was asked for.
+
+Every write after the claim names the lease token the claim handed out: a worker
+whose lease is gone (the sweep gave its job to another) matches nothing and gets
+`LeaseLost`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from monq.core.errors import DatabaseUnavailable, LeaseLost
+from monq.queue.context import QueueContext, seconds_between
+from monq.queue.finishing import Finisher
+from monq.queue.model import JobRecord
+from monq.queue.states import TRANSITIONS, Action, State
+
+log = logging.getLogger("monq.queue")
+
+FULL_NAMES_TTL_S = 1.0
+CLAIM_TRIES = 3  # claims given back because the name's parallel slots were all taken
+
+
+@dataclass(frozen=True)
+class WorkerRef:
+    id: str
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: JobRecord
+    token: str
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    kill: frozenset[ObjectId]
+    remove: frozenset[ObjectId]
+    lost: frozenset[ObjectId]
+
+
+def annotate(doc: dict[str, Any], event_id: ObjectId, **figures: Any) -> None:
+    """Add figures known only once the write returned (how long the job waited to be
+    claimed, how long it ran) to the data of the event about to be relayed from the
+    job's outbox. They are measurements for metrics, not part of the state change: an
+    event relayed by a sweep after a crash goes out without them."""
+    for event in doc.get("outbox") or []:
+        if event.get("_id") == event_id:
+            event["data"] = {**event.get("data", {}), **figures}
+
+
+def retry_delay_s(doc: dict[str, Any]) -> float:
+    """How long a failed job waits before its next attempt: the retry delay grown by
+    the backoff per attempt made, plus jitter."""
+    options = doc.get("options") or {}
+    tried = max(1, doc["attempts"] - doc["attempts_left"])
+    delay = float(options.get("retry_delay_s") or 0) * float(
+        options.get("retry_backoff") or 1) ** (tried - 1)
+    jitter = float(options.get("retry_jitter_s") or 0)
+    return delay + (random.uniform(0, jitter) if jitter else 0.0)
+
+
+class WorkerActions:
+    def __init__(self, ctx: QueueContext, finisher: Finisher) -> None:
+        self.ctx = ctx
+        self.finisher = finisher
+        self._full: list[str] = []
+        self._full_checked = -FULL_NAMES_TTL_S
+
+    # Claiming -----------------------------------------------------------------
+    async def claim(self, worker: WorkerRef, *, pool: str = "default",
+                    tags: Sequence[str] = (), exclude_names: Sequence[str] = ()
+                    ) -> Claim | None:
+        """Take the most urgent job this worker may run, or None."""
+        excluded = list(exclude_names)
+        transition = TRANSITIONS[Action.CLAIM]
+        for _ in range(CLAIM_TRIES):
+            now = self.ctx.clock()
+            token = secrets.token_hex(12)
+            lock = {"worker": worker.id, "host": worker.host, "pid": worker.pid, "at": now,
+                    "heartbeat": now, "token": token,
+                    "expires": now + timedelta(seconds=self.ctx.config.queue.zombie_time_s)}
+            event = self.ctx.event(Action.CLAIM, now, author=worker.id, worker=worker.id)
+            doc = await self.ctx.jobs.claim(
+                sources=[str(s) for s in transition.sources], requires=transition.requires,
+                now=now, pool=pool, tags=tags,
+                excluded_names=excluded + await self._full_names(), event=event,
+                set_fields={"state": str(transition.target), "locked": lock,
+                            "zombie_at": None, "wall_at": None})
+            if doc is None:
+                return None
+            if isinstance(doc.get("query_at"), datetime):
+                annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
+            try:
+                await self.ctx.jobs.relay(doc)
+            except DatabaseUnavailable as exc:
+                # the job is ours now: a worker that dropped it for want of its event
+                # would leave it to the sweep a whole lease later; the outbox keeps
+                # the event, and the sweep relays it
+                log.warning("job #%s: relaying its claim failed (%s); the sweep will",
+                            doc["number"], exc, extra={"action": "relay_deferred"})
+            if doc.get("max_parallel") and not await self.ctx.counters.take_slot(
+                    doc["name"], doc["max_parallel"], doc["_id"], now):
+                await self.release(doc["_id"], token, "max parallel reached")
+                excluded.append(doc["name"])
+                continue
+            return Claim(JobRecord.from_document(doc), token)
+        return None
+
+    async def _full_names(self) -> list[str]:
+        """Job names whose parallel slots are all taken, read at most once a second: a
+        stale answer costs only a release, since `take_slot` decides."""
+        stamp = time.monotonic()
+        if stamp - self._full_checked > FULL_NAMES_TTL_S:
+            self._full = await self.ctx.counters.full_names()
+            self._full_checked = stamp
+        return self._full
+
+    # Writes on a held job -------------------------------------------------------
+    async def _write(self, action: Action, job_id: ObjectId, token: str,
+                     event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        doc = await self.ctx.write(action, job_id, event, token=token, **kwargs)
+        if doc is None:
+            current = await self.ctx.jobs.get(job_id)
+            state = current["state"] if current else "gone"
+            raise LeaseLost(f"job {job_id}: {action} refused, the lease is lost "
+                            f"(the job is {state})")
+        return doc
+
+    async def _leased(self, job_id: ObjectId, token: str, action: Action) -> dict[str, Any]:
+        current = await self.ctx.jobs.get(job_id)
+        if current is None or (current.get("locked") or {}).get("token") != token:
+            raise LeaseLost(f"job {job_id}: {action} refused, the lease is lost")
+        return current
+
+    async def _requeue(self, action: Action, job_id: ObjectId, token: str,
+                       event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """A worker's write that puts its job back to waiting. Its transition requires
+        that no kill or removal was asked for: when one was, it misses, and the job
+        ends killed or removed instead. The job after it."""
+        doc = await self.ctx.write(action, job_id, event, token=token, **kwargs)
+        if doc is None:
+            current = await self._leased(job_id, token, action)
+            if current.get("state") != State.RUNNING:
+                raise LeaseLost(f"job {job_id}: {action} refused, the lease is lost "
+                                f"(the job is {current.get('state')})")
+            stop = Action.MARK_KILLED if current.get("killed_at") else Action.MARK_REMOVED
+            return await self._end(stop, job_id, token)
+        await self.ctx.jobs.relay(doc)
+        await self.finisher.give_slot(doc)
+        return doc
+
+    async def _end(self, action: Action, job_id: ObjectId, token: str,
+                   event: dict[str, Any] | None = None,
+                   set_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A worker's write that ends its job, and the finishing after it."""
+        now = self.ctx.clock()
+        doc = await self._write(action, job_id, token, event or self.ctx.event(action, now),
+                                set_fields={"finished_at": now, **(set_fields or {})})
+        await self.finisher.finish(doc)
+        return doc
+
+    async def release(self, job_id: ObjectId, token: str, reason: str) -> JobRecord:
+        """Give a claimed job back unstarted; the attempt does not count."""
+        now = self.ctx.clock()
+        doc = await self._requeue(
+            Action.RELEASE, job_id, token,
+            self.ctx.event(Action.RELEASE, now, reason=reason),
+            set_fields={"locked": None, "query_at": now}, inc={"attempts_left": 1})
+        return JobRecord.from_document(doc)
+
+    async def start(self, job_id: ObjectId, token: str) -> JobRecord:
+        now = self.ctx.clock()
+        doc = await self._write(Action.START, job_id, token,
+                                self.ctx.event(Action.START, now),
+                                set_fields={"started_at": now})
+        await self.ctx.jobs.relay(doc)
+        return JobRecord.from_document(doc)
+
+    async def progress(self, job_id: ObjectId, token: str, value: float,
+                       message: str | None = None, data: dict[str, Any] | None = None) -> None:
+        now = self.ctx.clock()
+        value = min(1.0, max(0.0, float(value)))
+        doc = await self._write(
+            Action.PROGRESS, job_id, token,
+            self.ctx.event(Action.PROGRESS, now, progress=value, message=message,
+                           progress_data=data or {}),
+            set_fields={"progress": {"value": value, "message": message, "at": now},
+                        "locked.heartbeat": now})
+        await self.ctx.jobs.relay(doc)
+
+    async def complete(self, job_id: ObjectId, token: str, result: Any = None,
+                       warnings: Sequence[str] = ()) -> JobRecord:
+        now = self.ctx.clock()
+        event = self.ctx.event(Action.COMPLETE, now)
+        doc = await self._write(
+            Action.COMPLETE, job_id, token, event,
+            set_fields={"finished_at": now, "result": result, "warnings": list(warnings),
+                        "progress.value": 1.0})
+        if isinstance(doc.get("started_at"), datetime):
+            annotate(doc, event["_id"], runtime_s=seconds_between(doc["started_at"], now))
+        await self.finisher.finish(doc)
+        return JobRecord.from_document(doc)
+
+    async def fail(self, job_id: ObjectId, token: str, error: str, *,
+                   at_start: bool = False) -> JobRecord:
+        """The job raised: it waits to retry while attempts are left, else ends in error."""
+        now = self.ctx.clock()
+        current = await self._leased(job_id, token, Action.FAIL_START if at_start
+                                     else Action.FAIL)
+        if current["attempts_left"] > 0:
+            action = Action.RETRY_START if at_start else Action.RETRY
+            event = self.ctx.event(action, now, error=error,
+                                   attempts_left=current["attempts_left"])
+            return JobRecord.from_document(await self._requeue(
+                action, job_id, token, event,
+                set_fields={"last_error": error, "locked": None,
+                            "query_at": now + timedelta(seconds=retry_delay_s(current))}))
+        action = Action.FAIL_START if at_start else Action.FAIL
+        event = self.ctx.event(action, now, error=error, attempts_left=current["attempts_left"])
+        return JobRecord.from_document(await self._end(
+            action, job_id, token, event, {"last_error": error, "locked": None}))
+
+    async def fail_start(self, job_id: ObjectId, token: str, error: str) -> JobRecord:
+        """The job could not be started (import error, bad arguments)."""
+        return await self.fail(job_id, token, error, at_start=True)
+
+    async def defer(self, job_id: ObjectId, token: str, reason: str,
+                    delay_s: float | None = None) -> JobRecord:
+        """Run the job again later; past its ``defer_max`` it becomes inactive."""
+        now = self.ctx.clock()
+        current = await self._leased(job_id, token, Action.DEFER)
+        options = current.get("options") or {}
+        count = current.get("defer_count", 0) + 1
+        defer_max = options.get("defer_max")
+        if defer_max is not None and count > defer_max:
+            return JobRecord.from_document(await self._end(
+                Action.INACTIVATE, job_id, token,
+                self.ctx.event(Action.INACTIVATE, now, reason=reason),
+                {"defer_count": count, "last_error": reason}))
+        wait_s = delay_s if delay_s is not None else float(options.get("defer_time_s") or 0)
+        doc = await self._requeue(
+            Action.DEFER, job_id, token, self.ctx.event(Action.DEFER, now, reason=reason),
+            set_fields={"locked": None, "defer_count": count,
+                        "query_at": now + timedelta(seconds=wait_s)},
+            inc={"attempts_left": 1})
+        return JobRecord.from_document(doc)
+
+    async def mark_killed(self, job_id: ObjectId, token: str) -> JobRecord:
+        """The worker stopped the process of a job whose kill was requested."""
+        return JobRecord.from_document(await self._end(Action.MARK_KILLED, job_id, token))
+
+    async def mark_removed(self, job_id: ObjectId, token: str) -> JobRecord:
+        return JobRecord.from_document(await self._end(Action.MARK_REMOVED, job_id, token))
+
+    async def flag_nonstop(self, job_id: ObjectId) -> JobRecord | None:
+        """Flag a running job past its wall time (once)."""
+        now = self.ctx.clock()
+        doc = await self.ctx.write(Action.FLAG_NONSTOP, job_id,
+                                   self.ctx.event(Action.FLAG_NONSTOP, now),
+                                   set_fields={"wall_at": now})
+        if doc is None:
+            return None
+        await self.ctx.jobs.relay(doc)
+        return JobRecord.from_document(doc)
+
+    # Leases -------------------------------------------------------------------
+    async def heartbeat(self, worker_id: str, leases: Sequence[tuple[ObjectId, str]],
+                        zombie_time_s: dict[ObjectId, float] | None = None) -> HeartbeatReply:
+        """Refresh the leases of running jobs; which are to be killed, removed, or lost."""
+        now = self.ctx.clock()
+        default = self.ctx.config.queue.zombie_time_s
+        times = {job_id: (zombie_time_s or {}).get(job_id) or default for job_id, _ in leases}
+        await self.ctx.jobs.heartbeat(leases, now, times)
+        return await self.check_leases(leases)
+
+    async def check_leases(self, leases: Sequence[tuple[ObjectId, str]]) -> HeartbeatReply:
+        """Which of these running jobs are to be killed, removed, or lost (one read)."""
+        tokens = dict(leases)
+        views = {d["_id"]: d for d in await self.ctx.jobs.lease_view(list(tokens))}
+        kill, remove, lost = set(), set(), set()
+        for job_id, token in tokens.items():
+            view = views.get(job_id)
+            if (view is None or view.get("state") != State.RUNNING
+                    or (view.get("locked") or {}).get("token") != token):
+                lost.add(job_id)
+            elif view.get("killed_at"):
+                kill.add(job_id)
+            elif view.get("removed_at"):
+                remove.add(job_id)
+        return HeartbeatReply(frozenset(kill), frozenset(remove), frozenset(lost))
+
+    # Logs ---------------------------------------------------------------------
+    async def append_logs(self, job_id: ObjectId, lines: Sequence[dict[str, Any]]) -> None:
+        """Store log lines ``{created, level, message, extra}`` of a job in one write."""
+        await self.ctx.logs.append([{"job_id": job_id, **line} for line in lines])
