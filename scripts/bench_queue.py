@@ -1,143 +1,196 @@
 #!/usr/bin/env python3
 """Benchmark the queue against the raw driver on the same server, in the same run.
 
-    python scripts/bench_queue.py [--url mongodb://host/db] [--jobs 300]
+    python scripts/bench_queue.py [--url mongodb://host/] [--jobs 300] [--lives 5] [--json]
 
-Without --url it starts an embedded SecantusDB on a free port. Prints the enqueue
-rate (one by one and batched), the claim-start-complete rate and MongoDB round
-trips per job life (counted with pymongo's command monitoring), each beside a
-raw-driver baseline that does only the minimal insert, claim and complete, as a ratio.
+Without --url it starts a fresh embedded SecantusDB on a free port. Measures, each
+beside a raw-driver baseline on the same server in the same run:
+
+- enqueue one by one (`Queue.enqueue`) against a bare ``insert_one`` per job;
+- enqueue in batches of 100 (`Queue.enqueue_many`) against a bare ``insert_many``;
+- the claim, start and complete of a job through the `Queue` API against a bare
+  claim (``find_one_and_update``) and complete (``update_one``);
+- the MongoDB commands of one no-op job's whole life, enqueue to journal, with
+  nothing else queued: a real worker (the daemon `monq worker` runs, in this
+  process, so that one pymongo command listener sees every client involved: the
+  enqueuing one and the worker's) runs `monq.jobs.bench.NoopJob`; the median over
+  ``--lives`` jobs run one after another. Change-stream getMores and whatever the
+  idle worker sends meanwhile count too.
+
+``--json`` prints one JSON object: ``round_trips_job_life``, ``enqueue_ratio``,
+``enqueue_batch_ratio``, ``cycle_ratio`` (monq / raw; above 1 is faster than the
+bare driver), and the rates behind them; the table goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import statistics
 import sys
 import time
 import uuid
+from typing import Any
 
-from pymongo import AsyncMongoClient, ReturnDocument, monitoring
+from pymongo import AsyncMongoClient, ReturnDocument
 
+from monq.core.command_count import CommandCounter
 from monq.core.config import Config
 from monq.core.embedded import server_for
 from monq.core.store import Store, with_database
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue, WorkerRef
 
-NAME = "monq.jobs.example.DummyJob"
+NOOP = "monq.jobs.bench.NoopJob"
+BATCH = 100
 
 
-class Counter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in ("hello", "isMaster", "ping", "endSessions"):
-            self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-async def raw_baseline(url: str, jobs: int, counter: Counter) -> dict[str, float]:
-    client: AsyncMongoClient = AsyncMongoClient(url, event_listeners=[counter])
+async def raw_baseline(url: str, jobs: int) -> dict[str, float]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     coll = client.get_default_database()["raw"]
     await coll.create_index([("state", 1), ("priority", -1), ("_id", 1)])
     started = time.perf_counter()
     for i in range(jobs):
         await coll.insert_one({"state": "pending", "priority": 0, "n": i})
     enqueue_s = time.perf_counter() - started
+    batches = max(1, jobs // BATCH)
     started = time.perf_counter()
-    for _ in range(jobs // 100):
-        await coll.insert_many([{"state": "pending", "priority": 0} for _ in range(100)])
+    for _ in range(batches):
+        await coll.insert_many([{"state": "pending", "priority": 0} for _ in range(BATCH)])
     batch_s = time.perf_counter() - started
     await coll.delete_many({})
-    for i in range(jobs):
-        await coll.insert_one({"state": "pending", "priority": 0, "n": i})
-    counter.count = 0
+    await coll.insert_many([{"state": "pending", "priority": 0, "n": i} for i in range(jobs)])
     started = time.perf_counter()
     for _ in range(jobs):
         doc = await coll.find_one_and_update(
             {"state": "pending"}, {"$set": {"state": "running"}},
             sort=[("priority", -1), ("_id", 1)], return_document=ReturnDocument.AFTER)
+        assert doc is not None
         await coll.update_one({"_id": doc["_id"]}, {"$set": {"state": "complete"}})
-    run_s = time.perf_counter() - started
-    run_trips = counter.count / jobs
-    counter.count = 0
-    await coll.insert_one({"state": "pending", "priority": 0})
-    doc = await coll.find_one_and_update({"state": "pending"}, {"$set": {"state": "running"}},
-                                         sort=[("priority", -1), ("_id", 1)])
-    await coll.update_one({"_id": doc["_id"]}, {"$set": {"state": "complete"}})
-    life_trips = counter.count
+    cycle_s = time.perf_counter() - started
     await client.drop_database(client.get_default_database().name)
     await client.close()
-    return {"enqueue": jobs / enqueue_s, "batch": (jobs // 100 * 100) / batch_s,
-            "run": jobs / run_s, "run_trips": run_trips, "life_trips": life_trips}
+    return {"enqueue_per_s": jobs / enqueue_s, "batch_per_s": batches * BATCH / batch_s,
+            "cycle_per_s": jobs / cycle_s}
 
 
-async def monq_queue(url: str, jobs: int, counter: Counter) -> dict[str, float]:
-    store = Store(url, timeout_s=10, event_listeners=[counter])
+async def monq_rates(url: str, jobs: int) -> dict[str, float]:
+    store = Store(url, timeout_s=10)
     await store.ensure_indexes()
     queue = Queue(store, Config(), author="bench")
     worker = WorkerRef("bench", "host", 1)
     started = time.perf_counter()
     for _ in range(jobs):
-        await queue.enqueue(NAME)
+        await queue.enqueue(NOOP)
     enqueue_s = time.perf_counter() - started
+    batches = max(1, jobs // BATCH)
     started = time.perf_counter()
-    for _ in range(jobs // 100):
-        await queue.enqueue_many([EnqueueRequest(NAME) for _ in range(100)])
+    for _ in range(batches):
+        await queue.enqueue_many([EnqueueRequest(NOOP) for _ in range(BATCH)])
     batch_s = time.perf_counter() - started
     await store.drop_database()
     await store.ensure_indexes()
-    for _ in range(jobs):
-        await queue.enqueue(NAME)
-    counter.count = 0
+    await queue.enqueue_many([EnqueueRequest(NOOP) for _ in range(jobs)])
     started = time.perf_counter()
     for _ in range(jobs):
         claim = await queue.claim(worker)
         assert claim is not None
         await queue.start(claim.job.id, claim.token)
         await queue.complete(claim.job.id, claim.token)
-    run_s = time.perf_counter() - started
-    run_trips = counter.count / jobs
-    counter.count = 0
-    job = await queue.enqueue(NAME)
-    claim = await queue.claim(worker)
-    assert claim is not None and claim.job.id == job.id
-    await queue.start(job.id, claim.token)
-    await queue.complete(job.id, claim.token)
-    life_trips = counter.count
+    cycle_s = time.perf_counter() - started
     await store.drop_database()
     await store.close()
-    return {"enqueue": jobs / enqueue_s, "batch": (jobs // 100 * 100) / batch_s,
-            "run": jobs / run_s, "run_trips": run_trips, "life_trips": life_trips}
+    return {"enqueue_per_s": jobs / enqueue_s, "batch_per_s": batches * BATCH / batch_s,
+            "cycle_per_s": jobs / cycle_s}
+
+
+async def job_lives(url: str, lives: int) -> tuple[list[int], dict[str, int]]:
+    """Commands per job life (enqueue to journal) through a real worker, one job at a
+    time; and the commands of the median life by name."""
+    from monq.worker.daemon import Worker
+
+    counter = CommandCounter()
+    config = Config().with_values(mongodb={"url": url})
+    worker_store = Store(url, timeout_s=10, event_listeners=[counter])
+    await worker_store.ensure_indexes()
+    store = Store(url, timeout_s=10, event_listeners=[counter])
+    queue = Queue(store, config, author="bench")
+    # the watcher's client is not counted: it only waits for the journal
+    watcher: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    db = watcher.get_default_database()
+    stop = asyncio.Event()
+    worker = Worker(worker_store, config, concurrency=2)
+    running = asyncio.create_task(worker.run(stop))
+    counts: list[tuple[int, dict[str, int]]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not await db["sys.worker"].count_documents({}):
+            if running.done() or time.monotonic() > deadline:
+                raise SystemExit("the worker did not start")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # past its start-up commands: idle, as a waiting worker is
+        for _ in range(lives):
+            counter.reset()
+            job = await queue.enqueue(NOOP)
+            deadline = time.monotonic() + 60
+            while not await db["sys.journal"].find_one({"_id": job.id}, {"_id": 1}):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"job #{job.number} did not reach the journal")
+                await asyncio.sleep(0.005)
+            counts.append((counter.total, dict(counter.by_name)))
+            await asyncio.sleep(0.2)  # the next job starts on an idle worker again
+    finally:
+        stop.set()
+        await running
+        await watcher.drop_database(db.name)
+        await watcher.close()
+        await store.close()
+        await worker_store.close()
+    counts.sort(key=lambda c: c[0])
+    return [c[0] for c in counts], counts[len(counts) // 2][1]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="MongoDB server URL (default: embedded SecantusDB)")
+    parser.add_argument("--url", help="MongoDB server URL (default: a fresh embedded SecantusDB)")
     parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--lives", type=int, default=5,
+                        help="single jobs run one after another for the round trip count")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     with server_for(args.url) as server_url:
-        suffix = uuid.uuid4().hex[:8]
-        counter = Counter()
-        raw = asyncio.run(raw_baseline(with_database(server_url, f"bench_raw_{suffix}"),
-                                       args.jobs, counter))
-        ours = asyncio.run(monq_queue(with_database(server_url, f"bench_monq_{suffix}"),
-                                      args.jobs, counter))
-    print(f"server: {server_url}   jobs: {args.jobs}")
-    print(f"{'measure':<34}{'monq':>12}{'raw driver':>14}{'ratio':>9}")
-    rows = [("enqueue one by one (jobs/s)", "enqueue"), ("enqueue in batches of 100 (jobs/s)",
-            "batch"), ("claim+start+complete (jobs/s)", "run"),
-            ("round trips per claim..complete", "run_trips"),
-            ("round trips per job life", "life_trips")]
-    for label, key in rows:
-        print(f"{label:<34}{ours[key]:>12.1f}{raw[key]:>14.1f}{ours[key] / raw[key]:>9.2f}")
+        tag = uuid.uuid4().hex[:8]
+        raw = asyncio.run(raw_baseline(with_database(server_url, f"bench_raw_{tag}"),
+                                       args.jobs))
+        ours = asyncio.run(monq_rates(with_database(server_url, f"bench_monq_{tag}"),
+                                      args.jobs))
+        lives, by_name = asyncio.run(job_lives(with_database(server_url, f"bench_life_{tag}"),
+                                               args.lives))
+    life = statistics.median(lives)
+    result = {
+        "round_trips_job_life": life,
+        "enqueue_ratio": round(ours["enqueue_per_s"] / raw["enqueue_per_s"], 3),
+        "enqueue_batch_ratio": round(ours["batch_per_s"] / raw["batch_per_s"], 3),
+        "cycle_ratio": round(ours["cycle_per_s"] / raw["cycle_per_s"], 3),
+        "monq": {k: round(v, 1) for k, v in ours.items()},
+        "raw": {k: round(v, 1) for k, v in raw.items()},
+        "job_life_commands": lives, "job_life_by_command": by_name,
+    }
+    out = sys.stderr if args.json else sys.stdout
+    print(f"server: {server_url}   jobs: {args.jobs}", file=out)
+    print(f"{'measure':<36}{'monq':>10}{'raw driver':>12}{'ratio':>8}", file=out)
+    for label, key in (("enqueue one by one (jobs/s)", "enqueue_per_s"),
+                       (f"enqueue in batches of {BATCH} (jobs/s)", "batch_per_s"),
+                       ("claim+start+complete (jobs/s)", "cycle_per_s")):
+        print(f"{label:<36}{ours[key]:>10.1f}{raw[key]:>12.1f}{ours[key] / raw[key]:>8.2f}",
+              file=out)
+    print(f"commands per no-op job life, enqueue to journal (median of {len(lives)}): "
+          f"{life:g}  {lives}", file=out)
+    print("  the median life by command: " + ", ".join(
+        f"{name} {n}" for name, n in sorted(by_name.items(), key=lambda kv: -kv[1])), file=out)
+    if args.json:
+        print(json.dumps(result))
     return 0
 
 

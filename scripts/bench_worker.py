@@ -1,43 +1,81 @@
 #!/usr/bin/env python3
-"""Benchmark workers end to end against the raw driver on the same server, same run.
+"""Benchmark `monq worker` processes end to end against the raw driver, same run.
 
-    python scripts/bench_worker.py [--url mongodb://host/] [--jobs 300]
+    python scripts/bench_worker.py [--url mongodb://host/] [--jobs 300] [--json]
 
-Prints the throughput of no-op jobs with 1, 2 and 4 `monq worker` processes and
-their enqueue-to-start latency (p50, p99), beside a raw-driver baseline (insert,
-claim, complete of the same number of documents) as ratios; and the cost of
-process isolation: the same no-op jobs run inline versus in executor processes.
-Without --url it starts an embedded SecantusDB on a free port.
+For 1, 2 and 4 `monq worker` processes (2 slots each, as they run in production:
+their own processes, executor processes for the jobs) it measures how fast they
+drain ``--jobs`` no-op jobs (`monq.jobs.bench.NoopJob`, enqueued in batches; jobs/s
+from the first job's start to the last one's end, from the journal), the
+enqueue-to-start latency of jobs enqueued one at a time 50 ms apart to the idle
+workers (p50, p99), and the MongoDB commands the worker processes sent per job
+while draining (enqueue excluded). With one worker it also counts the commands an
+idle worker sends per second. The raw baseline is a bare claim
+(``find_one_and_update``) and complete (``update_one``) loop on the same kind of
+server; ``ratio`` is jobs/s over it.
+
+Worker counts are compared on equal terms: without --url, each worker count (and
+the baseline) gets a fresh embedded SecantusDB, so none runs on a server aged by
+another's writes; with --url, each gets a fresh database on that server.
+
+The worker processes count their own commands: the script sets
+``MONQ_BENCH_COMMANDS_DIR`` for them (see monq/core/command_count.py), and every
+Store in them counts what it sends and writes the counts to a file.
+
+``--json`` prints one JSON object: ``raw_per_s``, ``idle_commands_per_s`` and
+``workers`` mapping "1", "2", "4" to ``jobs_per_s``, ``ratio``, ``start_p50_ms``,
+``start_p99_ms``, ``commands_per_job`` and ``ratio_to_one_worker``; the table goes
+to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
 
+from monq.core.command_count import ENV as COUNT_ENV
+from monq.core.command_count import FLUSH_S, read_counts
 from monq.core.config import Config
 from monq.core.embedded import server_for
 from monq.core.store import Store, with_database
-from monq.queue.enqueue import EnqueueRequest
+from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.queue import Queue
 from monq.worker.executor import ExecutorPool
 
-NOOP = "monq.jobs.example.DummyJob"
+NOOP = "monq.jobs.bench.NoopJob"
+WORKER_COUNTS = (1, 2, 4)
+SLOTS = 2
+LATENCY_JOBS = 40
+LATENCY_SPACING_S = 0.05
+IDLE_S = 5.0
+TIMEOUT_S = 900.0
+
+
+@contextlib.contextmanager
+def fresh_database(url: str | None, name: str) -> Iterator[str]:
+    """A database nobody wrote to: on a new embedded server unless --url is given."""
+    with server_for(url) as server:
+        yield with_database(server, f"{name}_{uuid.uuid4().hex[:8]}")
 
 
 def raw_rate(url: str, jobs: int) -> float:
-    client: pymongo.MongoClient = pymongo.MongoClient(url)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url)
     coll = client.get_default_database()["raw"]
     coll.create_index([("state", 1), ("priority", -1), ("_id", 1)])
     coll.insert_many([{"state": "pending", "priority": 0} for _ in range(jobs)])
@@ -46,6 +84,7 @@ def raw_rate(url: str, jobs: int) -> float:
         doc = coll.find_one_and_update({"state": "pending"}, {"$set": {"state": "running"}},
                                        sort=[("priority", -1), ("_id", 1)],
                                        return_document=ReturnDocument.AFTER)
+        assert doc is not None
         coll.update_one({"_id": doc["_id"]}, {"$set": {"state": "complete"}})
     rate = jobs / (time.perf_counter() - started)
     client.drop_database(client.get_default_database().name)
@@ -53,77 +92,96 @@ def raw_rate(url: str, jobs: int) -> float:
     return rate
 
 
-async def enqueue(url: str, jobs: int) -> None:
-    store = Store(url)
-    await store.ensure_indexes()
-    queue = Queue(store, Config(), author="bench")
-    for i in range(0, jobs, 100):
-        await queue.enqueue_many([EnqueueRequest(NOOP, {"steps": 1})
-                                  for _ in range(min(100, jobs - i))])
+async def enqueue(url: str, jobs: int, spacing_s: float = 0.0) -> None:
+    """`jobs` no-op jobs: in batches of 100, or one by one `spacing_s` apart."""
+    store = Store(url, timeout_s=10)
+    queue = Queue(store, Config(), author="bench", origin=Origin(by="bench", origin="bench"))
+    if spacing_s:
+        for _ in range(jobs):
+            await queue.enqueue(NOOP)
+            await asyncio.sleep(spacing_s)
+    else:
+        for i in range(0, jobs, 100):
+            await queue.enqueue_many([EnqueueRequest(NOOP) for _ in range(min(100, jobs - i))])
     await store.close()
 
 
-LATENCY_JOBS = 40
+def wait_until(predicate: Any, what: str, workers: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not predicate():
+        if any(w.poll() is not None for w in workers):
+            raise SystemExit(f"a worker exited while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
-async def enqueue_spaced(url: str, jobs: int) -> None:
-    from monq.queue.enqueue import Origin
-
-    store = Store(url)
-    queue = Queue(store, Config(), author="bench", origin=Origin(by="bench", origin="latency"))
-    for _ in range(jobs):
-        await queue.enqueue(NOOP, {"steps": 1})
-        await asyncio.sleep(0.05)
-    await store.close()
+def settled_commands(folder: Path) -> int:
+    """The commands the worker processes have sent, once their counts are written
+    (each process writes at most every FLUSH_S, and at once on its next command)."""
+    time.sleep(FLUSH_S * 2.5)
+    return sum(sum(c.values()) for c in read_counts(folder).values())
 
 
-def run_workers(url: str, jobs: int, processes: int) -> tuple[float, float, float]:
-    """Jobs per second with `processes` workers, and enqueue-to-start p50/p99 (ms)."""
-    asyncio.run(enqueue(url, jobs))
+def run_workers(url: str, jobs: int, processes: int, idle_s: float) -> dict[str, float]:
+    """One worker count on a fresh database: jobs/s, start latency, commands."""
+    folder = Path(tempfile.mkdtemp(prefix="monq_bench_commands_"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MONQ_")},
            "MONQ_MONGODB_URL": url, "MONQ_LOG_LEVEL": "WARNING",
-           "MONQ_WORKER_CONCURRENCY": "2"}
+           "MONQ_WORKER_CONCURRENCY": str(SLOTS), COUNT_ENV: str(folder)}
     monq = str(Path(sys.executable).parent / "monq")
-    client: pymongo.MongoClient = pymongo.MongoClient(url)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
     db = client.get_default_database()
+    result: dict[str, float] = {}
     workers = [subprocess.Popen([monq, "worker"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL) for _ in range(processes)]
     try:
-        while not db["sys.worker"].count_documents({"kind": "worker"}) >= processes:
-            time.sleep(0.05)
-        while db["sys.journal"].count_documents({}) < jobs:
-            time.sleep(0.05)
-        # read once the jobs are done: read before, the first claim may not exist yet
-        first = db["sys.event"].find_one({"name": "request_start_job"}, sort=[("_id", 1)])
-        last = max(d["finished_at"] for d in db["sys.journal"].find({}, {"finished_at": 1}))
-        # latency on idle workers: jobs enqueued one at a time
-        asyncio.run(enqueue_spaced(url, LATENCY_JOBS))
-        while db["sys.journal"].count_documents({}) < jobs + LATENCY_JOBS:
-            time.sleep(0.05)
+        wait_until(lambda: db["sys.worker"].count_documents({}) >= processes,
+                   "the workers to register", workers)
+        time.sleep(1.0)  # past their start-up commands
+        before = settled_commands(folder)
+        if idle_s:
+            time.sleep(idle_s)
+            after = settled_commands(folder)
+            result["idle_commands_per_s"] = (after - before) / (idle_s + FLUSH_S * 2.5)
+            before = after
+        asyncio.run(enqueue(url, jobs))
+        wait_until(lambda: db["sys.journal"].count_documents({}) >= jobs,
+                   f"{jobs} jobs to finish", workers)
+        result["commands_per_job"] = (settled_commands(folder) - before) / jobs
+        drained = list(db["sys.journal"].find({}, {"started_at": 1, "finished_at": 1}))
+        first = min(d["started_at"] for d in drained)
+        last = max(d["finished_at"] for d in drained)
+        result["jobs_per_s"] = jobs / max(0.001, (last - first).total_seconds())
+        asyncio.run(enqueue(url, LATENCY_JOBS, LATENCY_SPACING_S))
+        wait_until(lambda: db["sys.journal"].count_documents({}) >= jobs + LATENCY_JOBS,
+                   "the latency jobs to finish", workers)
     finally:
         for worker in workers:
             worker.terminate()
         for worker in workers:
-            worker.wait()
-    starts = {e["data"]["_id"]: e["created"] for e in db["sys.event"].find(
-        {"name": "start_job"})}
-    spaced = {e["data"]["_id"]: e["created"] for e in db["sys.event"].find(
-        {"name": "enqueue_job", "data.origin": "latency"})}
-    assert first is not None
-    rate = jobs / max(0.001, (last - first["created"]).total_seconds())
-    waits = sorted((starts[j] - at).total_seconds() * 1000 for j, at in spaced.items())
+            worker.wait(60)
+    spaced = db["sys.journal"].find({}, {"enqueued": 1, "started_at": 1},
+                                    sort=[("enqueued.at", -1)], limit=LATENCY_JOBS)
+    waits = sorted((d["started_at"] - d["enqueued"]["at"]).total_seconds() * 1000
+                   for d in spaced)
+    result["start_p50_ms"] = statistics.median(waits)
+    result["start_p99_ms"] = waits[max(0, int(len(waits) * 0.99) - 1)]
     client.drop_database(db.name)
     client.close()
-    return rate, statistics.median(waits), waits[int(len(waits) * 0.99) - 1]
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    return result
 
 
 async def isolation(jobs: int) -> tuple[float, float]:
-    """Seconds per no-op job inline and through an executor process."""
-    from monq.jobs.example import DummyJob
+    """Seconds per no-op job inline and through a (reused) executor process."""
+    from monq.jobs.bench import NoopJob
 
     started = time.perf_counter()
     for _ in range(jobs):
-        DummyJob(args={"steps": 1}).execute(steps=1)
+        NoopJob(args={}).execute()
     inline = (time.perf_counter() - started) / jobs
     pool = ExecutorPool(1)
     await pool.start()
@@ -134,7 +192,7 @@ async def isolation(jobs: int) -> tuple[float, float]:
 
     started = time.perf_counter()
     for _ in range(jobs):
-        await executor.run({"id": ObjectId(), "number": 1, "name": NOOP, "args": {"steps": 1},
+        await executor.run({"id": ObjectId(), "number": 1, "name": NOOP, "args": {},
                             "attempt": 1}, lambda m: None, started_cb)
     isolated = (time.perf_counter() - started) / jobs
     pool.release(executor)
@@ -144,24 +202,44 @@ async def isolation(jobs: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="MongoDB server URL (default: embedded SecantusDB)")
+    parser.add_argument("--url", help="MongoDB server URL (default: a fresh embedded "
+                                      "SecantusDB for each measure)")
     parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--idle-s", type=float, default=IDLE_S,
+                        help="how long to count an idle worker's commands")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    with server_for(args.url) as server:
-        tag = uuid.uuid4().hex[:8]
-        baseline = raw_rate(with_database(server, f"bench_raw_{tag}"), args.jobs)
-        rows = [(n, *run_workers(with_database(server, f"bench_w{n}_{tag}"), args.jobs, n))
-                for n in (1, 2, 4)]
+    with fresh_database(args.url, "bench_raw") as url:
+        baseline = raw_rate(url, args.jobs)
+    rows: dict[str, dict[str, float]] = {}
+    idle_per_s = 0.0
+    for n in WORKER_COUNTS:
+        with fresh_database(args.url, f"bench_w{n}") as url:
+            row = run_workers(url, args.jobs, n, args.idle_s if n == 1 else 0.0)
+        idle_per_s = row.pop("idle_commands_per_s", idle_per_s)
+        row["ratio"] = row["jobs_per_s"] / baseline
+        # issue 19 also judges more workers against one: ≥ 1.0 means they do not slow down
+        row["ratio_to_one_worker"] = row["jobs_per_s"] / rows["1"]["jobs_per_s"] if rows else 1.0
+        rows[str(n)] = {k: round(v, 3) for k, v in row.items()}
     inline, isolated = asyncio.run(isolation(200))
-    print(f"server: {server}   jobs: {args.jobs}   raw driver baseline: "
-          f"{baseline:.0f} claim+complete/s")
-    print(f"{'workers':>8}{'jobs/s':>10}{'ratio to raw':>14}{'start p50 ms':>14}"
-          f"{'start p99 ms':>14}")
-    for n, rate, p50, p99 in rows:
-        print(f"{n:>8}{rate:>10.1f}{rate / baseline:>14.2f}{p50:>14.1f}{p99:>14.1f}")
+    out = sys.stderr if args.json else sys.stdout
+    print(f"server: {args.url or 'a fresh embedded SecantusDB per measure'}   jobs: "
+          f"{args.jobs}   raw driver baseline: {baseline:.1f} claim+complete/s", file=out)
+    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to 1 worker':>13}{'start p50 ms':>14}"
+          f"{'start p99 ms':>14}{'commands/job':>14}", file=out)
+    for count, row in rows.items():
+        print(f"{count:>8}{row['jobs_per_s']:>9.1f}{row['ratio']:>8.2f}"
+              f"{row['ratio_to_one_worker']:>13.2f}{row['start_p50_ms']:>14.1f}"
+              f"{row['start_p99_ms']:>14.1f}{row['commands_per_job']:>14.2f}", file=out)
+    print(f"an idle worker ({SLOTS} slots): {idle_per_s:.2f} commands/s", file=out)
     print(f"process isolation: {inline * 1e6:.0f} us per no-op job inline, "
-          f"{isolated * 1e6:.0f} us in an executor process "
-          f"(ratio {isolated / max(inline, 1e-9):.0f}x; reused, not spawned per job)")
+          f"{isolated * 1e6:.0f} us in an executor process (reused, not spawned per job)",
+          file=out)
+    if args.json:
+        print(json.dumps({"raw_per_s": round(baseline, 1),
+                          "idle_commands_per_s": round(idle_per_s, 2), "workers": rows,
+                          "isolation_us": {"inline": round(inline * 1e6, 1),
+                                           "executor": round(isolated * 1e6, 1)}}))
     return 0
 
 

@@ -64,12 +64,19 @@ def db_url(mongo_server_url: str) -> Iterator[str]:
         client.close()
 
 
+# argon2id at its least cost (api.password_*): logins in tests prove the flow, not the
+# cost, which at the defaults (about 0.3 s of CPU per hash or check on this machine,
+# several per API test) was the largest single share of the suite's time.
+CHEAP_PASSWORDS = {"password_time_cost": 1, "password_memory_kib": 8,
+                   "password_parallelism": 1}
+
+
 @pytest.fixture
 def config(db_url: str, tmp_path: Path) -> Config:
     return Config().with_values(
         mongodb={"url": db_url, "embedded": "never"},
         paths={"var": str(tmp_path / "var")},
-        api={"port": 0, "admin_password": "admin-secret-password"},
+        api={"port": 0, "admin_password": "admin-secret-password", **CHEAP_PASSWORDS},
     )
 
 
@@ -102,7 +109,9 @@ def monq_env(db_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for running the `monq` executable against this test's database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONQ_")}
     env.update(MONQ_MONGODB_URL=db_url, MONQ_MONGODB_EMBEDDED="never",
-               MONQ_PATHS_VAR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
+               MONQ_PATHS_VAR=str(tmp_path / "var"), PYTHONUNBUFFERED="1",
+               **{f"MONQ_API_{key.upper()}": str(value)
+                  for key, value in CHEAP_PASSWORDS.items()})
     return env
 
 

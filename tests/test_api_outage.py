@@ -22,7 +22,7 @@ import pytest
 from monq.api.server import ApiServer
 from monq.core.config import Config
 from monq.core.embedded import EmbeddedServer, free_port
-from monq.core.store import Store
+from monq.core.store import Store, with_database
 from tests.api_fixtures import ADMIN_PASSWORD, ApiClient, Reply
 
 # Well under the 10-20 s the driver needs to give up a silent server by itself: a
@@ -40,7 +40,7 @@ class OwnDatabase:
 
     @property
     def url(self) -> str:
-        return self.server.url + "monq"
+        return with_database(self.server.url, "monq")
 
     @property
     def pid(self) -> int:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from monq.core.store.events import EventStore, new_event
 from monq.core.store.listings import order
 from monq.queue.queue import Queue
 from tests.api_fixtures import ApiClient
+from tests.conftest import ROOT
 
 DUMMY = "monq.jobs.example.DummyJob"
 FAILING = "monq.jobs.example.FailingJob"
@@ -170,3 +174,18 @@ async def test_every_sort_of_the_journal_is_read_from_an_index(store: Store,
         explained = await journal.find({}).sort(order(sort, descending)).limit(25).explain()
         stages = _stages(explained["queryPlanner"]["winningPlan"])
         assert "IXSCAN" in stages and "SORT" not in stages, (sort, stages)
+
+
+@pytest.mark.slow
+def test_the_reads_benchmark_prints_its_figures(mongo_server_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_api_reads.py"), "--url",
+         mongo_server_url, "--jobs", "200", "--pages", "2", "--json"],
+        capture_output=True, text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads(result.stdout)
+    assert found["jobs"] == 200
+    for key in ("ratio", "keyset_ratio", "growth"):
+        assert found[key] > 0, key
+    for part in ("small", "large", "keyset"):
+        assert found[part]["api_p50_ms"] > 0 and found[part]["bare_p50_ms"] > 0, part

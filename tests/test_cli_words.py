@@ -5,20 +5,19 @@ unknown job type, a disabled schedule without a next tick, and ``events --once``
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 
 from monq.cli.output import cell, details, table
 from monq.queue.queue import Queue, WorkerRef
-from tests.conftest import ROOT
-from tests.helpers import run_monq
+from tests.helpers import CliResult, run_cli, run_cli_async
 
 TIME = re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\b")
 
 
-def monq(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
-    return run_monq(*args, env={**env, "PYTHONPATH": str(ROOT)})
+def monq(env: dict[str, str], *args: str) -> CliResult:
+    """In this process (tests/test_cli_wiring.py runs the executable)."""
+    return run_cli(*args, env=env)
 
 
 async def test_kill_of_a_running_job_says_it_was_requested_and_restart_names_the_new_job(
@@ -26,16 +25,16 @@ async def test_kill_of_a_running_job_says_it_was_requested_and_restart_names_the
     job = await queue.enqueue("monq.jobs.example.DummyJob")
     claim = await queue.claim(WorkerRef("w", "h", 1))
     assert claim is not None and claim.job.id == job.id
-    killed = await asyncio.to_thread(monq, monq_env, "kill", "1")
+    killed = await run_cli_async("kill", "1", env=monq_env)
     assert killed.returncode == 0, killed.stderr
     assert killed.stdout.strip() == ("kill of job #1 requested: it is running, its worker "
                                      "stops it (watch: monq job 1)")
     await queue.mark_killed(job.id, claim.token)
-    restarted = await asyncio.to_thread(monq, monq_env, "restart", "1")
+    restarted = await run_cli_async("restart", "1", env=monq_env)
     assert restarted.stdout.strip() == "restarted job #1: job #2 replaces it (pending)"
-    held = await asyncio.to_thread(monq, monq_env, "hold", "2")
+    held = await run_cli_async("hold", "2", env=monq_env)
     assert held.stdout.strip() == "held job #2 (pending, held)"
-    removed = await asyncio.to_thread(monq, monq_env, "remove", "2")
+    removed = await run_cli_async("remove", "2", env=monq_env)
     assert removed.stdout.strip() == "removed job #2 (removed)"
 
 

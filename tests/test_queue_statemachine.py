@@ -363,8 +363,16 @@ class QueueMachine(RuleBasedStateMachine):
                 model.events[-1] in ("restart_stopped",)
 
 
-def test_queue_state_machine(mongo_server_url: str) -> None:
+# 60 random programs of up to 40 steps in all, run as parts of 15 that pytest-xdist can
+# spread over its workers (one part of 60 was the suite's longest test, its last minutes
+# run by one worker alone); each part draws its own programs.
+PARTS = 4
+EXAMPLES = 60
+
+
+@pytest.mark.parametrize("part", range(PARTS))
+def test_queue_state_machine(mongo_server_url: str, part: int) -> None:
     QueueMachine.server_url = mongo_server_url
     run_state_machine_as_test(QueueMachine, settings=settings(
-        max_examples=60, stateful_step_count=40, deadline=None,
+        max_examples=EXAMPLES // PARTS, stateful_step_count=40, deadline=None,
         suppress_health_check=list(HealthCheck)))

@@ -108,7 +108,8 @@ async def test_a_database_pause_shorter_than_the_lease_changes_no_outcome(
     # operations time out while the server is stopped, as with the client timeouts of
     # a production deployment, so that the worker does see the outage
     workers.start(MONQ_WORKER_CONCURRENCY="4",
-                  MONQ_MONGODB_URL=own_queue.store.url + "?socketTimeoutMS=2000")
+                  MONQ_MONGODB_URL=own_queue.store.url + (
+                      "&" if "?" in own_queue.store.url else "?") + "socketTimeoutMS=2000")
     jobs = [await own_queue.enqueue(SLEEPY, {"seconds": 2.0}, attempts=1)
             for _ in range(6)]
     for job in jobs[:4]:

@@ -42,8 +42,10 @@ async def wait_started(process: subprocess.Popen[str], timeout_s: float = 60) ->
     await asyncio.to_thread(wait_for_log, process, "action=worker_started", timeout_s)
 
 
-async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 30) -> list[str]:
-    """Poll until the job's events include `name` (events follow the state change)."""
+async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 60) -> list[str]:
+    """Poll until the job's events include `name` (events follow the state change). The
+    limit is for a failing test, as wait_job's: at load 20 a worker's first claim came
+    after 30 s."""
     deadline = time.monotonic() + timeout_s
     while True:
         names = [e["name"] for e in await queue.events(job)]
@@ -55,9 +57,12 @@ async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 30) -
 @pytest.fixture
 def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     processes: list[subprocess.Popen[str]] = []
+    # One job slot unless a test asks for more (``--concurrency``): each slot is an
+    # executor process started ahead, a fresh interpreter that imports monq (under
+    # coverage), and the default four cost more than most of these tests.
     env = {**monq_env, "PYTHONPATH": str(ROOT), "MONQ_WORKER_POLL_MAX_S": "0.2",
            "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_QUEUE_SWEEP_INTERVAL_S": "0.5",
-           "MONQ_WORKER_SHUTDOWN_GRACE_S": "5"}
+           "MONQ_WORKER_SHUTDOWN_GRACE_S": "5", "MONQ_WORKER_CONCURRENCY": "1"}
 
     logs: list[Any] = []
 

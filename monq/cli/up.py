@@ -115,6 +115,8 @@ def up_command(ctx: Any) -> int:
                                          log_path=var / "log" / "embedded.log")
         print(f"starting the embedded database on {server.url} ...", file=ctx.out, flush=True)
         server.start()
+        # this node's own clients get the embedded server's options (retryWrites=false)
+        config = config.with_values(mongodb={"url": embedded.client_url(config.mongodb.url)})
     try:
         return asyncio.run(run_node(config, ALL_ROLES, ctx.out, server))
     finally:

@@ -72,10 +72,21 @@ class ApiConfig:
     database_timeout_s: float = 1.5
     max_body_bytes: int = 1_048_576
     count_limit: int = 10_000
+    # argon2id's cost: passes, memory in KiB, threads (argon2-cffi's recommended values)
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+    password_parallelism: int = 4
 
     def __post_init__(self) -> None:
         if self.count_limit < 1:
             raise ConfigError(f"api.count_limit: expected 1 or more, got {self.count_limit!r}")
+        if self.password_time_cost < 1 or self.password_parallelism < 1:
+            raise ConfigError("api.password_time_cost and api.password_parallelism: "
+                              "expected 1 or more")
+        if self.password_memory_kib < 8 * self.password_parallelism:
+            raise ConfigError(f"api.password_memory_kib: expected at least 8 KiB per "
+                              f"thread ({8 * self.password_parallelism}), got "
+                              f"{self.password_memory_kib}")
 
 
 @dataclass(frozen=True)

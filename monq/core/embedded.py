@@ -53,6 +53,26 @@ def is_listening(host: str, port: int, timeout_s: float = 0.5) -> bool:
     return False
 
 
+def client_url(url: str) -> str:
+    """`url` with ``retryWrites=false`` unless it sets retryWrites itself.
+
+    The embedded server is a single node: a retried write has no other server to go
+    to, so retryable writes buy nothing there, and SecantusDB keeps every retryable
+    write it was sent (10,000 of them, for 30 minutes) and scans them on each write,
+    so with them every write slows down as the server ages (an update from 0.6 ms to
+    7 ms). monq does not need the driver's retry: its writes are fenced (a job's
+    lease token, an event's id) and a worker redoes a write that failed, so one
+    redone after a network error still applies once.
+    """
+    options = parse_uri(url, validate=False).get("options", {})
+    if "retrywrites" in {name.lower() for name in options}:
+        return url
+    base, _, query = url.partition("?")
+    if "/" not in base.partition("://")[2]:
+        base += "/"
+    return f"{base}?{query}&retryWrites=false" if query else f"{base}?retryWrites=false"
+
+
 def wanted(config: MongoConfig) -> bool:
     """Whether `monq up` should start the embedded server for this configuration."""
     if config.embedded == "never":
@@ -101,7 +121,7 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/"
+        return client_url(f"mongodb://{self.host}:{self.port}/")
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         if not installed():

@@ -272,10 +272,12 @@ pages.jobs = () => {
         el("td", { text: Math.round((job.progress?.value || 0) * 100) + "%" }),
         el("td", { text: when(job.enqueued?.at) }),
         el("td", { text: job.locked ? job.locked.worker : "" }))), "no jobs");
+      // past api.count_limit the count stops: "10000+", and the pages go on
+      const plus = reply.total_capped ? "+" : "";
       document.getElementById("page-info").textContent =
-        `page ${reply.page + 1} of ${Math.max(1, reply.page_count)} (${reply.total_count} jobs)`;
+        `page ${reply.page + 1} of ${Math.max(1, reply.page_count)}${plus} (${reply.total_count}${plus} jobs)`;
       document.getElementById("prev").disabled = page <= 0;
-      document.getElementById("next").disabled = page + 1 >= reply.page_count;
+      document.getElementById("next").disabled = reply.next_after === null;
     } catch (err) { flash(err.message); }
   };
   form.addEventListener("submit", (e) => { e.preventDefault(); page = 0; load(); });

@@ -7,6 +7,7 @@ so that nothing a client sends reaches a MongoDB query unchecked.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from monq.core.auth import passwords
+from monq.core.auth.passwords import MIN_LENGTH, Passwords
 from monq.core.auth.permissions import (
     ADMIN_PERMISSION,
     Principal,
@@ -100,8 +101,8 @@ def check_fields(data: Mapping[str, Any], allowed: frozenset[str] | None = None
         raise ValidationError("name: 1 to 64 letters, digits, _ . @ or -", field="name")
     if "email" in out and not _EMAIL.match(out["email"]):
         raise ValidationError("email: not an email address", field="email")
-    if "password" in out and len(out["password"]) < passwords.MIN_LENGTH:
-        raise ValidationError(f"password: at least {passwords.MIN_LENGTH} characters",
+    if "password" in out and len(out["password"]) < MIN_LENGTH:
+        raise ValidationError(f"password: at least {MIN_LENGTH} characters",
                               field="password")
     for key in ("role", "perm"):
         if key in out and not all(isinstance(v, str) for v in out[key]):
@@ -115,6 +116,12 @@ class Accounts:
     def __init__(self, store: Store, config: Config) -> None:
         self.roles = RoleStore(store)
         self.config = config
+
+    @functools.cached_property
+    def passwords(self) -> Passwords:
+        # its hasher is made on first use: a command that never checks a password pays
+        # no hash
+        return Passwords(self.config.api)
 
     # Reading --------------------------------------------------------------------
     async def get(self, record_id: ObjectId) -> dict[str, Any]:
@@ -183,16 +190,16 @@ class Accounts:
                                   retry_after_s=max(1, int((until - now).total_seconds())))
         doc = await self.roles.by_name(name) if isinstance(name, str) else None
         stored = doc.get("password") if doc and doc.get("kind") == "user" else None
-        ok = await passwords.verify_async(stored, password)
+        ok = await self.passwords.verify_async(stored, password)
         principal = await self._principal(doc) if ok else None
         if principal is None:
             await self.roles.record_failure(keys, now, self.config.api.login_max_failures,
                                             self.config.api.login_lockout_s)
             raise AuthenticationFailed(LOGIN_FAILED)
         await self.roles.clear_failures(keys)
-        if stored and passwords.needs_rehash(stored):
+        if stored and self.passwords.needs_rehash(stored):
             await self.roles.update(doc["_id"], None,  # type: ignore[index]
-                                    {"password": await passwords.hash_async(password)})
+                                    {"password": await self.passwords.hash_async(password)})
         return principal
 
     async def logout(self, name: str) -> None:
@@ -253,7 +260,7 @@ class Accounts:
                "is_active": True, "language": None, **fields, "etag": ObjectId(),
                "token_version": first_token_version(), "created": now, "updated": now}
         if kind == "user":
-            doc["password"] = await passwords.hash_async(fields["password"])
+            doc["password"] = await self.passwords.hash_async(fields["password"])
         if await self.roles.by_name(fields["name"], kind) is not None:
             raise Conflict(f"the {kind} name {fields['name']!r} is taken")
         await self.roles.insert(doc)
@@ -281,7 +288,7 @@ class Accounts:
         if "password" in fields:
             if current["kind"] != "user":
                 raise ValidationError("password: a role has none", field="password")
-            fields["password"] = await passwords.hash_async(fields["password"])
+            fields["password"] = await self.passwords.hash_async(fields["password"])
         fields["updated"] = datetime.now(UTC)
         doc = await self.roles.update(record_id, etag, fields, bump_version=revoke)
         if doc is None:
@@ -320,7 +327,8 @@ class Accounts:
         password = self.config.api.admin_password or secrets.token_urlsafe(12)
         await self.roles.insert({
             "_id": ObjectId(), "kind": "user", "name": username, "realname": "administrator",
-            "email": f"{username}@localhost", "password": await passwords.hash_async(password),
+            "email": f"{username}@localhost",
+            "password": await self.passwords.hash_async(password),
             "role": [ADMIN_ROLE], "perm": [], "is_active": True, "language": None,
             "etag": ObjectId(), "token_version": first_token_version(), "created": now,
             "updated": now})

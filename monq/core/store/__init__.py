@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.uri_parser import parse_uri
 
+from monq.core import command_count
 from monq.core.errors import Conflict, DatabaseUnavailable, StoreError
 from monq.core.store import layout
 
@@ -118,6 +119,10 @@ class Store:
         self.number_blocks: Any = None
         if operation_timeout_s:
             client_options.setdefault("timeoutMS", int(operation_timeout_s * 1000))
+        counting = command_count.listeners()  # empty unless a benchmark asks
+        if counting:
+            client_options["event_listeners"] = [
+                *client_options.get("event_listeners", ()), *counting]
         with translate(url):
             self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
                 url, serverSelectionTimeoutMS=int(timeout_s * 1000),
