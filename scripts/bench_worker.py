@@ -187,7 +187,7 @@ async def isolation(jobs: int) -> tuple[float, float]:
     await pool.start()
     executor = await pool.acquire()
 
-    async def started_cb() -> None:
+    async def started_cb(_at: object) -> None:
         return None
 
     started = time.perf_counter()

@@ -197,9 +197,9 @@ class WorkerActions:
             set_fields={"locked": None, "query_at": now}, inc={"attempts_left": 1})
         return JobRecord.from_document(doc)
 
-    def started(self) -> Started:
-        """The start of a job, as of now, not written yet."""
-        now = self.ctx.clock()
+    def started(self, at: datetime | None = None) -> Started:
+        """The start of a job, at `at` (its process's clock) or now, not written yet."""
+        now = at or self.ctx.clock()
         return Started(now, self.ctx.event(Action.START, now))
 
     async def start(self, job_id: ObjectId, token: str,

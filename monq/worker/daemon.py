@@ -255,8 +255,8 @@ class Worker:
             spec = {"id": record.id, "number": record.number, "name": record.name,
                     "args": record.args, "attempt": record.attempt}
             try:
-                async def started() -> None:
-                    self._started(job)
+                async def started(at: datetime) -> None:
+                    self._started(job, at)
 
                 outcome: tuple[Any, ...] = await job.executor.run(spec, job.on_message,
                                                                   started)
@@ -319,10 +319,10 @@ class Worker:
         return float(job.claim.job.options.get("zombie_time_s")
                      or self.config.queue.zombie_time_s)
 
-    def _started(self, job: RunningJob) -> None:
+    def _started(self, job: RunningJob, at: datetime) -> None:
         """The job's process started it: its start is written after START_FOLD_S,
         unless the job ends first and its complete writes it."""
-        job.start = self.queue.started()
+        job.start = self.queue.started(at)
         job.start_writer = asyncio.create_task(self._write_start(job, START_FOLD_S))
 
     async def _write_start(self, job: RunningJob, delay_s: float) -> None:

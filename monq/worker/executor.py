@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from monq.worker.executor_process import executor_main
@@ -65,8 +66,8 @@ class Executor:
             raise ExecutorDied(self.process.exitcode)
 
     async def run(self, spec: dict[str, Any], on_message: Callable[[tuple[Any, ...]], None],
-                  on_started: Callable[[], Awaitable[None]]) -> tuple[Any, ...]:
-        """Run a job; `on_started` is awaited once it is loaded and about to execute,
+                  on_started: Callable[[datetime], Awaitable[None]]) -> tuple[Any, ...]:
+        """Run a job; `on_started` is awaited with the time the process began it,
         progress, log and heartbeat messages go to `on_message`; returns the outcome."""
         try:
             self.conn.send(("run", spec))
@@ -78,7 +79,7 @@ class Executor:
                 await asyncio.to_thread(self.process.join, 5)
                 raise ExecutorDied(self.process.exitcode)
             if message[0] == "started":
-                await on_started()
+                await on_started(message[1])
                 continue
             if message[0] in ("progress", "log", "heartbeat"):
                 on_message(message)

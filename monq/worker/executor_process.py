@@ -3,8 +3,9 @@ runs them one at a time, and sends back progress, log lines and the outcome.
 
 Messages to the process: ``("run", spec)`` and ``("exit",)``. Messages from it:
 ``("ready",)``, ``("progress", value, message, data)``, ``("log", [lines])``,
-``("heartbeat",)``, ``("started",)`` once the job is loaded and about
-to run, and one outcome per job: ``("complete", result)``,
+``("heartbeat",)``, ``("started", at)`` once the job is loaded and about
+to run (``at``: the process's own clock, so a job's run time does not depend on
+how soon the worker reads the message), and one outcome per job: ``("complete", result)``,
 ``("failed", error)``, ``("failed_start", error)``, ``("defer", reason, delay_s)``
 or ``("release", reason)``.
 
@@ -118,7 +119,7 @@ def run_job(spec: dict[str, Any], conn: Connection, loop: asyncio.AbstractEventL
         inspect.signature(job.execute).bind(**spec["args"])
     except Exception as exc:
         return ("failed_start", f"{type(exc).__name__}: {exc}")
-    conn.send(("started",))
+    conn.send(("started", datetime.now(UTC)))
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = StreamToLog(runtime, logging.INFO), StreamToLog(runtime,
                                                                             logging.WARNING)
