@@ -10,6 +10,7 @@ test's event loop and gives a small client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator, Callable
@@ -86,10 +87,9 @@ class ApiClient:
         return await self.login(name, password)
 
 
-@pytest.fixture
-async def api(config: Config, store: Store) -> AsyncIterator[ApiClient]:
-    server = ApiServer(config.with_values(api={"host": "127.0.0.1", "port": 0}), store,
-                       out=io.StringIO())
+@contextlib.asynccontextmanager
+async def serving(server: ApiServer) -> AsyncIterator[ApiClient]:
+    """Run `server` on its port until the block ends; a client of it."""
     stop = asyncio.Event()
     task = asyncio.create_task(server.run(stop))
     await asyncio.wait_for(server.started.wait(), 30)
@@ -100,6 +100,14 @@ async def api(config: Config, store: Store) -> AsyncIterator[ApiClient]:
         client.http.close()
         stop.set()
         await task
+
+
+@pytest.fixture
+async def api(config: Config, store: Store) -> AsyncIterator[ApiClient]:
+    server = ApiServer(config.with_values(api={"host": "127.0.0.1", "port": 0}), store,
+                       out=io.StringIO())
+    async with serving(server) as client:
+        yield client
 
 
 @pytest.fixture

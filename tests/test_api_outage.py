@@ -23,7 +23,7 @@ from monq.api.server import ApiServer
 from monq.core.config import Config
 from monq.core.embedded import EmbeddedServer, free_port
 from monq.core.store import Store, with_database
-from tests.api_fixtures import ADMIN_PASSWORD, ApiClient, Reply
+from tests.api_fixtures import ADMIN_PASSWORD, ApiClient, Reply, serving
 
 # Well under the 10-20 s the driver needs to give up a silent server by itself: a
 # reply that only comes from the driver's monitor would not arrive inside it.
@@ -78,17 +78,13 @@ async def outage_api(database: OwnDatabase, config: Config) -> AsyncIterator[Api
     server = ApiServer(config.with_values(mongodb={"url": database.url},
                                           api={"port": 0, "database_timeout_s": 1.0}),
                        store, out=io.StringIO())
-    stop = asyncio.Event()
-    task = asyncio.create_task(server.run(stop))
-    await asyncio.wait_for(server.started.wait(), 30)
-    client = ApiClient(f"http://127.0.0.1:{server.port}", server)
     try:
-        yield client
+        async with serving(server) as client:
+            try:
+                yield client
+            finally:
+                database.resume()
     finally:
-        database.resume()
-        client.http.close()
-        stop.set()
-        await task
         await store.close()
 
 

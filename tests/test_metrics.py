@@ -22,7 +22,7 @@ from monq.core.store import Store, layout
 from monq.core.store.metrics import StoreReadings
 from monq.history.daemon import Summarizer
 from monq.queue.queue import Queue, WorkerRef
-from tests.api_fixtures import ApiClient
+from tests.api_fixtures import ApiClient, serving
 from tests.queue_fixtures import DUMMY
 from tests.worker_fixtures import wait_job
 from tests.ws_client import EventClient
@@ -68,14 +68,8 @@ async def token_server(config: Config, store: Store) -> AsyncIterator[str]:
     """A second API server whose api.metrics_token is set; its base URL."""
     server = ApiServer(config.with_values(api={"port": 0, "metrics_token": METRICS_TOKEN}),
                        store, out=io.StringIO())
-    stop = asyncio.Event()
-    task = asyncio.create_task(server.run(stop))
-    await asyncio.wait_for(server.started.wait(), 30)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        stop.set()
-        await task
+    async with serving(server) as client:
+        yield client.base_url
 
 
 @pytest.mark.slow

@@ -372,23 +372,20 @@ class JobStore:
 
     async def states_of(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
         """The state of each job, queued or finished (missing ones are absent)."""
-        out: dict[ObjectId, str] = {}
-        async with self.store.errors():
-            for collection in (self.journal, self.queue):
-                async for doc in collection.find({"_id": {"$in": list(job_ids)}},
-                                                 {"state": 1}):
-                    out[doc["_id"]] = doc["state"]
-        return out
+        return await self._field_of(job_ids, "state")
 
     async def names_of(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
         """The name of each job, queued or finished (missing ones are absent), in one
         query per collection however many ids are asked for."""
+        return await self._field_of(job_ids, "name")
+
+    async def _field_of(self, job_ids: Sequence[ObjectId], name: str) -> dict[ObjectId, str]:
         out: dict[ObjectId, str] = {}
         async with self.store.errors():
             for collection in (self.journal, self.queue):
                 async for doc in collection.find({"_id": {"$in": list(job_ids)}},
-                                                 {"name": 1}):
-                    out[doc["_id"]] = doc["name"]
+                                                 {name: 1}):
+                    out[doc["_id"]] = doc[name]
         return out
 
     # Maintenance --------------------------------------------------------------
