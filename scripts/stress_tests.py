@@ -4,12 +4,18 @@ and print pass/fail counts per run: a flaky test shows up here, not in someone's
 
     python scripts/stress_tests.py [--runs 5] [--workers 4] [--no-background]
                                    [--log-dir test-artifacts/stress] [-- PYTEST_ARGS ...]
+    python scripts/stress_tests.py --record-durations LOG
+
 
 Each measured run is README's test command without the install: ``pytest -n WORKERS
 --dist loadgroup`` with coverage. The background copy runs the same suite without
 coverage (two coverage runs in one directory would combine each other's data), over and
 over until the measured runs are done. Each run keeps its output in the log directory.
 Exit status: 0 when every measured run passed.
+
+``--record-durations LOG`` instead writes tests/durations.txt from the output of a whole
+suite run with ``--durations=0``: each test's setup, call and teardown summed, longest
+first. tests/conftest.py starts the longest tests first by it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DURATIONS = ROOT / "tests" / "durations.txt"
+DURATION = re.compile(r"^([\d.]+)s (?:setup|call|teardown) +(\S+)$", re.M)
+RECORD_FROM_S = 1.0  # the rest are too quick for their place in the order to matter
 COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
@@ -93,6 +102,22 @@ def measured_run(number: int, workers: int, extra: list[str], log_dir: Path
     return result.returncode, summary(output), failures(output), elapsed
 
 
+def record_durations(log: Path) -> int:
+    totals: dict[str, float] = {}
+    for seconds, nodeid in DURATION.findall(log.read_text()):
+        totals[nodeid] = totals.get(nodeid, 0.0) + float(seconds)
+    slow = sorted(((s, n) for n, s in totals.items() if s >= RECORD_FROM_S), reverse=True)
+    if not slow:
+        print(f"no durations in {log}: run the suite with --durations=0", file=sys.stderr)
+        return 1
+    DURATIONS.write_text(
+        "# seconds, setup to teardown, of one whole-suite run (scripts/stress_tests.py\n"
+        "# --record-durations); tests/conftest.py starts the longest first\n"
+        + "".join(f"{seconds:.1f} {nodeid}\n" for seconds, nodeid in slow))
+    print(f"{len(slow)} tests of {RECORD_FROM_S:.0f} s or more written to {DURATIONS}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs (default 5)")
@@ -100,8 +125,12 @@ def main() -> int:
     parser.add_argument("--no-background", action="store_true",
                         help="no second copy of the suite alongside")
     parser.add_argument("--log-dir", type=Path, default=ROOT / "test-artifacts" / "stress")
+    parser.add_argument("--record-durations", type=Path, metavar="LOG",
+                        help="write tests/durations.txt from a --durations=0 run's output")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args()
+    if args.record_durations:
+        return record_durations(args.record_durations)
     args.log_dir.mkdir(parents=True, exist_ok=True)
 
     results = []

@@ -9,6 +9,7 @@ MONQ_ environment variables other than MONQ_TEST_* are cleared for every test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,23 @@ pytest_plugins = ["tests.queue_fixtures", "tests.worker_fixtures", "tests.api_fi
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The variables by which coverage (patch = ["subprocess"] in pyproject.toml) starts
+# itself in every Python child process.
+COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
+@contextlib.contextmanager
+def untraced_children() -> Iterator[None]:
+    """Child processes started in this block run without coverage. For the database
+    server: it runs no monq code, so tracing it measures nothing, yet it doubled the
+    server's CPU, the largest single share of the suite's."""
+    saved = {name: os.environ.pop(name) for name in COVERAGE_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def mongo_server_url() -> Iterator[str]:
     external = os.environ.get("MONQ_TEST_MONGODB_URL")
@@ -36,11 +54,44 @@ def mongo_server_url() -> Iterator[str]:
         yield external
         return
     server = embedded.EmbeddedServer("127.0.0.1", embedded.free_port(), ":memory:")
-    server.start()
+    with untraced_children():
+        server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+# Tests' recorded durations (seconds, setup to teardown, from a `--durations=0` run of
+# the whole suite), longest first: tests/durations.txt, regenerated with
+# ``python scripts/stress_tests.py --record-durations LOG``.
+DURATIONS = Path(__file__).with_name("durations.txt")
+
+
+def recorded_durations() -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in DURATIONS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            seconds, nodeid = line.split(maxsplit=1)
+            found[nodeid] = float(seconds)
+    return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest tests first. Under ``--dist loadgroup`` the workers take tests in this
+    order, so a minute-long test no longer starts near the end and runs on alone while
+    the other workers idle; the rest keep their file order (a stable sort), and every
+    worker sorts alike, as xdist requires. A test not in the file counts as quick, and
+    so does one of an xdist group: a group is one unit of work (xdist sends the largest
+    first) whose tests must stay together, in file order, to share module fixtures."""
+    durations = recorded_durations()
+
+    def key(item: pytest.Item) -> float:
+        if item.get_closest_marker("xdist_group"):
+            return 0.0
+        return -durations.get(item.nodeid, 0.0)
+
+    items.sort(key=key)
 
 
 @pytest.fixture(autouse=True)

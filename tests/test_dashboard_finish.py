@@ -20,7 +20,9 @@ from tests.api_fixtures import ADMIN_PASSWORD
 from tests.helpers import run_monq
 from tests.test_dashboard import browser, cli, log_in, server, shot  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# in test_dashboard.py's group: its worker's chromium (a module fixture) serves these
+# too; outside it, each test landed on some worker and launched a chromium of its own
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 JOB = "monq.jobs.example.DummyJob"
 Server = tuple[str, dict[str, str]]
