@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from monq.core.embedded import free_port
 from tests.api_fixtures import ADMIN_PASSWORD
 from tests.conftest import ROOT
-from tests.helpers import run_monq, spawn_monq, wait_for_line
+from tests.helpers import CliResult, run_cli, spawn_monq, wait_for_line
 
 # one worker runs them all under --dist loadgroup: one chromium, not one per worker
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -79,8 +80,15 @@ def log_in(browser: Browser, base: str, user: str, password: str) -> Page:
     return page
 
 
+def monq(*args: str, env: dict[str, str]) -> CliResult:
+    """`monq ARGS` in this process (test_cli_wiring proves the executable), on a thread
+    of its own: playwright's sync API keeps an event loop running on this one."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(run_cli, *args, env=env).result()
+
+
 def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = run_monq(*args, "--json", env=env)
+    done = monq(*args, "--json", env=env)
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -127,7 +135,7 @@ def test_the_dashboard_walkthrough(browser: Browser, server: tuple[str, dict[str
     row = page.locator(f"tr[data-job='{held['_id']}']")
     expect(row.locator(".state")).to_have_text("pending", timeout=15_000)
     expect(row.locator(".name")).to_have_text(LOGGING_JOB)
-    assert run_monq("resume", held["_id"], env=env).returncode == 0
+    assert monq("resume", held["_id"], env=env).returncode == 0
     expect(row.locator(".state")).to_have_text("complete", timeout=30_000)
     assert page.evaluate("window.notReloaded") is True
     expect(page.locator(".count[data-state='total'] .n")).not_to_have_text("\u2013")
@@ -149,8 +157,8 @@ def test_the_dashboard_walkthrough(browser: Browser, server: tuple[str, dict[str
     page.click("button[data-action=kill]")
     expect(page.locator("#job-state")).to_have_text("killed", timeout=15_000)
 
-    assert run_monq("schedules", "add", "hourly-dummy", JOB, "0 * * * *", env=env
-                    ).returncode == 0
+    assert monq("schedules", "add", "hourly-dummy", JOB, "0 * * * *", env=env
+                ).returncode == 0
     page.goto(base + "/schedules")
     schedule = page.locator("#schedules-table tbody tr", has_text="hourly-dummy")
     expect(schedule).to_contain_text("0 * * * *")

@@ -17,8 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from monq.testing import JobRunner
 from tests.api_fixtures import ADMIN_PASSWORD
-from tests.helpers import run_monq
-from tests.test_dashboard import browser, cli, log_in, server, shot  # noqa: F401 - fixtures
+from tests.test_dashboard import browser, cli, log_in, monq, server, shot  # noqa: F401 - fixtures
 
 # in test_dashboard.py's group: its worker's chromium (a module fixture) serves these
 # too; outside it, each test landed on some worker and launched a chromium of its own
@@ -70,7 +69,7 @@ def test_the_job_page_offers_what_the_state_allows(
     cli(env, "enqueue", JOB)  # 3: pending
     cli(env, "enqueue", JOB, "--hold")  # 4: pending, held
     cli(env, "enqueue", JOB)  # 5: killed
-    assert run_monq("kill", "5", env=env).returncode == 0
+    assert monq("kill", "5", env=env).returncode == 0
     page = log_in(browser, base, "admin", ADMIN_PASSWORD)
     for number, expected in ((1, ["restart"]), (2, []),
                              (3, ["kill", "remove", "restart", "hold"]),
