@@ -47,6 +47,13 @@ def untraced_children() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def untraced(env: dict[str, str]) -> dict[str, str]:
+    """`env` without coverage's variables, for a child process that ends by SIGKILL
+    only: coverage writes its data at exit, so tracing such a child measures nothing
+    and costs its CPU (the start-up imports under the tracer most of all)."""
+    return {k: v for k, v in env.items() if k not in COVERAGE_VARIABLES}
+
+
 @pytest.fixture(scope="session")
 def mongo_server_url() -> Iterator[str]:
     external = os.environ.get("MONQ_TEST_MONGODB_URL")

@@ -3,6 +3,7 @@ times; after the sweep every job's events tell its story exactly once."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from monq.core.config import Config
 from monq.core.store import Store, layout
 from monq.queue.queue import Queue
 from monq.queue.states import FINAL
-from tests.conftest import ROOT
+from tests.conftest import ROOT, untraced
 
 KILLS = 25
 FINAL_EVENTS = {"complete_job", "failed_job", "failed_start", "inactivate_job", "kill_job",
@@ -23,7 +24,9 @@ FINAL_EVENTS = {"complete_job", "failed_job", "failed_start", "inactivate_job", 
 
 
 def run_and_kill(db_url: str, rng: random.Random) -> None:
+    # untraced: a SIGKILLed child never writes its coverage data (tests/conftest.py)
     with subprocess.Popen([sys.executable, "-m", "tests.crash_worker", db_url], cwd=ROOT,
+                          env=untraced(dict(os.environ)),
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
