@@ -24,6 +24,7 @@ from monq.core.config import Config
 from monq.core.embedded import EmbeddedServer, free_port
 from monq.core.store import Store, with_database
 from tests.api_fixtures import ADMIN_PASSWORD, ApiClient, Reply, serving
+from tests.conftest import untraced_children
 
 # Well under the 10-20 s the driver needs to give up a silent server by itself: a
 # reply that only comes from the driver's monitor would not arrive inside it.
@@ -36,7 +37,8 @@ class OwnDatabase:
 
     def __init__(self, path: Path) -> None:
         self.server = EmbeddedServer("127.0.0.1", free_port(), path)
-        self.server.start()
+        with untraced_children():  # a database server: no monq code to measure
+            self.server.start()
 
     @property
     def url(self) -> str:
@@ -55,7 +57,8 @@ class OwnDatabase:
             os.kill(self.pid, signal.SIGCONT)
 
     def restart(self) -> None:
-        self.server.start()
+        with untraced_children():  # a database server: no monq code to measure
+            self.server.start()
 
     def stop(self) -> None:
         self.resume()

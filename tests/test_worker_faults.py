@@ -22,7 +22,7 @@ from monq.core.config import Config
 from monq.core.store import Store, layout, with_database
 from monq.queue.queue import Queue
 from monq.queue.states import FINAL
-from tests.conftest import ROOT
+from tests.conftest import ROOT, untraced_children
 from tests.helpers import MONQ
 from tests.worker_fixtures import wait_job
 
@@ -33,7 +33,8 @@ SLEEPY = "tests.jobtypes.Sleepy"
 def own_server() -> Iterator[embedded.EmbeddedServer]:
     """A database server process of this test's own, to pause and resume."""
     server = embedded.EmbeddedServer("127.0.0.1", embedded.free_port(), ":memory:")
-    server.start()
+    with untraced_children():  # a database server: no monq code to measure
+        server.start()
     try:
         yield server
     finally:
@@ -134,12 +135,17 @@ async def test_a_database_pause_shorter_than_the_lease_changes_no_outcome(
 @pytest.mark.slow
 async def test_a_sigkilled_workers_job_runs_again_without_using_its_attempts(
         own_queue: Queue, workers: Workers) -> None:
-    doomed = workers.start()
+    # queue.zombie_time_s short for both: until its first heartbeat a claim's lease is
+    # that (not the job's 1 s), as is the dead worker's sweeper lease, and the new
+    # worker waits half of its own before it tries that lease again; at the default
+    # 30 s this test waited 15 to 30 s for one of them
+    lease = {"MONQ_QUEUE_ZOMBIE_TIME_S": "2"}
+    doomed = workers.start(**lease)
     job = await own_queue.enqueue(SLEEPY, {"seconds": 1.5}, attempts=1, zombie_time_s=1.0)
     await wait_job(own_queue, job.id, "running")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
-    workers.start()
+    workers.start(**lease)
     done = await wait_job(own_queue, job.id, set(FINAL), timeout_s=60)
     assert done.state == "complete", (done.state, done.last_error)
     assert done.recoveries == 1 and done.attempts_left == 0
