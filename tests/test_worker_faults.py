@@ -22,7 +22,7 @@ from monq.core.config import Config
 from monq.core.store import Store, layout, with_database
 from monq.queue.queue import Queue
 from monq.queue.states import FINAL
-from tests.conftest import ROOT, untraced_children
+from tests.conftest import ROOT, discard, untraced_children
 from tests.helpers import MONQ
 from tests.worker_fixtures import wait_job
 
@@ -38,10 +38,7 @@ def own_server() -> Iterator[embedded.EmbeddedServer]:
     try:
         yield server
     finally:
-        if server.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                server.process.send_signal(signal.SIGCONT)
-        server.stop()
+        discard(server)  # paused or not
 
 
 @pytest.fixture
