@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from monq.core.store.events import EventStore, new_event
 from monq.core.store.history import HistoryStore
 from tests.api_fixtures import ApiClient
 from tests.conftest import ROOT
-from tests.helpers import run_monq
+from tests.helpers import run_cli_async
 
 ENVELOPE = {"_id", "code", "message", "timestamp", "data"}
 PAGED = ENVELOPE | {"page", "per_page", "page_count", "total_count", "count"}
@@ -61,13 +62,15 @@ def walkthrough(host: str) -> dict[str, Any]:
     return {"etag": etag, "token": user_token, "history": first, "page2": rv}
 
 
-def follow(host: str, user_token: str, until: Callable[[dict[str, Any]], bool]
-           ) -> list[dict[str, Any]]:
-    """The walkthrough's websocket part; `until` ends its endless loop."""
+def follow(host: str, user_token: str, until: Callable[[dict[str, Any]], bool],
+           registered: threading.Event) -> list[dict[str, Any]]:
+    """The walkthrough's websocket part; `until` ends its endless loop. `registered` is
+    set once the server has confirmed the interest."""
     ws = create_connection(host.replace("http", "ws") + "/api/v1/event?token=" + user_token,
                            timeout=60)
     ws.send(json.dumps({"type": "interest", "data": ["queue"]}))
     seen = [json.loads(ws.recv())]
+    registered.set()
     while not until(seen[-1]):
         seen.append(json.loads(ws.recv()))
     ws.close()
@@ -100,10 +103,14 @@ async def test_core4_walkthrough_runs_unchanged(
     def done(message: dict[str, Any]) -> bool:
         return message.get("name") == "complete_job"
 
-    watcher = asyncio.create_task(asyncio.to_thread(follow, api.base_url, seen["token"], done))
-    await asyncio.sleep(1)  # the interest is registered before the job starts its life
+    registered = threading.Event()
+    watcher = asyncio.create_task(asyncio.to_thread(follow, api.base_url, seen["token"], done,
+                                                    registered))
+    # the interest is registered before the job starts its life
+    assert await asyncio.to_thread(registered.wait, 60)
     env = {**monq_env, "PYTHONPATH": str(ROOT)}
-    enqueued = run_monq("enqueue", "monq.jobs.example.DummyJob", "sleep=0.2", env=env)
+    enqueued = await run_cli_async("enqueue", "monq.jobs.example.DummyJob", "sleep=0.2",
+                                   env=env)
     assert enqueued.returncode == 0, enqueued.stderr
     start_worker()
     messages = await asyncio.wait_for(watcher, 120)
