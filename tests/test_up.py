@@ -5,12 +5,15 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pymongo
 import pytest
 
 from monq.cli import main
 from monq.core import embedded
-from tests.helpers import run_cli, run_monq, spawn_monq, wait_for_line, wait_for_log
+from monq.core.store import layout
+from tests.helpers import run_cli, spawn_monq, wait_for_line, wait_for_log
 
 
 @pytest.mark.slow
@@ -71,13 +74,20 @@ def test_a_second_ctrl_c_still_stops_the_embedded_database(monq_env: dict[str, s
                     MONQ_WORKER_SHUTDOWN_GRACE_S="30")
     with spawn_monq("up", env=monq_env, cwd=tmp_path) as process:
         wait_for_line(process, "API at")
-        assert run_monq("enqueue", "monq.jobs.example.DummyJob", "sleep=30",
-                        env=monq_env).returncode == 0
-        deadline = time.monotonic() + 60
-        while json.loads(run_cli("job", "1", "--json", env=monq_env).stdout)["job"][
-                "state"] != "running":  # running: a first Ctrl-C waits for it
-            assert time.monotonic() < deadline, "the job never ran"
-            time.sleep(0.1)
+        assert run_cli("enqueue", "monq.jobs.example.DummyJob", "sleep=30",
+                       env=monq_env).returncode == 0
+        # one client polling, not a `monq job` (a client of its own) ten times a second
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            monq_env["MONQ_MONGODB_URL"])
+        try:
+            queued = client.get_default_database()[layout.QUEUE]
+            deadline = time.monotonic() + 60
+            while (queued.find_one({"number": 1}) or {}).get("state") != "running":
+                # running: a first Ctrl-C waits for it
+                assert time.monotonic() < deadline, "the job never ran"
+                time.sleep(0.1)
+        finally:
+            client.close()
         process.send_signal(signal.SIGINT)
         wait_for_log(process, "action=worker_draining")  # the first one is being handled
         process.send_signal(signal.SIGINT)
