@@ -54,6 +54,9 @@ async def wait_event(queue: Queue, job: Any, name: str, timeout_s: float = 60) -
         await asyncio.sleep(0.05)
 
 
+STOP_S = 1.0  # how long a test's workers get to stop at its end, per signal
+
+
 @pytest.fixture
 def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     processes: list[subprocess.Popen[str]] = []
@@ -77,9 +80,19 @@ def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.
         return process
 
     yield start
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGKILL if process.poll() is None else 0)
-        process.wait()
+    # SIGTERM, so that the workers (and their executors) write their coverage data: a
+    # SIGKILLed process writes none, and which lines counted depended on how far each
+    # test's workers got. A worker still waiting for a running job gets the second
+    # SIGTERM, which ends it at once (os._exit, which coverage saves at: pyproject.toml);
+    # SIGKILL for any still running after that.
+    for signum, wait_s in ((signal.SIGTERM, STOP_S), (signal.SIGTERM, STOP_S),
+                           (signal.SIGKILL, None)):
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum if process.poll() is None else 0)
+        deadline = time.monotonic() + (wait_s or 60)
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
     for log in logs:
         log.close()
