@@ -13,15 +13,17 @@ from pymongo import monitoring
 from monq.core.config import Config
 from monq.core.store import Store, layout
 from monq.core.store.counters import BUSY_RESERVATIONS, NumberBlocks
+from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue
 from monq.queue.states import Action
 from monq.queue.sweeping import RELAY_GRACE_S
 from tests.queue_fixtures import DUMMY, WORKER, event_names
 
-# enqueue: insert, relay, clear (its job number from the process's block); the worker:
-# claim, complete (with the start folded in), one relay of all three events, journal,
-# delete (the last two shared with the other jobs it finished meanwhile)
-JOB_LIFE_MAX = 8
+# enqueue: insert, relay (its job number from the process's block; the relayed event is
+# left in the outbox for the claim to drop); the worker: claim, complete (with the start
+# folded in), one relay of all its events, journal, delete (the last two shared with
+# the other jobs it finished meanwhile)
+JOB_LIFE_MAX = 7
 
 
 class Commands(monitoring.CommandListener):
@@ -57,7 +59,7 @@ async def counted(db_url: str, store: Store) -> AsyncIterator[tuple[Store, Comma
 async def test_a_no_op_jobs_life_takes_few_round_trips(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted
-    user = Queue(store, config, author="alice")
+    user = Queue(store, config, author="alice", lazy_enqueue=True)  # as the API does
     # relays wait for the complete however slow the machine (the worker waits 50 ms)
     worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
     for _ in range(2):  # caches warm
@@ -80,6 +82,57 @@ async def test_a_no_op_jobs_life_takes_few_round_trips(
     assert await event_names(user, job.id) == [
         "enqueue_job", "request_start_job", "start_job", "complete_job"]
     assert (await user.get(job.id)).state == "complete"
+
+
+async def test_a_lazy_enqueue_leaves_its_relayed_event_for_the_claim(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    await user.enqueue(DUMMY)  # a job number in the cache
+    commands.names.clear()
+    jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    assert [n for n in commands.names if n != "findAndModify:sys.counter"] == [
+        "insert", "insert"]  # the jobs, their events: nothing cleared
+    for job in jobs:
+        assert await event_names(user, job.id) == ["enqueue_job"]
+        doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+        assert [e["name"] for e in doc["outbox"]] == ["enqueue_job"]
+    # the claim relays what it finds again (sys.event keeps one of each) and the next
+    # write drops it
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    await worker.flush_events()
+    await worker.progress(claim.job.id, claim.token, 0.5)
+    doc = await store.collection(layout.QUEUE).find_one({"_id": claim.job.id})
+    assert [e["name"] for e in doc["outbox"]] == ["progress_job"]
+    await worker.flush_events()
+    assert await event_names(user, claim.job.id) == [
+        "enqueue_job", "request_start_job", "progress_job"]
+    # an eager writer (a user's hold) relays and clears the whole outbox at once
+    held = await user.hold(jobs[2].id)
+    doc = await store.collection(layout.QUEUE).find_one({"_id": held.id})
+    assert doc["outbox"] == []
+    assert await event_names(user, held.id) == ["enqueue_job", "hold_job"]
+
+
+async def test_the_sweep_clears_a_backlogs_relayed_enqueue_events_in_bulk(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(5)])
+    later = Queue(store, config, author="sweeper",
+                  clock=lambda: datetime.now(UTC) + timedelta(seconds=RELAY_GRACE_S + 1))
+    commands.names.clear()
+    report = await later.sweep()
+    assert report.relayed == 5
+    # one read, one insert of all five events (all there already), one update
+    assert commands.names[:3] == ["find", "insert", "update"], commands.names
+    assert commands.names.count("insert") == 1 and commands.names.count("update") == 1
+    for job in jobs:
+        assert await event_names(user, job.id) == ["enqueue_job"]
+        doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+        assert doc["outbox"] == []
 
 
 async def test_a_workers_next_write_clears_what_it_relayed(

@@ -78,6 +78,9 @@ class QueueContext:
     clock: Callable[[], datetime] = utc_now
     lazy_outbox: bool = False
     relay_delay_s: float = RELAY_DELAY_S
+    # enqueue relays the enqueue_job events and leaves them in the new jobs' outboxes
+    # for the next write (the claim) to drop; None: as `lazy_outbox`
+    lazy_enqueue: bool | None = None
     jobs: JobStore = field(init=False)
     counters: CounterStore = field(init=False)
     logs: LogStore = field(init=False)
@@ -101,9 +104,13 @@ class QueueContext:
         """The same stores and clock, for another author and origin (a chain's jobs
         are enqueued by the first job's author)."""
         other = QueueContext(self.store, self.config, author, origin, self.clock,
-                             self.lazy_outbox, self.relay_delay_s)
+                             self.lazy_outbox, self.relay_delay_s, self.lazy_enqueue)
         other.jobs, other.counters, other.logs = self.jobs, self.counters, self.logs
         return other
+
+    @property
+    def enqueue_lazily(self) -> bool:
+        return self.lazy_outbox if self.lazy_enqueue is None else self.lazy_enqueue
 
     def event(self, action: Action, now: datetime, *, current: State | str | None = None,
               author: str | None = None, **data: Any) -> dict[str, Any]:

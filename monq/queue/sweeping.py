@@ -50,9 +50,11 @@ class Sweeper:
         relayed = moved = zombies = 0
         before = now - timedelta(seconds=RELAY_GRACE_S)
         for journal in (False, True):
-            for doc in await jobs.with_outbox(before, journal=journal):
-                await jobs.relay(doc, journal=journal)
-                relayed += len(doc.get("outbox") or [])
+            # in bulk: a lazy enqueuer leaves every waiting job's enqueue_job event
+            # (relayed) in its outbox, so a backlog brings many at once
+            docs = await jobs.with_outbox(before, journal=journal)
+            await jobs.relay_many(docs, journal=journal)
+            relayed += sum(len(doc.get("outbox") or []) for doc in docs)
         finished_before = now - timedelta(seconds=FINISH_GRACE_S)
         for doc in await jobs.in_states([str(s) for s in FINAL],
                                         finished_before=finished_before):

@@ -143,16 +143,16 @@ class JobStore:
                 query, update, sort=[("priority", -1), ("_id", 1)],
                 return_document=ReturnDocument.AFTER)
 
-    async def relay_many(self, docs: Sequence[dict[str, Any]]) -> None:
-        """`relay` for many queued jobs in two round trips."""
-        events = [{**e, "data": {"_id": d["_id"], "number": d["number"], "name": d["name"],
-                                 **e.get("data", {})}}
-                  for d in docs for e in d.get("outbox") or []]
+    async def relay_many(self, docs: Sequence[dict[str, Any]], *,
+                         journal: bool = False) -> None:
+        """`relay` for many jobs (queued, or in the journal) in two round trips."""
+        events = [e for d in docs for e in self.outbox_events(d)]
         if not events:
             return
         await self.events.insert(events)
+        collection = self.journal if journal else self.queue
         async with self.store.errors():
-            await self.queue.update_many(
+            await collection.update_many(
                 {"_id": {"$in": [d["_id"] for d in docs]}},
                 {"$pull": {"outbox": {"_id": {"$in": [e["_id"] for e in events]}}}})
 
