@@ -239,3 +239,23 @@ async def test_numbers_stay_in_order_across_processes_enqueueing_now_and_then(
     finally:
         await other.close()
     assert numbers == [1, 2, 3, 4]
+
+
+async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_delete(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
+    jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    claims = [await worker.claim(WORKER) for _ in jobs]
+    commands.names.clear()
+    for claim in claims:
+        assert claim is not None
+        await worker.complete(claim.job.id, claim.token, started=worker.started())
+    assert commands.names == ["findAndModify"] * 3  # the completes; nothing relayed yet
+    await worker.flush_moves()
+    assert commands.names[3:] == ["insert", "update", "delete"]
+    for job in jobs:
+        assert await event_names(user, job.id) == [
+            "enqueue_job", "request_start_job", "start_job", "complete_job"]
+        assert (await user.get(job.id)).state == "complete"

@@ -166,12 +166,17 @@ class QueueContext:
 
     async def relay_final(self, doc: dict[str, Any]) -> None:
         """Copy the outbox of a job about to move to the journal into sys.event (with
-        what else waits to be relayed); its document goes, so nothing is cleared."""
+        what else waits to be relayed); its document goes, so nothing is cleared.
+        With ``lazy_outbox`` the events of a job that nobody else waits for (no
+        chain, no dependents, no parallel slot) go out with its move to the journal,
+        in the insert that precedes the move of the batch (`flush_moves`); others'
+        at once, so that what its end sets off comes after its final event."""
         if not self.lazy_outbox:
             await self.jobs.relay(doc, pull=False)
             return
         self._hold(doc)
-        await self.flush()
+        if doc.get("chain") or doc.get("has_dependents") or doc.get("max_parallel"):
+            await self.flush()
 
     def _hold(self, doc: dict[str, Any]) -> None:
         done = set(self.relayed.get(doc["_id"], ()))
@@ -227,9 +232,14 @@ class QueueContext:
                          "moving finished jobs to the journal")
 
     async def flush_moves(self) -> None:
-        """Move every finished job waiting for it to the journal."""
+        """Move every finished job waiting for it to the journal, its events relayed
+        first (with every other event waiting)."""
+        if not self._moves:
+            return
+        # every job of the batch had its events held before it joined the batch
         batch, self._moves = self._moves, {}
         try:
+            await self.flush()
             await self.jobs.move_many_to_journal(list(batch.values()),
                                                  [str(s) for s in FINAL])
         except BaseException:
