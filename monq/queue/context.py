@@ -90,10 +90,10 @@ class QueueContext:
     relayed: dict[ObjectId, list[ObjectId]] = field(init=False, default_factory=dict)
     _pending: dict[ObjectId, tuple[ObjectId, dict[str, Any]]] = field(
         init=False, default_factory=dict)
+    # the one task that writes both, `relay_delay_s` after the first of them
     _flusher: asyncio.Task[None] | None = field(init=False, default=None)
     # lazy_outbox: finished jobs waiting to move to the journal together
     _moves: dict[ObjectId, dict[str, Any]] = field(init=False, default_factory=dict)
-    _mover: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.store)
@@ -161,8 +161,7 @@ class QueueContext:
             if doc.get("outbox"):
                 await self.jobs.pull(doc["_id"], [e["_id"] for e in doc["outbox"]])
             return
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+        self._write_soon()
 
     async def relay_final(self, doc: dict[str, Any]) -> None:
         """Copy the outbox of a job about to move to the journal into sys.event (with
@@ -184,8 +183,14 @@ class QueueContext:
             if event["_id"] not in done:
                 self._pending[event["_id"]] = (doc["_id"], event)
 
-    async def _flush_later(self) -> None:
-        await self._soon(self.flush, lambda: len(self._pending), "relaying events")
+    def _write_soon(self) -> None:
+        """Relay what waits and move what finished `relay_delay_s` from now, in one
+        go (one insert, then one journal write and one delete), unless that is on
+        its way already."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._soon(
+                self.flush_moves, lambda: len(self._pending) + len(self._moves),
+                "relaying events and moving finished jobs to the journal"))
 
     async def _soon(self, flush: Callable[[], Awaitable[None]], waiting: Callable[[], int],
                     what: str) -> None:
@@ -224,17 +229,13 @@ class QueueContext:
             await self.jobs.move_to_journal(doc, [str(s) for s in FINAL])
             return
         self._moves[doc["_id"]] = doc
-        if self._mover is None or self._mover.done():
-            self._mover = asyncio.get_running_loop().create_task(self._move_later())
-
-    async def _move_later(self) -> None:
-        await self._soon(self.flush_moves, lambda: len(self._moves),
-                         "moving finished jobs to the journal")
+        self._write_soon()
 
     async def flush_moves(self) -> None:
-        """Move every finished job waiting for it to the journal, its events relayed
-        first (with every other event waiting)."""
+        """Relay every event waiting, then move every finished job waiting for it
+        to the journal."""
         if not self._moves:
+            await self.flush()
             return
         # every job of the batch had its events held before it joined the batch
         batch, self._moves = self._moves, {}
