@@ -115,6 +115,7 @@ class Worker:
         self.watching = False  # a change stream wakes the claim loop
         self._sweep_wait_s = config.queue.sweep_interval_s
         self._last_beat = 0.0
+        self._beat_jobs: frozenset[ObjectId] = frozenset()  # listed by the last beat
 
     # Life -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -419,12 +420,20 @@ class Worker:
 
     # Leases -------------------------------------------------------------------
     async def _lease_tick(self) -> None:
-        """Heartbeat every ``worker.heartbeat_s``, and in between check the leases for
+        """Heartbeat every ``worker.heartbeat_s`` (idle: a third of
+        ``worker.dead_after_s``), and in between check the leases for
         kill and removal requests (unless a change stream tells of them); flag jobs
         past their wall time."""
-        if time.monotonic() - self._last_beat >= self.config.worker.heartbeat_s:
+        jobs = frozenset(self.running)
+        # an idle worker whose jobs listing is up to date beats only as often as it
+        # must to be listed alive (three times within worker.dead_after_s)
+        every_s = self.config.worker.heartbeat_s
+        if not jobs and jobs == self._beat_jobs:
+            every_s = max(every_s, self.config.worker.dead_after_s / 3)
+        if time.monotonic() - self._last_beat >= every_s:
             await self._heartbeat()
             self._last_beat = time.monotonic()
+            self._beat_jobs = jobs
         elif self.running and not self.watching:
             await self._apply(await self.queue.check_leases(self._leases()))
         await self._check_wall_times()

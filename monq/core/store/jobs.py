@@ -311,12 +311,6 @@ class JobStore:
                 {"_id": {"$in": list(job_ids)}},
                 {"state": 1, "locked.token": 1, "killed_at": 1, "removed_at": 1}).to_list(None)
 
-    async def expired_leases(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        async with self.store.errors():
-            return await self.queue.find(
-                {"state": RUNNING, "locked.expires": {"$lt": now}},
-                {"outbox": 0}).limit(limit).to_list(None)
-
     async def running(self, limit: int = 1000) -> list[dict[str, Any]]:
         async with self.store.errors():
             return await self.queue.find({"state": RUNNING},
@@ -331,22 +325,23 @@ class JobStore:
                 {"outbox.0": {"$exists": True}, "outbox.0.created": {"$lt": before}}
             ).limit(limit).to_list(None)
 
-    async def in_states(self, states: Iterable[str], limit: int = 100, *,
-                        finished_before: datetime | None = None) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"state": {"$in": [str(s) for s in states]}}
-        if finished_before is not None:
-            query["finished_at"] = {"$lt": finished_before}
+    async def stranded(self, *, now: datetime, final: Iterable[str],
+                       finished_before: datetime, waiting: Iterable[str],
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """What the sweep repairs besides outboxes, normally nothing, in one query
+        (each part served by its own index): final jobs finished before
+        `finished_before` (the ``claim`` index), running jobs whose lease expired by
+        `now` (``lease_expiry``), and jobs in a `waiting` state whose kill or removal
+        was asked for (the partial ``killed`` and ``removed`` indexes, which hold
+        only jobs with the flag set)."""
+        query = {"$or": [
+            {"state": {"$in": list(final)}, "finished_at": {"$lt": finished_before}},
+            {"locked.expires": {"$lt": now}, "state": RUNNING},
+            {"killed_at": {"$type": "date"}, "state": {"$in": list(waiting)}},
+            {"removed_at": {"$type": "date"}, "state": {"$in": list(waiting)}},
+        ]}
         async with self.store.errors():
             return await self.queue.find(query).limit(limit).to_list(None)
-
-    async def stopped_waiting(self, waiting: Iterable[str], limit: int = 100
-                              ) -> list[dict[str, Any]]:
-        """Jobs in a waiting state whose kill or removal was asked for (the partial
-        ``killed`` and ``removed`` indexes hold only jobs with the flag set)."""
-        query = {"$or": [{"killed_at": {"$type": "date"}}, {"removed_at": {"$type": "date"}}],
-                 "state": {"$in": list(waiting)}}
-        async with self.store.errors():
-            return await self.queue.find(query, {"outbox": 0}).limit(limit).to_list(None)
 
     async def dependents(self, job_id: ObjectId) -> list[dict[str, Any]]:
         async with self.store.errors():
