@@ -105,6 +105,13 @@ class Worker:
         self.running: dict[ObjectId, RunningJob] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
+        # what woke the claim loop: changes seen in sys.queue, with how many jobs they
+        # made claimable (the claim takes at most that many: no claim storm of every
+        # idle worker after one insert), or anything else (a slot freed, the sweep),
+        # after which it claims until nothing is left
+        self._claimable = 0
+        self._claim_all_next = False
+        self._due_at: datetime | None = None  # the next job due, as last known
         self._maintenance = Maintenance(False, frozenset())
         self._maintenance_at = 0.0
         self.started_at = datetime.now(UTC)
@@ -153,7 +160,7 @@ class Worker:
             for task in loops[2:]:
                 task.cancel()
             stop.set()
-            self.wake.set()
+            self._wake()
             await asyncio.gather(*loops[1:], return_exceptions=True)
             try:
                 await self._shutdown(at_once=failed is not None)
@@ -200,34 +207,51 @@ class Worker:
             self._maintenance_at = time.monotonic()
         return self._maintenance
 
+    def _wake(self, claimable: int | None = None) -> None:
+        """Wake the claim loop: to claim until nothing is left, or (`claimable`, from
+        changes seen) at most that many jobs."""
+        if claimable is None:
+            self._claim_all_next = True
+        else:
+            self._claimable += claimable
+        self.wake.set()
+
     async def _claim_tick(self) -> float:
         """Claim what this worker can take, then wait to be woken (new work, a slot
         freed) or for the adaptive poll interval; while a change stream wakes it, an
-        idle worker waits until the next job is due instead of polling."""
+        idle worker waits until the next job is due instead of polling. Woken by
+        changes alone, it claims at most the jobs they made claimable and learns
+        when the next is due from them, not from another query."""
+        woken = self.wake.is_set()
         self.wake.clear()
-        claimed = await self._claim_all()
+        limit = None if not woken or self._claim_all_next else self._claimable
+        self._claimable, self._claim_all_next = 0, False
+        claimed = await self._claim_all(limit) if limit != 0 else 0
         self._poll_s = (self.config.worker.poll_min_s if claimed
                         else min(self._poll_s * 2, self.config.worker.poll_max_s))
         wait_s = self._poll_s
         if not claimed and self.watching and len(self.running) < self.concurrency:
-            wait_s = await self._until_due(wait_s)
+            if limit is None:
+                self._due_at = await self.queue.next_due(self.pool_name)
+            wait_s = self._until_due(wait_s)
         if not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), wait_s)
         return 0.0
 
-    async def _until_due(self, poll_s: float) -> float:
+    def _until_due(self, poll_s: float) -> float:
         """How long to wait for the next job to be due (at least `poll_s`: one that is
         due already but was not claimed is not this worker's to take)."""
-        due = await self.queue.next_due(self.pool_name)
-        if due is None:
+        if self._due_at is None:
             return IDLE_WAIT_MAX_S
-        left = (due - datetime.now(UTC)).total_seconds()
+        left = (self._due_at - datetime.now(UTC)).total_seconds()
         return min(IDLE_WAIT_MAX_S, max(poll_s, left))
 
-    async def _claim_all(self) -> int:
+    async def _claim_all(self, limit: int | None = None) -> int:
+        """Claim jobs until the slots are full, none is left, or `limit` are taken."""
         claimed = 0
-        while len(self.running) < self.concurrency and not self.stop_event.is_set():
+        while (len(self.running) < self.concurrency and not self.stop_event.is_set()
+               and (limit is None or claimed < limit)):
             maintenance = await self.maintenance()
             if maintenance.global_pause:
                 break
@@ -287,7 +311,7 @@ class Worker:
             self.running.pop(job.id, None)
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
-            self.wake.set()
+            self._wake()
 
     async def _report_until_written(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
         """Write the job's last logs and its outcome; while the database does not
@@ -494,7 +518,7 @@ class Worker:
             return ttl_s / 2  # another sweeps; take over within half its lease of it dying
         report = await self.queue.sweep()
         if report.zombies or report.unblocked:
-            self.wake.set()
+            self._wake()
         if report.relayed or report.moved or report.zombies or report.unblocked \
                 or self.running:
             self._sweep_wait_s = base_s
@@ -520,12 +544,38 @@ class Worker:
         return 0.0
 
     async def _follow(self, stream: Any) -> None:
+        self._wake()  # a new stream: what happened before it is not known
         async for change in stream:
-            self.wake.set()
             key = change.get("documentKey", {}).get("_id")
             fields = change.get("updateDescription", {}).get("updatedFields", {})
             if key in self.running and ("killed_at" in fields or "removed_at" in fields):
                 await self._apply(await self.queue.check_leases(self._leases()))
+                continue
+            self._wake(self._claimable_in(change, fields))
+
+    def _claimable_in(self, change: dict[str, Any], fields: dict[str, Any]) -> int:
+        """How many jobs this worker may claim now by what `change` says (0 or 1):
+        an insert says all (pool, query_at, held, blocked); an update what it set,
+        and a job it makes due later moves the next due time up."""
+        doc = change.get("fullDocument")
+        if change.get("operationType") != "insert":
+            if not ({"state", "held", "blocked"} & set(fields)):
+                return 0  # a kill or removal asked for: nothing new to claim
+            doc = fields
+        if not doc:
+            return 1  # nothing said: try once
+        if doc.get("pool", self.pool_name) != self.pool_name or doc.get("held") \
+                or doc.get("blocked"):
+            return 0
+        if doc.get("state", "pending") not in ("pending", "deferred", "failed"):
+            return 0
+        due = doc.get("query_at")
+        if isinstance(due, datetime):
+            due = due if due.tzinfo else due.replace(tzinfo=UTC)
+            if due > datetime.now(UTC):
+                self._due_at = due if self._due_at is None else min(self._due_at, due)
+                return 0
+        return 1
 
 
 def services(config: Config, store: Store) -> list[Worker]:
