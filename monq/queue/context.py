@@ -14,6 +14,10 @@ job that leaves the worker (requeued) is cleared at once, and a finished job's
 outbox goes with its document (the journal copy has none). An event is dropped only
 once it is in sys.event, so a crash at any point leaves it either there or in the
 outbox, where the sweep finds it.
+
+Relays are idempotent by event id (sys.event keeps the first copy), so an enqueuer
+need not clear what it relayed either (``lazy_enqueue``): the job's next writer
+relays it again and drops it, or the sweep does.
 """
 
 from __future__ import annotations
