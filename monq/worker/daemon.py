@@ -112,6 +112,9 @@ class Worker:
         self._claimable = 0
         self._claim_all_next = False
         self._due_at: datetime | None = None  # the next job due, as last known
+        # whether jobs may wait that this worker left for want of a free slot: if
+        # not, a slot freed while a change stream tells of new work claims nothing
+        self._maybe_more = True
         self._maintenance = Maintenance(False, frozenset())
         self._maintenance_at = 0.0
         self.started_at = datetime.now(UTC)
@@ -122,7 +125,6 @@ class Worker:
         self.watching = False  # a change stream wakes the claim loop
         self._sweep_wait_s = config.queue.sweep_interval_s
         self._last_beat = 0.0
-        self._beat_jobs: frozenset[ObjectId] = frozenset()  # listed by the last beat
 
     # Life -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -261,6 +263,7 @@ class Worker:
                 self.ref, pool=self.pool_name, tags=self.tags,
                 exclude_names=sorted(maintenance.paused_names | set(self.released)))
             if claim is None:
+                self._maybe_more = False
                 break
             executor = await self.executors.acquire()
             job = RunningJob(claim, executor)
@@ -269,6 +272,8 @@ class Worker:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             claimed += 1
+        if len(self.running) >= self.concurrency:
+            self._maybe_more = True
         return claimed
 
     # Running ------------------------------------------------------------------
@@ -311,7 +316,8 @@ class Worker:
             self.running.pop(job.id, None)
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
-            self._wake()
+            if self._maybe_more or not self.watching:
+                self._wake()
 
     async def _report_until_written(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
         """Write the job's last logs and its outcome; while the database does not
@@ -444,20 +450,20 @@ class Worker:
 
     # Leases -------------------------------------------------------------------
     async def _lease_tick(self) -> None:
-        """Heartbeat every ``worker.heartbeat_s`` (idle: a third of
-        ``worker.dead_after_s``), and in between check the leases for
-        kill and removal requests (unless a change stream tells of them); flag jobs
-        past their wall time."""
-        jobs = frozenset(self.running)
-        # an idle worker whose jobs listing is up to date beats only as often as it
-        # must to be listed alive (three times within worker.dead_after_s)
-        every_s = self.config.worker.heartbeat_s
-        if not jobs and jobs == self._beat_jobs:
-            every_s = max(every_s, self.config.worker.dead_after_s / 3)
-        if time.monotonic() - self._last_beat >= every_s:
+        """Heartbeat when a job's lease was last renewed (or taken, by its claim)
+        ``worker.heartbeat_s`` ago, or when the worker itself beat a third of
+        ``worker.dead_after_s`` ago (it stays listed alive; its jobs listing follows
+        with the beat), and in between check the leases for kill and removal
+        requests (unless a change stream tells of them); flag jobs past their wall
+        time."""
+        now = time.monotonic()
+        leases_due = any(now - job.beat_at >= self.config.worker.heartbeat_s
+                         for job in self.running.values() if job.stop_reason != "lost")
+        alive_s = max(self.config.worker.heartbeat_s, self.config.worker.dead_after_s / 3)
+        since_s = now - self._last_beat
+        if (leases_due and since_s >= self.config.worker.heartbeat_s) or since_s >= alive_s:
             await self._heartbeat()
             self._last_beat = time.monotonic()
-            self._beat_jobs = jobs
         elif self.running and not self.watching:
             await self._apply(await self.queue.check_leases(self._leases()))
         await self._check_wall_times()
@@ -544,8 +550,20 @@ class Worker:
         return 0.0
 
     async def _follow(self, stream: Any) -> None:
+        """Wake the claim loop on the changes that give this worker work, and stop
+        its jobs whose kill or removal was asked for. A worker with every slot busy
+        needs the stream only for those requests (a freed slot claims anyway): it
+        reads it at most every `LEASE_CHECK_S`, the news of that time in one batch,
+        rather than a ``getMore`` per change (a flood of inserts while it works)."""
         self._wake()  # a new stream: what happened before it is not known
-        async for change in stream:
+        while True:
+            change = await stream.try_next()
+            if change is None:  # nothing new within the server's wait
+                if not stream.alive:
+                    return
+                if len(self.running) >= self.concurrency:
+                    await asyncio.sleep(LEASE_CHECK_S)
+                continue
             key = change.get("documentKey", {}).get("_id")
             fields = change.get("updateDescription", {}).get("updatedFields", {})
             if key in self.running and ("killed_at" in fields or "removed_at" in fields):
