@@ -115,6 +115,7 @@ class Worker:
         # whether jobs may wait that this worker left for want of a free slot: if
         # not, a slot freed while a change stream tells of new work claims nothing
         self._maybe_more = True
+        self._found_none = False  # the last claim round ended finding nothing
         self._maintenance = Maintenance(False, frozenset())
         self._maintenance_at = 0.0
         self.started_at = datetime.now(UTC)
@@ -232,10 +233,14 @@ class Worker:
         self._poll_s = (self.config.worker.poll_min_s if claimed
                         else min(self._poll_s * 2, self.config.worker.poll_max_s))
         wait_s = self._poll_s
-        if not claimed and self.watching and len(self.running) < self.concurrency:
-            if limit is None:
+        if self.watching:
+            # changes, freed slots and the due time wake it: no poll
+            if limit is None and self._found_none:
                 self._due_at = await self.queue.next_due(self.pool_name)
-            wait_s = self._until_due(wait_s)
+            elif self._due_at is not None and self._due_at <= datetime.now(UTC):
+                self._due_at = None  # claimed since: what comes later, changes tell
+            wait_s = (self._until_due(wait_s) if len(self.running) < self.concurrency
+                      else IDLE_WAIT_MAX_S)
         if not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), wait_s)
@@ -252,6 +257,7 @@ class Worker:
     async def _claim_all(self, limit: int | None = None) -> int:
         """Claim jobs until the slots are full, none is left, or `limit` are taken."""
         claimed = 0
+        self._found_none = False
         while (len(self.running) < self.concurrency and not self.stop_event.is_set()
                and (limit is None or claimed < limit)):
             maintenance = await self.maintenance()
@@ -264,6 +270,7 @@ class Worker:
                 exclude_names=sorted(maintenance.paused_names | set(self.released)))
             if claim is None:
                 self._maybe_more = False
+                self._found_none = True
                 break
             executor = await self.executors.acquire()
             job = RunningJob(claim, executor)
