@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pymongo import monitoring
 
 from monq.core.config import Config
+from monq.core.errors import LeaseLost
 from monq.core.store import Store, layout
 from monq.core.store.counters import BUSY_RESERVATIONS, NumberBlocks
 from monq.queue.enqueue import EnqueueRequest
-from monq.queue.queue import Queue
+from monq.queue.queue import Queue, WorkerRef
 from monq.queue.states import Action
 from monq.queue.sweeping import RELAY_GRACE_S
 from tests.queue_fixtures import DUMMY, WORKER, event_names
@@ -259,3 +261,53 @@ async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_
         assert await event_names(user, job.id) == [
             "enqueue_job", "request_start_job", "start_job", "complete_job"]
         assert (await user.get(job.id)).state == "complete"
+
+
+async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
+    low = await user.enqueue(DUMMY)
+    urgent = await user.enqueue_many([EnqueueRequest(DUMMY, options={"priority": 5})
+                                      for _ in range(3)])
+    assert await worker.claim_many(WORKER, 2, pool="elsewhere") == []  # names cached
+    commands.names.clear()
+    claims = await worker.claim_many(WORKER, 3)
+    # the candidates' read and one bulk of conditional updates, nothing read back
+    assert commands.names == ["find", "update"], commands.names
+    assert [c.job.id for c in claims] == [j.id for j in urgent]  # the most urgent first
+    assert len({c.token for c in claims}) == 3  # a lease token each
+    await worker.flush_events()
+    for claim in claims:
+        assert await event_names(user, claim.job.id) == ["enqueue_job", "request_start_job"]
+        stored = await user.get(claim.job.id)
+        assert stored.state == "running" and stored.attempts_left == 0
+        # each lease fences on its own: a write with another job's token misses
+    other = claims[1]
+    with pytest.raises(LeaseLost):
+        await worker.complete(claims[0].job.id, other.token)
+    assert [c.job.id for c in await worker.claim_many(WORKER, 3)] == [low.id]
+    assert await worker.claim_many(WORKER, 3) == []
+
+
+async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    rival = Queue(store, config, author="rival", lazy_outbox=True)
+    jobs = await queue.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    real = worker.jobs.claim_each
+
+    async def rival_first(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        # between the worker's read of the candidates and its updates, the rival
+        # takes the first of them
+        assert await rival.claim(WorkerRef("rival", "host", 2)) is not None
+        worker.jobs.claim_each = real  # type: ignore[method-assign]
+        return await real(*args, **kwargs)
+
+    worker.jobs.claim_each = rival_first  # type: ignore[method-assign]
+    claims = await worker.claim_many(WORKER, 3)
+    assert [c.job.id for c in claims] == [j.id for j in jobs[1:]]  # read back by token
+    for job in jobs:
+        assert (await queue.get(job.id)).state == "running"
+        assert (await event_names(queue, job.id)).count("request_start_job") <= 1

@@ -67,6 +67,7 @@ class Queue:
         self.remove = users.remove
         self.restart = users.restart
         self.claim = workers.claim
+        self.claim_many = workers.claim_many
         self.next_due = workers.next_due
         self.started = workers.started
         self.start = workers.start

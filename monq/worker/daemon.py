@@ -255,7 +255,8 @@ class Worker:
         return min(IDLE_WAIT_MAX_S, max(poll_s, left))
 
     async def _claim_all(self, limit: int | None = None) -> int:
-        """Claim jobs until the slots are full, none is left, or `limit` are taken."""
+        """Claim jobs until the slots are full, none is left, or `limit` are taken:
+        as many at once as slots are free (`Queue.claim_many`)."""
         claimed = 0
         self._found_none = False
         while (len(self.running) < self.concurrency and not self.stop_event.is_set()
@@ -265,20 +266,25 @@ class Worker:
                 break
             now = time.monotonic()
             self.released = {n: t for n, t in self.released.items() if t > now}
-            claim = await self.queue.claim(
-                self.ref, pool=self.pool_name, tags=self.tags,
+            wanted = self.concurrency - len(self.running)
+            if limit is not None:
+                wanted = min(wanted, limit - claimed)
+            claims = await self.queue.claim_many(
+                self.ref, wanted, pool=self.pool_name, tags=self.tags,
                 exclude_names=sorted(maintenance.paused_names | set(self.released)))
-            if claim is None:
+            if not claims:
                 self._maybe_more = False
                 self._found_none = True
                 break
-            executor = await self.executors.acquire()
-            job = RunningJob(claim, executor)
-            self.running[job.id] = job
-            task = asyncio.create_task(self._execute(job), name=f"job-{claim.job.number}")
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            claimed += 1
+            for claim in claims:
+                executor = await self.executors.acquire()
+                job = RunningJob(claim, executor)
+                self.running[job.id] = job
+                task = asyncio.create_task(self._execute(job),
+                                           name=f"job-{claim.job.number}")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            claimed += len(claims)
         if len(self.running) >= self.concurrency:
             self._maybe_more = True
         return claimed

@@ -27,6 +27,7 @@ from monq.core.store import Store, layout
 from monq.core.store.events import EventStore
 
 MAINTENANCE_ID = "maintenance"
+CLAIM_ORDER = [("priority", -1), ("_id", 1)]  # the most urgent first
 RUNNING = "running"  # the one state the store itself names: leases exist only there
 
 
@@ -121,6 +122,25 @@ class JobStore:
             return await self.queue.find_one_and_update(
                 query, update, return_document=ReturnDocument.AFTER)
 
+    @staticmethod
+    def _claimable(sources: Iterable[str], requires: Mapping[str, Any], now: datetime,
+                   pool: str, tags: Sequence[str], excluded_names: Sequence[str]
+                   ) -> dict[str, Any]:
+        query: dict[str, Any] = {
+            "state": {"$in": [str(s) for s in sources]}, "query_at": {"$lte": now},
+            **requires, "pool": pool,
+            "tags": {"$not": {"$elemMatch": {"$nin": list(tags)}}},
+        }
+        if excluded_names:
+            query["name"] = {"$nin": list(excluded_names)}
+        return query
+
+    @staticmethod
+    def _claiming(set_fields: dict[str, Any], events: Sequence[dict[str, Any]]
+                  ) -> dict[str, Any]:
+        return {"$set": set_fields, "$inc": {"attempts_left": -1},
+                "$push": {"outbox": {"$each": list(events)}}}
+
     async def claim(self, *, sources: Iterable[str], requires: Mapping[str, Any],
                     now: datetime, pool: str, tags: Sequence[str],
                     excluded_names: Sequence[str], set_fields: dict[str, Any],
@@ -129,19 +149,52 @@ class JobStore:
         states `sources` with the field values `requires`, due by `now`, of the pool
         `pool`, whose tags are all among `tags` and whose name is not excluded; set
         `set_fields` on it, take one attempt and push the events. The job after it."""
-        query: dict[str, Any] = {
-            "state": {"$in": [str(s) for s in sources]}, "query_at": {"$lte": now},
-            **requires, "pool": pool,
-            "tags": {"$not": {"$elemMatch": {"$nin": list(tags)}}},
-        }
-        if excluded_names:
-            query["name"] = {"$nin": list(excluded_names)}
-        update = {"$set": set_fields, "$inc": {"attempts_left": -1},
-                  "$push": {"outbox": {"$each": list(events)}}}
+        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
         async with self.store.errors():
             return await self.queue.find_one_and_update(
-                query, update, sort=[("priority", -1), ("_id", 1)],
+                query, self._claiming(set_fields, events), sort=CLAIM_ORDER,
                 return_document=ReturnDocument.AFTER)
+
+    async def claim_candidates(self, *, sources: Iterable[str], requires: Mapping[str, Any],
+                               now: datetime, pool: str, tags: Sequence[str],
+                               excluded_names: Sequence[str], limit: int
+                               ) -> list[dict[str, Any]]:
+        """The `limit` most urgent jobs `claim` would take, in its order (the
+        ``claim`` index), not taken yet: `claim_each` takes them."""
+        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
+        async with self.store.errors():
+            return await self.queue.find(query).sort(CLAIM_ORDER).limit(limit).to_list(None)
+
+    async def claim_each(self, claims: Sequence[tuple[dict[str, Any], dict[str, Any],
+                                                      Sequence[dict[str, Any]]]], *,
+                         sources: Iterable[str], requires: Mapping[str, Any],
+                         now: datetime, pool: str, tags: Sequence[str],
+                         excluded_names: Sequence[str]) -> list[dict[str, Any]]:
+        """Take the candidates ``(doc, set_fields, events)`` that are still
+        claimable, each by its own conditional update, all in one bulk write; the
+        jobs taken, after it (each `set_fields` holds its own ``locked.token``). When
+        all were taken, the candidates with the update applied; else the taken ones
+        read back by their tokens (another worker took the others meanwhile)."""
+        if not claims:
+            return []
+        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
+        ops = [UpdateOne({**query, "_id": doc["_id"]}, self._claiming(fields, events))
+               for doc, fields, events in claims]
+        async with self.store.errors():
+            result = await self.queue.bulk_write(ops, ordered=False)
+            if result.modified_count < len(claims):
+                if result.modified_count == 0:
+                    return []
+                tokens = [fields["locked"]["token"] for _, fields, _ in claims]
+                return await self.queue.find(
+                    {"_id": {"$in": [doc["_id"] for doc, _, _ in claims]},
+                     "locked.token": {"$in": tokens}}).sort(CLAIM_ORDER).to_list(None)
+        taken = []
+        for doc, fields, events in claims:
+            after = {**doc, **fields, "attempts_left": doc["attempts_left"] - 1,
+                     "outbox": [*(doc.get("outbox") or []), *events]}
+            taken.append(after)
+        return taken
 
     async def relay_many(self, docs: Sequence[dict[str, Any]], *,
                          journal: bool = False) -> None:
