@@ -263,6 +263,7 @@ class Worker:
                and (limit is None or claimed < limit)):
             maintenance = await self.maintenance()
             if maintenance.global_pause:
+                self._found_none = True  # no change tells of the resume: poll for it
                 break
             now = time.monotonic()
             self.released = {n: t for n, t in self.released.items() if t > now}
