@@ -6,7 +6,8 @@
 Without --url it starts a fresh embedded SecantusDB on a free port. Measures, each
 beside a raw-driver baseline on the same server in the same run:
 
-- enqueue one by one (`Queue.enqueue`) against a bare ``insert_one`` per job;
+- enqueue one by one (`Queue.enqueue`, lazily as the API, the CLI, the scheduler and
+  `SyncQueue` enqueue: the job, then its event) against a bare ``insert_one`` per job;
 - enqueue in batches of 100 (`Queue.enqueue_many`) against a bare ``insert_many``;
 - the claim, start and complete of a job through the `Queue` API against a bare
   claim (``find_one_and_update``) and complete (``update_one``);
@@ -78,7 +79,8 @@ async def raw_baseline(url: str, jobs: int) -> dict[str, float]:
 async def monq_rates(url: str, jobs: int) -> dict[str, float]:
     store = Store(url, timeout_s=10)
     await store.ensure_indexes()
-    queue = Queue(store, Config(), author="bench")
+    # the enqueue of the API, the CLI, the scheduler and SyncQueue (lazy_enqueue)
+    queue = Queue(store, Config(), author="bench", lazy_enqueue=True)
     worker = WorkerRef("bench", "host", 1)
     started = time.perf_counter()
     for _ in range(jobs):
@@ -115,7 +117,7 @@ async def job_lives(url: str, lives: int) -> tuple[list[int], dict[str, int]]:
     worker_store = Store(url, timeout_s=10, event_listeners=[counter])
     await worker_store.ensure_indexes()
     store = Store(url, timeout_s=10, event_listeners=[counter])
-    queue = Queue(store, config, author="bench")
+    queue = Queue(store, config, author="bench", lazy_enqueue=True)  # as the API enqueues
     # the watcher's client is not counted: it only waits for the journal
     watcher: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
     db = watcher.get_default_database()

@@ -148,6 +148,13 @@ def report(db: Any, jobs: int, kills: int, stops: int) -> int:
     print(f"workers killed:    {kills}")
     print(f"extra runs:        {twice} (allowed: up to {kills + stops}, one per fault)")
     print(f"completed twice:   {len(completes)}")
+    # what became of a job not completed: its end and its events (the database is
+    # dropped after this report)
+    for doc in db["sys.journal"].find({"state": {"$ne": "complete"}}):
+        events = [e["name"] for e in db["sys.event"].find({"data._id": doc["_id"]},
+                                                          {"name": 1}).sort("_id", 1)]
+        print(f"  job #{doc['number']} ended {doc['state']}: {doc.get('last_error')}; "
+              f"recoveries {doc.get('recoveries', 0)}; events {events}")
     ok = lost == 0 and twice <= kills + stops and not completes
     print("result:            " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1

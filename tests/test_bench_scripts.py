@@ -33,7 +33,7 @@ def test_bench_queue_json(mongo_server_url: str) -> None:
 @pytest.mark.slow
 def test_bench_worker_json(mongo_server_url: str) -> None:
     found = run_json("bench_worker.py", "--url", mongo_server_url, "--jobs", "4",
-                     "--idle-s", "0.5")
+                     "--idle-s", "0.5", "--idle-warmup-s", "0.5")
     assert found["raw_per_s"] > 0
     assert found["idle_commands_per_s"] >= 0
     assert set(found["workers"]) == {"1", "2", "4"}

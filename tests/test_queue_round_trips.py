@@ -6,22 +6,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pymongo import monitoring
 
 from monq.core.config import Config
+from monq.core.errors import LeaseLost
 from monq.core.store import Store, layout
 from monq.core.store.counters import BUSY_RESERVATIONS, NumberBlocks
-from monq.queue.queue import Queue
+from monq.queue.enqueue import EnqueueRequest
+from monq.queue.queue import Queue, WorkerRef
 from monq.queue.states import Action
 from monq.queue.sweeping import RELAY_GRACE_S
 from tests.queue_fixtures import DUMMY, WORKER, event_names
 
-# enqueue: insert, relay, clear (its job number from the process's block); the worker:
-# claim, complete (with the start folded in), one relay of all three events, journal,
-# delete (the last two shared with the other jobs it finished meanwhile)
-JOB_LIFE_MAX = 8
+# enqueue: insert, relay (its job number from the process's block; the relayed event is
+# left in the outbox for the claim to drop); the worker: claim, complete (with the start
+# folded in), one relay of all its events, journal, delete (the last two shared with
+# the other jobs it finished meanwhile)
+JOB_LIFE_MAX = 7
 
 
 class Commands(monitoring.CommandListener):
@@ -57,7 +61,7 @@ async def counted(db_url: str, store: Store) -> AsyncIterator[tuple[Store, Comma
 async def test_a_no_op_jobs_life_takes_few_round_trips(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted
-    user = Queue(store, config, author="alice")
+    user = Queue(store, config, author="alice", lazy_enqueue=True)  # as the API does
     # relays wait for the complete however slow the machine (the worker waits 50 ms)
     worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
     for _ in range(2):  # caches warm
@@ -80,6 +84,57 @@ async def test_a_no_op_jobs_life_takes_few_round_trips(
     assert await event_names(user, job.id) == [
         "enqueue_job", "request_start_job", "start_job", "complete_job"]
     assert (await user.get(job.id)).state == "complete"
+
+
+async def test_a_lazy_enqueue_leaves_its_relayed_event_for_the_claim(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    await user.enqueue(DUMMY)  # a job number in the cache
+    commands.names.clear()
+    jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    assert [n for n in commands.names if n != "findAndModify:sys.counter"] == [
+        "insert", "insert"]  # the jobs, their events: nothing cleared
+    for job in jobs:
+        assert await event_names(user, job.id) == ["enqueue_job"]
+        doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+        assert [e["name"] for e in doc["outbox"]] == ["enqueue_job"]
+    # the claim relays what it finds again (sys.event keeps one of each) and the next
+    # write drops it
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    await worker.flush_events()
+    await worker.progress(claim.job.id, claim.token, 0.5)
+    doc = await store.collection(layout.QUEUE).find_one({"_id": claim.job.id})
+    assert [e["name"] for e in doc["outbox"]] == ["progress_job"]
+    await worker.flush_events()
+    assert await event_names(user, claim.job.id) == [
+        "enqueue_job", "request_start_job", "progress_job"]
+    # an eager writer (a user's hold) relays and clears the whole outbox at once
+    held = await user.hold(jobs[2].id)
+    doc = await store.collection(layout.QUEUE).find_one({"_id": held.id})
+    assert doc["outbox"] == []
+    assert await event_names(user, held.id) == ["enqueue_job", "hold_job"]
+
+
+async def test_the_sweep_clears_a_backlogs_relayed_enqueue_events_in_bulk(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(5)])
+    later = Queue(store, config, author="sweeper",
+                  clock=lambda: datetime.now(UTC) + timedelta(seconds=RELAY_GRACE_S + 1))
+    commands.names.clear()
+    report = await later.sweep()
+    assert report.relayed == 5
+    # one read, one insert of all five events (all there already), one update
+    assert commands.names[:3] == ["find", "insert", "update"], commands.names
+    assert commands.names.count("insert") == 1 and commands.names.count("update") == 1
+    for job in jobs:
+        assert await event_names(user, job.id) == ["enqueue_job"]
+        doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+        assert doc["outbox"] == []
 
 
 async def test_a_workers_next_write_clears_what_it_relayed(
@@ -186,3 +241,73 @@ async def test_numbers_stay_in_order_across_processes_enqueueing_now_and_then(
     finally:
         await other.close()
     assert numbers == [1, 2, 3, 4]
+
+
+async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_delete(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
+    jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    claims = [await worker.claim(WORKER) for _ in jobs]
+    commands.names.clear()
+    for claim in claims:
+        assert claim is not None
+        await worker.complete(claim.job.id, claim.token, started=worker.started())
+    assert commands.names == ["findAndModify"] * 3  # the completes; nothing relayed yet
+    await worker.flush_moves()
+    assert commands.names[3:] == ["insert", "update", "delete"]
+    for job in jobs:
+        assert await event_names(user, job.id) == [
+            "enqueue_job", "request_start_job", "start_job", "complete_job"]
+        assert (await user.get(job.id)).state == "complete"
+
+
+async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
+    low = await user.enqueue(DUMMY)
+    urgent = await user.enqueue_many([EnqueueRequest(DUMMY, options={"priority": 5})
+                                      for _ in range(3)])
+    assert await worker.claim_many(WORKER, 2, pool="elsewhere") == []  # names cached
+    commands.names.clear()
+    claims = await worker.claim_many(WORKER, 3)
+    # the candidates' read and one bulk of conditional updates, nothing read back
+    assert commands.names == ["find", "update"], commands.names
+    assert [c.job.id for c in claims] == [j.id for j in urgent]  # the most urgent first
+    assert len({c.token for c in claims}) == 3  # a lease token each
+    await worker.flush_events()
+    for claim in claims:
+        assert await event_names(user, claim.job.id) == ["enqueue_job", "request_start_job"]
+        stored = await user.get(claim.job.id)
+        assert stored.state == "running" and stored.attempts_left == 0
+        # each lease fences on its own: a write with another job's token misses
+    other = claims[1]
+    with pytest.raises(LeaseLost):
+        await worker.complete(claims[0].job.id, other.token)
+    assert [c.job.id for c in await worker.claim_many(WORKER, 3)] == [low.id]
+    assert await worker.claim_many(WORKER, 3) == []
+
+
+async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    rival = Queue(store, config, author="rival", lazy_outbox=True)
+    jobs = await queue.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    real = worker.jobs.claim_each
+
+    async def rival_first(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        # between the worker's read of the candidates and its updates, the rival
+        # takes the first of them
+        assert await rival.claim(WorkerRef("rival", "host", 2)) is not None
+        worker.jobs.claim_each = real  # type: ignore[method-assign]
+        return await real(*args, **kwargs)
+
+    worker.jobs.claim_each = rival_first  # type: ignore[method-assign]
+    claims = await worker.claim_many(WORKER, 3)
+    assert [c.job.id for c in claims] == [j.id for j in jobs[1:]]  # read back by token
+    for job in jobs:
+        assert (await queue.get(job.id)).state == "running"
+        assert (await event_names(queue, job.id)).count("request_start_job") <= 1

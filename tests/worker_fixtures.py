@@ -65,7 +65,9 @@ def start_worker(monq_env: dict[str, str]) -> Iterator[Callable[..., subprocess.
     # coverage), and the default four cost more than most of these tests.
     env = {**monq_env, "PYTHONPATH": str(ROOT), "MONQ_WORKER_POLL_MAX_S": "0.2",
            "MONQ_WORKER_HEARTBEAT_S": "0.5", "MONQ_QUEUE_SWEEP_INTERVAL_S": "0.5",
-           "MONQ_WORKER_SHUTDOWN_GRACE_S": "5", "MONQ_WORKER_CONCURRENCY": "1"}
+           "MONQ_WORKER_SHUTDOWN_GRACE_S": "5", "MONQ_WORKER_CONCURRENCY": "1",
+           # an idle worker beats every third of this: every heartbeat_s here too
+           "MONQ_WORKER_DEAD_AFTER_S": "1.5"}
 
     logs: list[Any] = []
 

@@ -68,7 +68,7 @@ class JobsBase(BaseHandler):
     def queue(self) -> Queue:
         assert self.principal is not None
         return Queue(self.ctx.store, self.ctx.config, author=self.principal.name,
-                     origin=Origin(by=self.principal.name, origin="api"))
+                     origin=Origin(by=self.principal.name, origin="api"), lazy_enqueue=True)
 
     def reads(self) -> JobReads:
         return JobReads(self.ctx.store)

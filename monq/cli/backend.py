@@ -92,7 +92,7 @@ class DirectBackend:
         self.config = config
         self.user = user or getpass.getuser()
         self.queue = Queue(store, config, author=self.user,
-                           origin=Origin(by=self.user, origin="cli"))
+                           origin=Origin(by=self.user, origin="cli"), lazy_enqueue=True)
         self.reads = JobReads(store)
         self.accounts = Accounts(store, config)
         self.principal = Principal(self.user, frozenset({ADMIN_PERMISSION}),

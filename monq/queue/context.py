@@ -14,6 +14,10 @@ job that leaves the worker (requeued) is cleared at once, and a finished job's
 outbox goes with its document (the journal copy has none). An event is dropped only
 once it is in sys.event, so a crash at any point leaves it either there or in the
 outbox, where the sweep finds it.
+
+Relays are idempotent by event id (sys.event keeps the first copy), so an enqueuer
+need not clear what it relayed either (``lazy_enqueue``): the job's next writer
+relays it again and drops it, or the sweep does.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class QueueContext:
     clock: Callable[[], datetime] = utc_now
     lazy_outbox: bool = False
     relay_delay_s: float = RELAY_DELAY_S
+    # enqueue relays the enqueue_job events and leaves them in the new jobs' outboxes
+    # for the next write (the claim) to drop; None: as `lazy_outbox`
+    lazy_enqueue: bool | None = None
     jobs: JobStore = field(init=False)
     counters: CounterStore = field(init=False)
     logs: LogStore = field(init=False)
@@ -87,10 +94,10 @@ class QueueContext:
     relayed: dict[ObjectId, list[ObjectId]] = field(init=False, default_factory=dict)
     _pending: dict[ObjectId, tuple[ObjectId, dict[str, Any]]] = field(
         init=False, default_factory=dict)
+    # the one task that writes both, `relay_delay_s` after the first of them
     _flusher: asyncio.Task[None] | None = field(init=False, default=None)
     # lazy_outbox: finished jobs waiting to move to the journal together
     _moves: dict[ObjectId, dict[str, Any]] = field(init=False, default_factory=dict)
-    _mover: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.store)
@@ -101,9 +108,13 @@ class QueueContext:
         """The same stores and clock, for another author and origin (a chain's jobs
         are enqueued by the first job's author)."""
         other = QueueContext(self.store, self.config, author, origin, self.clock,
-                             self.lazy_outbox, self.relay_delay_s)
+                             self.lazy_outbox, self.relay_delay_s, self.lazy_enqueue)
         other.jobs, other.counters, other.logs = self.jobs, self.counters, self.logs
         return other
+
+    @property
+    def enqueue_lazily(self) -> bool:
+        return self.lazy_outbox if self.lazy_enqueue is None else self.lazy_enqueue
 
     def event(self, action: Action, now: datetime, *, current: State | str | None = None,
               author: str | None = None, **data: Any) -> dict[str, Any]:
@@ -154,17 +165,21 @@ class QueueContext:
             if doc.get("outbox"):
                 await self.jobs.pull(doc["_id"], [e["_id"] for e in doc["outbox"]])
             return
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+        self._write_soon()
 
     async def relay_final(self, doc: dict[str, Any]) -> None:
         """Copy the outbox of a job about to move to the journal into sys.event (with
-        what else waits to be relayed); its document goes, so nothing is cleared."""
+        what else waits to be relayed); its document goes, so nothing is cleared.
+        With ``lazy_outbox`` the events of a job that nobody else waits for (no
+        chain, no dependents, no parallel slot) go out with its move to the journal,
+        in the insert that precedes the move of the batch (`flush_moves`); others'
+        at once, so that what its end sets off comes after its final event."""
         if not self.lazy_outbox:
             await self.jobs.relay(doc, pull=False)
             return
         self._hold(doc)
-        await self.flush()
+        if doc.get("chain") or doc.get("has_dependents") or doc.get("max_parallel"):
+            await self.flush()
 
     def _hold(self, doc: dict[str, Any]) -> None:
         done = set(self.relayed.get(doc["_id"], ()))
@@ -172,8 +187,14 @@ class QueueContext:
             if event["_id"] not in done:
                 self._pending[event["_id"]] = (doc["_id"], event)
 
-    async def _flush_later(self) -> None:
-        await self._soon(self.flush, lambda: len(self._pending), "relaying events")
+    def _write_soon(self) -> None:
+        """Relay what waits and move what finished `relay_delay_s` from now, in one
+        go (one insert, then one journal write and one delete), unless that is on
+        its way already."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._soon(
+                self.flush_moves, lambda: len(self._pending) + len(self._moves),
+                "relaying events and moving finished jobs to the journal"))
 
     async def _soon(self, flush: Callable[[], Awaitable[None]], waiting: Callable[[], int],
                     what: str) -> None:
@@ -212,17 +233,18 @@ class QueueContext:
             await self.jobs.move_to_journal(doc, [str(s) for s in FINAL])
             return
         self._moves[doc["_id"]] = doc
-        if self._mover is None or self._mover.done():
-            self._mover = asyncio.get_running_loop().create_task(self._move_later())
-
-    async def _move_later(self) -> None:
-        await self._soon(self.flush_moves, lambda: len(self._moves),
-                         "moving finished jobs to the journal")
+        self._write_soon()
 
     async def flush_moves(self) -> None:
-        """Move every finished job waiting for it to the journal."""
+        """Relay every event waiting, then move every finished job waiting for it
+        to the journal."""
+        if not self._moves:
+            await self.flush()
+            return
+        # every job of the batch had its events held before it joined the batch
         batch, self._moves = self._moves, {}
         try:
+            await self.flush()
             await self.jobs.move_many_to_journal(list(batch.values()),
                                                  [str(s) for s in FINAL])
         except BaseException:

@@ -136,7 +136,11 @@ def chain_spec(request: EnqueueRequest, webhooks: WebhookPolicy | None = None,
 
 async def enqueue_many(ctx: QueueContext, requests: Sequence[EnqueueRequest]
                        ) -> list[JobRecord]:
-    """Enqueue several jobs in one round trip; all are checked before any is written."""
+    """Enqueue several jobs: one insert of the jobs (each with its enqueue_job event in
+    its outbox) and one of the events, and with an eager context one update that
+    clears the outboxes (a lazy one leaves them to the job's next writer: the events
+    are in sys.event already, so whoever relays them again doubles nothing). All are
+    checked before any is written."""
     if not requests:
         return []
     now = ctx.clock()
@@ -150,7 +154,10 @@ async def enqueue_many(ctx: QueueContext, requests: Sequence[EnqueueRequest]
     if waited_for:  # before the insert: a dependency completing now must see it
         await ctx.jobs.mark_has_dependents(sorted(waited_for))
     await ctx.jobs.insert(docs)
-    await ctx.jobs.relay_many(docs)
+    if ctx.enqueue_lazily:  # the claim, or the sweep, drops them
+        await ctx.jobs.events.insert([e for d in docs for e in ctx.jobs.outbox_events(d)])
+    else:
+        await ctx.jobs.relay_many(docs)
     return [JobRecord.from_document(d) for d in docs]
 
 

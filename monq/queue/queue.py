@@ -46,12 +46,15 @@ class Queue:
 
     def __init__(self, store: Store, config: Config, *, author: str | None = None,
                  origin: Origin | None = None, clock: Callable[[], datetime] | None = None,
-                 lazy_outbox: bool = False, relay_delay_s: float = RELAY_DELAY_S) -> None:
+                 lazy_outbox: bool = False, relay_delay_s: float = RELAY_DELAY_S,
+                 lazy_enqueue: bool | None = None) -> None:
         """`lazy_outbox`: clear outboxes by the next write instead of at once, relay
         events and move finished jobs up to `relay_delay_s` late, together (a
-        worker's hot path; see `monq.queue.context`)."""
+        worker's hot path; see `monq.queue.context`). `lazy_enqueue` (default: as
+        `lazy_outbox`): enqueue in two round trips, the jobs and their events, and
+        leave the events (relayed) in the jobs' outboxes for the claim to drop."""
         self.ctx = QueueContext(store, config, author, origin or Origin(by=author),
-                                clock or utc_now, lazy_outbox, relay_delay_s)
+                                clock or utc_now, lazy_outbox, relay_delay_s, lazy_enqueue)
         finisher = Finisher(self.ctx)
         users = UserActions(self.ctx, finisher)
         workers = WorkerActions(self.ctx, finisher)
@@ -64,6 +67,7 @@ class Queue:
         self.remove = users.remove
         self.restart = users.restart
         self.claim = workers.claim
+        self.claim_many = workers.claim_many
         self.next_due = workers.next_due
         self.started = workers.started
         self.start = workers.start

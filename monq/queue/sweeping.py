@@ -50,40 +50,42 @@ class Sweeper:
         relayed = moved = zombies = 0
         before = now - timedelta(seconds=RELAY_GRACE_S)
         for journal in (False, True):
-            for doc in await jobs.with_outbox(before, journal=journal):
-                await jobs.relay(doc, journal=journal)
-                relayed += len(doc.get("outbox") or [])
+            # in bulk: a lazy enqueuer leaves every waiting job's enqueue_job event
+            # (relayed) in its outbox, so a backlog brings many at once
+            docs = await jobs.with_outbox(before, journal=journal)
+            await jobs.relay_many(docs, journal=journal)
+            relayed += sum(len(doc.get("outbox") or []) for doc in docs)
         finished_before = now - timedelta(seconds=FINISH_GRACE_S)
-        for doc in await jobs.in_states([str(s) for s in FINAL],
-                                        finished_before=finished_before):
-            await self.finisher.finish(doc)
-            moved += 1
-        for doc in await jobs.expired_leases(now):
-            zombies += await self._recover(doc, now)
-        moved += await self._end_stopped_waiting(now)
+        waiting = [str(s) for s in TRANSITIONS[Action.KILL_WAITING].sources]
+        final = [str(s) for s in FINAL]
+        for doc in await jobs.stranded(now=now, final=final, finished_before=finished_before,
+                                       waiting=waiting):
+            if doc["state"] in final:
+                await self.finisher.finish(doc)
+                moved += 1
+            elif doc["state"] == State.RUNNING:
+                zombies += await self._recover(doc, now)
+            else:
+                moved += await self._end_stopped_waiting(doc, now)
         unblocked = await self._sweep_dependencies()
         await self._sweep_slots(now)
         return SweepReport(relayed, moved, zombies, unblocked)
 
-    async def _end_stopped_waiting(self, now: datetime) -> int:
-        """End waiting jobs whose kill or removal was asked for: no worker claims
-        them, so they would wait forever (left by a version without the conditional
-        requeue, or written by hand)."""
-        ended = 0
-        waiting = TRANSITIONS[Action.KILL_WAITING].sources
-        for doc in await self.ctx.jobs.stopped_waiting([str(s) for s in waiting]):
-            action = Action.KILL_WAITING if doc.get("killed_at") else Action.REMOVE_WAITING
-            done = await self.ctx.write(action, doc["_id"],
-                                        self.ctx.event(action, now, author=SWEEPER),
-                                        set_fields={"finished_at": now})
-            if done is not None:
-                log.warning("ended job #%s, left waiting with its %s asked for",
-                            done["number"],
-                            "kill" if action == Action.KILL_WAITING else "removal",
-                            extra={"action": "stuck_job_ended", "job": str(done["_id"])})
-                await self.finisher.finish(done)
-                ended += 1
-        return ended
+    async def _end_stopped_waiting(self, doc: dict[str, Any], now: datetime) -> int:
+        """End a waiting job whose kill or removal was asked for: no worker claims
+        it, so it would wait forever (a kill that landed between a sweep's read of a
+        dead worker's job and its reset, or one written by hand)."""
+        action = Action.KILL_WAITING if doc.get("killed_at") else Action.REMOVE_WAITING
+        done = await self.ctx.write(action, doc["_id"],
+                                    self.ctx.event(action, now, author=SWEEPER),
+                                    set_fields={"finished_at": now})
+        if done is None:
+            return 0
+        log.warning("ended job #%s, left waiting with its %s asked for", done["number"],
+                    "kill" if action == Action.KILL_WAITING else "removal",
+                    extra={"action": "stuck_job_ended", "job": str(done["_id"])})
+        await self.finisher.finish(done)
+        return 1
 
     async def _recover(self, doc: dict[str, Any], now: datetime) -> int:
         """Flag a running job whose lease ran out a zombie, then put it back (or end it)."""

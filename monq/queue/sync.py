@@ -33,7 +33,7 @@ class SyncQueue:
         self._thread.start()
         self._store = self._run(self._make_store(config))
         self.queue = Queue(self._store, config, author=author,
-                           origin=Origin(by=author, origin=origin))
+                           origin=Origin(by=author, origin=origin), lazy_enqueue=True)
         self.reads = JobReads(self._store)
 
     @classmethod

@@ -97,36 +97,94 @@ class WorkerActions:
         transition = TRANSITIONS[Action.CLAIM]
         for _ in range(CLAIM_TRIES):
             now = self.ctx.clock()
-            token = secrets.token_hex(12)
-            lock = {"worker": worker.id, "host": worker.host, "pid": worker.pid, "at": now,
-                    "heartbeat": now, "token": token,
-                    "expires": now + timedelta(seconds=self.ctx.config.queue.zombie_time_s)}
-            event = self.ctx.event(Action.CLAIM, now, author=worker.id, worker=worker.id)
+            token, fields, event = self._claim_write(worker, now)
             doc = await self.ctx.jobs.claim(
                 sources=[str(s) for s in transition.sources], requires=transition.requires,
                 now=now, pool=pool, tags=tags,
                 excluded_names=excluded + await self._full_names(), events=[event],
-                set_fields={"state": str(transition.target), "locked": lock,
-                            "zombie_at": None, "wall_at": None})
+                set_fields=fields)
             if doc is None:
                 return None
-            if isinstance(doc.get("query_at"), datetime):
-                annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
-            try:
-                await self.ctx.relay(doc)
-            except DatabaseUnavailable as exc:
-                # the job is ours now: a worker that dropped it for want of its event
-                # would leave it to the sweep a whole lease later; the outbox keeps
-                # the event, and the sweep relays it
-                log.warning("job #%s: relaying its claim failed (%s); the sweep will",
-                            doc["number"], exc, extra={"action": "relay_deferred"})
-            if doc.get("max_parallel") and not await self.ctx.counters.take_slot(
-                    doc["name"], doc["max_parallel"], doc["_id"], now):
-                await self.release(doc["_id"], token, "max parallel reached")
-                excluded.append(doc["name"])
-                continue
-            return Claim(JobRecord.from_document(doc), token)
+            claim = await self._took(doc, token, event, now)
+            if claim is not None:
+                return claim
+            excluded.append(doc["name"])
         return None
+
+    async def claim_many(self, worker: WorkerRef, count: int, *, pool: str = "default",
+                         tags: Sequence[str] = (), exclude_names: Sequence[str] = ()
+                         ) -> list[Claim]:
+        """Take up to `count` of the most urgent jobs this worker may run, in two
+        round trips for any count (an indexed read of the candidates, one bulk of
+        conditional updates, each with its own lease token and event; a third when
+        another worker took some meanwhile), where `claim` takes one per round trip.
+        Empty when none is left (or other workers kept taking them)."""
+        if count <= 0:
+            return []
+        if count == 1:
+            one = await self.claim(worker, pool=pool, tags=tags, exclude_names=exclude_names)
+            return [one] if one is not None else []
+        excluded = list(exclude_names)
+        transition = TRANSITIONS[Action.CLAIM]
+        sources = [str(s) for s in transition.sources]
+        for _ in range(CLAIM_TRIES):
+            now = self.ctx.clock()
+            names = excluded + await self._full_names()
+            candidates = await self.ctx.jobs.claim_candidates(
+                sources=sources, requires=transition.requires, now=now, pool=pool,
+                tags=tags, excluded_names=names, limit=count)
+            if not candidates:
+                return []
+            writes = {doc["_id"]: (doc, *self._claim_write(worker, now)) for doc in candidates}
+            taken = await self.ctx.jobs.claim_each(
+                [(doc, fields, [event]) for doc, _, fields, event in writes.values()],
+                sources=sources, requires=transition.requires, now=now, pool=pool,
+                tags=tags, excluded_names=names)
+            claims: list[Claim] = []
+            for doc in taken:
+                _, token, _, event = writes[doc["_id"]]
+                claim = await self._took(doc, token, event, now)
+                if claim is not None:
+                    claims.append(claim)
+                else:
+                    excluded.append(doc["name"])
+            if claims:
+                return claims
+            # all taken by other workers meanwhile, or given back (parallel slots):
+            # look again
+        return []
+
+    def _claim_write(self, worker: WorkerRef, now: datetime
+                     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """A claim's new lease token, the fields it sets and its event."""
+        token = secrets.token_hex(12)
+        lock = {"worker": worker.id, "host": worker.host, "pid": worker.pid, "at": now,
+                "heartbeat": now, "token": token,
+                "expires": now + timedelta(seconds=self.ctx.config.queue.zombie_time_s)}
+        event = self.ctx.event(Action.CLAIM, now, author=worker.id, worker=worker.id)
+        fields = {"state": str(TRANSITIONS[Action.CLAIM].target), "locked": lock,
+                  "zombie_at": None, "wall_at": None}
+        return token, fields, event
+
+    async def _took(self, doc: dict[str, Any], token: str, event: dict[str, Any],
+                    now: datetime) -> Claim | None:
+        """A job just claimed: its events relayed, its parallel slot taken; None (the
+        job released again) when the name's slots were all taken."""
+        if isinstance(doc.get("query_at"), datetime):
+            annotate(doc, event["_id"], waited_s=seconds_between(doc["query_at"], now))
+        try:
+            await self.ctx.relay(doc)
+        except DatabaseUnavailable as exc:
+            # the job is ours now: a worker that dropped it for want of its event
+            # would leave it to the sweep a whole lease later; the outbox keeps
+            # the event, and the sweep relays it
+            log.warning("job #%s: relaying its claim failed (%s); the sweep will",
+                        doc["number"], exc, extra={"action": "relay_deferred"})
+        if doc.get("max_parallel") and not await self.ctx.counters.take_slot(
+                doc["name"], doc["max_parallel"], doc["_id"], now):
+            await self.release(doc["_id"], token, "max parallel reached")
+            return None
+        return Claim(JobRecord.from_document(doc), token)
 
     async def next_due(self, pool: str = "default") -> datetime | None:
         """When the next job of the pool that nothing holds back is due (None: no job

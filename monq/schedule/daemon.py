@@ -196,7 +196,7 @@ class Scheduler:
         origin = Origin(by="scheduler", origin="scheduler", detail={
             "schedule": name, "schedule_id": doc["_id"], "tick": tick})
         queue = Queue(self.store, self.config, author="scheduler", origin=origin,
-                      clock=self.clock)
+                      clock=self.clock, lazy_enqueue=True)
         request = EnqueueRequest(name=doc["job"], args=doc.get("args") or {},
                                  at=entry["at"], job_id=job_id)
         done: dict[str, Any] = {"last_job_id": job_id, "last_error": None}

@@ -105,6 +105,17 @@ class Worker:
         self.running: dict[ObjectId, RunningJob] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
+        # what woke the claim loop: changes seen in sys.queue, with how many jobs they
+        # made claimable (the claim takes at most that many: no claim storm of every
+        # idle worker after one insert), or anything else (a slot freed, the sweep),
+        # after which it claims until nothing is left
+        self._claimable = 0
+        self._claim_all_next = False
+        self._due_at: datetime | None = None  # the next job due, as last known
+        # whether jobs may wait that this worker left for want of a free slot: if
+        # not, a slot freed while a change stream tells of new work claims nothing
+        self._maybe_more = True
+        self._found_none = False  # the last claim round ended finding nothing
         self._maintenance = Maintenance(False, frozenset())
         self._maintenance_at = 0.0
         self.started_at = datetime.now(UTC)
@@ -152,7 +163,7 @@ class Worker:
             for task in loops[2:]:
                 task.cancel()
             stop.set()
-            self.wake.set()
+            self._wake()
             await asyncio.gather(*loops[1:], return_exceptions=True)
             try:
                 await self._shutdown(at_once=failed is not None)
@@ -199,51 +210,84 @@ class Worker:
             self._maintenance_at = time.monotonic()
         return self._maintenance
 
+    def _wake(self, claimable: int | None = None) -> None:
+        """Wake the claim loop: to claim until nothing is left, or (`claimable`, from
+        changes seen) at most that many jobs."""
+        if claimable is None:
+            self._claim_all_next = True
+        else:
+            self._claimable += claimable
+        self.wake.set()
+
     async def _claim_tick(self) -> float:
         """Claim what this worker can take, then wait to be woken (new work, a slot
         freed) or for the adaptive poll interval; while a change stream wakes it, an
-        idle worker waits until the next job is due instead of polling."""
+        idle worker waits until the next job is due instead of polling. Woken by
+        changes alone, it claims at most the jobs they made claimable and learns
+        when the next is due from them, not from another query."""
+        woken = self.wake.is_set()
         self.wake.clear()
-        claimed = await self._claim_all()
+        limit = None if not woken or self._claim_all_next else self._claimable
+        self._claimable, self._claim_all_next = 0, False
+        claimed = await self._claim_all(limit) if limit != 0 else 0
         self._poll_s = (self.config.worker.poll_min_s if claimed
                         else min(self._poll_s * 2, self.config.worker.poll_max_s))
         wait_s = self._poll_s
-        if not claimed and self.watching and len(self.running) < self.concurrency:
-            wait_s = await self._until_due(wait_s)
+        if self.watching:
+            # changes, freed slots and the due time wake it: no poll
+            if limit is None and self._found_none:
+                self._due_at = await self.queue.next_due(self.pool_name)
+            elif self._due_at is not None and self._due_at <= datetime.now(UTC):
+                self._due_at = None  # claimed since: what comes later, changes tell
+            wait_s = (self._until_due(wait_s) if len(self.running) < self.concurrency
+                      else IDLE_WAIT_MAX_S)
         if not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), wait_s)
         return 0.0
 
-    async def _until_due(self, poll_s: float) -> float:
+    def _until_due(self, poll_s: float) -> float:
         """How long to wait for the next job to be due (at least `poll_s`: one that is
         due already but was not claimed is not this worker's to take)."""
-        due = await self.queue.next_due(self.pool_name)
-        if due is None:
+        if self._due_at is None:
             return IDLE_WAIT_MAX_S
-        left = (due - datetime.now(UTC)).total_seconds()
+        left = (self._due_at - datetime.now(UTC)).total_seconds()
         return min(IDLE_WAIT_MAX_S, max(poll_s, left))
 
-    async def _claim_all(self) -> int:
+    async def _claim_all(self, limit: int | None = None) -> int:
+        """Claim jobs until the slots are full, none is left, or `limit` are taken:
+        as many at once as slots are free (`Queue.claim_many`)."""
         claimed = 0
-        while len(self.running) < self.concurrency and not self.stop_event.is_set():
+        self._found_none = False
+        while (len(self.running) < self.concurrency and not self.stop_event.is_set()
+               and (limit is None or claimed < limit)):
             maintenance = await self.maintenance()
             if maintenance.global_pause:
+                self._found_none = True  # no change tells of the resume: poll for it
                 break
             now = time.monotonic()
             self.released = {n: t for n, t in self.released.items() if t > now}
-            claim = await self.queue.claim(
-                self.ref, pool=self.pool_name, tags=self.tags,
+            wanted = self.concurrency - len(self.running)
+            if limit is not None:
+                wanted = min(wanted, limit - claimed)
+            claims = await self.queue.claim_many(
+                self.ref, wanted, pool=self.pool_name, tags=self.tags,
                 exclude_names=sorted(maintenance.paused_names | set(self.released)))
-            if claim is None:
+            if not claims:
+                self._maybe_more = False
+                self._found_none = True
                 break
-            executor = await self.executors.acquire()
-            job = RunningJob(claim, executor)
-            self.running[job.id] = job
-            task = asyncio.create_task(self._execute(job), name=f"job-{claim.job.number}")
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            claimed += 1
+            for claim in claims:
+                executor = await self.executors.acquire()
+                job = RunningJob(claim, executor)
+                self.running[job.id] = job
+                task = asyncio.create_task(self._execute(job),
+                                           name=f"job-{claim.job.number}")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            claimed += len(claims)
+        if len(self.running) >= self.concurrency:
+            self._maybe_more = True
         return claimed
 
     # Running ------------------------------------------------------------------
@@ -286,7 +330,8 @@ class Worker:
             self.running.pop(job.id, None)
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
-            self.wake.set()
+            if self._maybe_more or not self.watching:
+                self._wake()
 
     async def _report_until_written(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
         """Write the job's last logs and its outcome; while the database does not
@@ -419,10 +464,18 @@ class Worker:
 
     # Leases -------------------------------------------------------------------
     async def _lease_tick(self) -> None:
-        """Heartbeat every ``worker.heartbeat_s``, and in between check the leases for
-        kill and removal requests (unless a change stream tells of them); flag jobs
-        past their wall time."""
-        if time.monotonic() - self._last_beat >= self.config.worker.heartbeat_s:
+        """Heartbeat when a job's lease was last renewed (or taken, by its claim)
+        ``worker.heartbeat_s`` ago, or when the worker itself beat a third of
+        ``worker.dead_after_s`` ago (it stays listed alive; its jobs listing follows
+        with the beat), and in between check the leases for kill and removal
+        requests (unless a change stream tells of them); flag jobs past their wall
+        time."""
+        now = time.monotonic()
+        leases_due = any(now - job.beat_at >= self.config.worker.heartbeat_s
+                         for job in self.running.values() if job.stop_reason != "lost")
+        alive_s = max(self.config.worker.heartbeat_s, self.config.worker.dead_after_s / 3)
+        since_s = now - self._last_beat
+        if (leases_due and since_s >= self.config.worker.heartbeat_s) or since_s >= alive_s:
             await self._heartbeat()
             self._last_beat = time.monotonic()
         elif self.running and not self.watching:
@@ -485,7 +538,7 @@ class Worker:
             return ttl_s / 2  # another sweeps; take over within half its lease of it dying
         report = await self.queue.sweep()
         if report.zombies or report.unblocked:
-            self.wake.set()
+            self._wake()
         if report.relayed or report.moved or report.zombies or report.unblocked \
                 or self.running:
             self._sweep_wait_s = base_s
@@ -511,12 +564,50 @@ class Worker:
         return 0.0
 
     async def _follow(self, stream: Any) -> None:
-        async for change in stream:
-            self.wake.set()
+        """Wake the claim loop on the changes that give this worker work, and stop
+        its jobs whose kill or removal was asked for. A worker with every slot busy
+        needs the stream only for those requests (a freed slot claims anyway): it
+        reads it at most every `LEASE_CHECK_S`, the news of that time in one batch,
+        rather than a ``getMore`` per change (a flood of inserts while it works)."""
+        self._wake()  # a new stream: what happened before it is not known
+        while True:
+            change = await stream.try_next()
+            if change is None:  # nothing new within the server's wait
+                if not stream.alive:
+                    return
+                if len(self.running) >= self.concurrency:
+                    await asyncio.sleep(LEASE_CHECK_S)
+                continue
             key = change.get("documentKey", {}).get("_id")
             fields = change.get("updateDescription", {}).get("updatedFields", {})
             if key in self.running and ("killed_at" in fields or "removed_at" in fields):
                 await self._apply(await self.queue.check_leases(self._leases()))
+                continue
+            self._wake(self._claimable_in(change, fields))
+
+    def _claimable_in(self, change: dict[str, Any], fields: dict[str, Any]) -> int:
+        """How many jobs this worker may claim now by what `change` says (0 or 1):
+        an insert says all (pool, query_at, held, blocked); an update what it set,
+        and a job it makes due later moves the next due time up."""
+        doc = change.get("fullDocument")
+        if change.get("operationType") != "insert":
+            if not ({"state", "held", "blocked"} & set(fields)):
+                return 0  # a kill or removal asked for: nothing new to claim
+            doc = fields
+        if not doc:
+            return 1  # nothing said: try once
+        if doc.get("pool", self.pool_name) != self.pool_name or doc.get("held") \
+                or doc.get("blocked"):
+            return 0
+        if doc.get("state", "pending") not in ("pending", "deferred", "failed"):
+            return 0
+        due = doc.get("query_at")
+        if isinstance(due, datetime):
+            due = due if due.tzinfo else due.replace(tzinfo=UTC)
+            if due > datetime.now(UTC):
+                self._due_at = due if self._due_at is None else min(self._due_at, due)
+                return 0
+        return 1
 
 
 def services(config: Config, store: Store) -> list[Worker]:

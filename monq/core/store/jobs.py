@@ -27,6 +27,7 @@ from monq.core.store import Store, layout
 from monq.core.store.events import EventStore
 
 MAINTENANCE_ID = "maintenance"
+CLAIM_ORDER = [("priority", -1), ("_id", 1)]  # the most urgent first
 RUNNING = "running"  # the one state the store itself names: leases exist only there
 
 
@@ -121,6 +122,25 @@ class JobStore:
             return await self.queue.find_one_and_update(
                 query, update, return_document=ReturnDocument.AFTER)
 
+    @staticmethod
+    def _claimable(sources: Iterable[str], requires: Mapping[str, Any], now: datetime,
+                   pool: str, tags: Sequence[str], excluded_names: Sequence[str]
+                   ) -> dict[str, Any]:
+        query: dict[str, Any] = {
+            "state": {"$in": [str(s) for s in sources]}, "query_at": {"$lte": now},
+            **requires, "pool": pool,
+            "tags": {"$not": {"$elemMatch": {"$nin": list(tags)}}},
+        }
+        if excluded_names:
+            query["name"] = {"$nin": list(excluded_names)}
+        return query
+
+    @staticmethod
+    def _claiming(set_fields: dict[str, Any], events: Sequence[dict[str, Any]]
+                  ) -> dict[str, Any]:
+        return {"$set": set_fields, "$inc": {"attempts_left": -1},
+                "$push": {"outbox": {"$each": list(events)}}}
+
     async def claim(self, *, sources: Iterable[str], requires: Mapping[str, Any],
                     now: datetime, pool: str, tags: Sequence[str],
                     excluded_names: Sequence[str], set_fields: dict[str, Any],
@@ -129,30 +149,63 @@ class JobStore:
         states `sources` with the field values `requires`, due by `now`, of the pool
         `pool`, whose tags are all among `tags` and whose name is not excluded; set
         `set_fields` on it, take one attempt and push the events. The job after it."""
-        query: dict[str, Any] = {
-            "state": {"$in": [str(s) for s in sources]}, "query_at": {"$lte": now},
-            **requires, "pool": pool,
-            "tags": {"$not": {"$elemMatch": {"$nin": list(tags)}}},
-        }
-        if excluded_names:
-            query["name"] = {"$nin": list(excluded_names)}
-        update = {"$set": set_fields, "$inc": {"attempts_left": -1},
-                  "$push": {"outbox": {"$each": list(events)}}}
+        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
         async with self.store.errors():
             return await self.queue.find_one_and_update(
-                query, update, sort=[("priority", -1), ("_id", 1)],
+                query, self._claiming(set_fields, events), sort=CLAIM_ORDER,
                 return_document=ReturnDocument.AFTER)
 
-    async def relay_many(self, docs: Sequence[dict[str, Any]]) -> None:
-        """`relay` for many queued jobs in two round trips."""
-        events = [{**e, "data": {"_id": d["_id"], "number": d["number"], "name": d["name"],
-                                 **e.get("data", {})}}
-                  for d in docs for e in d.get("outbox") or []]
+    async def claim_candidates(self, *, sources: Iterable[str], requires: Mapping[str, Any],
+                               now: datetime, pool: str, tags: Sequence[str],
+                               excluded_names: Sequence[str], limit: int
+                               ) -> list[dict[str, Any]]:
+        """The `limit` most urgent jobs `claim` would take, in its order (the
+        ``claim`` index), not taken yet: `claim_each` takes them."""
+        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
+        async with self.store.errors():
+            return await self.queue.find(query).sort(CLAIM_ORDER).limit(limit).to_list(None)
+
+    async def claim_each(self, claims: Sequence[tuple[dict[str, Any], dict[str, Any],
+                                                      Sequence[dict[str, Any]]]], *,
+                         sources: Iterable[str], requires: Mapping[str, Any],
+                         now: datetime, pool: str, tags: Sequence[str],
+                         excluded_names: Sequence[str]) -> list[dict[str, Any]]:
+        """Take the candidates ``(doc, set_fields, events)`` that are still
+        claimable, each by its own conditional update, all in one bulk write; the
+        jobs taken, after it (each `set_fields` holds its own ``locked.token``). When
+        all were taken, the candidates with the update applied; else the taken ones
+        read back by their tokens (another worker took the others meanwhile)."""
+        if not claims:
+            return []
+        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
+        ops = [UpdateOne({**query, "_id": doc["_id"]}, self._claiming(fields, events))
+               for doc, fields, events in claims]
+        async with self.store.errors():
+            result = await self.queue.bulk_write(ops, ordered=False)
+            if result.modified_count < len(claims):
+                if result.modified_count == 0:
+                    return []
+                tokens = [fields["locked"]["token"] for _, fields, _ in claims]
+                return await self.queue.find(
+                    {"_id": {"$in": [doc["_id"] for doc, _, _ in claims]},
+                     "locked.token": {"$in": tokens}}).sort(CLAIM_ORDER).to_list(None)
+        taken = []
+        for doc, fields, events in claims:
+            after = {**doc, **fields, "attempts_left": doc["attempts_left"] - 1,
+                     "outbox": [*(doc.get("outbox") or []), *events]}
+            taken.append(after)
+        return taken
+
+    async def relay_many(self, docs: Sequence[dict[str, Any]], *,
+                         journal: bool = False) -> None:
+        """`relay` for many jobs (queued, or in the journal) in two round trips."""
+        events = [e for d in docs for e in self.outbox_events(d)]
         if not events:
             return
         await self.events.insert(events)
+        collection = self.journal if journal else self.queue
         async with self.store.errors():
-            await self.queue.update_many(
+            await collection.update_many(
                 {"_id": {"$in": [d["_id"] for d in docs]}},
                 {"$pull": {"outbox": {"_id": {"$in": [e["_id"] for e in events]}}}})
 
@@ -311,12 +364,6 @@ class JobStore:
                 {"_id": {"$in": list(job_ids)}},
                 {"state": 1, "locked.token": 1, "killed_at": 1, "removed_at": 1}).to_list(None)
 
-    async def expired_leases(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        async with self.store.errors():
-            return await self.queue.find(
-                {"state": RUNNING, "locked.expires": {"$lt": now}},
-                {"outbox": 0}).limit(limit).to_list(None)
-
     async def running(self, limit: int = 1000) -> list[dict[str, Any]]:
         async with self.store.errors():
             return await self.queue.find({"state": RUNNING},
@@ -331,22 +378,23 @@ class JobStore:
                 {"outbox.0": {"$exists": True}, "outbox.0.created": {"$lt": before}}
             ).limit(limit).to_list(None)
 
-    async def in_states(self, states: Iterable[str], limit: int = 100, *,
-                        finished_before: datetime | None = None) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"state": {"$in": [str(s) for s in states]}}
-        if finished_before is not None:
-            query["finished_at"] = {"$lt": finished_before}
+    async def stranded(self, *, now: datetime, final: Iterable[str],
+                       finished_before: datetime, waiting: Iterable[str],
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """What the sweep repairs besides outboxes, normally nothing, in one query
+        (each part served by its own index): final jobs finished before
+        `finished_before` (the ``claim`` index), running jobs whose lease expired by
+        `now` (``lease_expiry``), and jobs in a `waiting` state whose kill or removal
+        was asked for (the partial ``killed`` and ``removed`` indexes, which hold
+        only jobs with the flag set)."""
+        query = {"$or": [
+            {"state": {"$in": list(final)}, "finished_at": {"$lt": finished_before}},
+            {"locked.expires": {"$lt": now}, "state": RUNNING},
+            {"killed_at": {"$type": "date"}, "state": {"$in": list(waiting)}},
+            {"removed_at": {"$type": "date"}, "state": {"$in": list(waiting)}},
+        ]}
         async with self.store.errors():
             return await self.queue.find(query).limit(limit).to_list(None)
-
-    async def stopped_waiting(self, waiting: Iterable[str], limit: int = 100
-                              ) -> list[dict[str, Any]]:
-        """Jobs in a waiting state whose kill or removal was asked for (the partial
-        ``killed`` and ``removed`` indexes hold only jobs with the flag set)."""
-        query = {"$or": [{"killed_at": {"$type": "date"}}, {"removed_at": {"$type": "date"}}],
-                 "state": {"$in": list(waiting)}}
-        async with self.store.errors():
-            return await self.queue.find(query, {"outbox": 0}).limit(limit).to_list(None)
 
     async def dependents(self, job_id: ObjectId) -> list[dict[str, Any]]:
         async with self.store.errors():
