@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import monitoring
 
 from monq.core.config import Config
@@ -48,6 +49,13 @@ class Commands(monitoring.CommandListener):
         pass
 
 
+async def assert_completed_once(queue: Queue, job_id: ObjectId) -> None:
+    """The job ran once to completion: one event of each step, in order."""
+    assert await event_names(queue, job_id) == [
+        "enqueue_job", "request_start_job", "start_job", "complete_job"]
+    assert (await queue.get(job_id)).state == "complete"
+
+
 @pytest.fixture
 async def counted(db_url: str, store: Store) -> AsyncIterator[tuple[Store, Commands]]:
     commands = Commands()
@@ -81,9 +89,7 @@ async def test_a_no_op_jobs_life_takes_few_round_trips(
     # a job number costs one more when the process's block is used up (see below)
     names = [n for n in commands.names if n != "findAndModify:sys.counter"]
     assert len(names) <= JOB_LIFE_MAX, commands.names
-    assert await event_names(user, job.id) == [
-        "enqueue_job", "request_start_job", "start_job", "complete_job"]
-    assert (await user.get(job.id)).state == "complete"
+    await assert_completed_once(user, job.id)
 
 
 async def test_a_lazy_enqueue_leaves_its_relayed_event_for_the_claim(
@@ -258,9 +264,7 @@ async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_
     await worker.flush_moves()
     assert commands.names[3:] == ["insert", "update", "delete"]
     for job in jobs:
-        assert await event_names(user, job.id) == [
-            "enqueue_job", "request_start_job", "start_job", "complete_job"]
-        assert (await user.get(job.id)).state == "complete"
+        await assert_completed_once(user, job.id)
 
 
 async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
