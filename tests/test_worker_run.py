@@ -140,8 +140,11 @@ async def test_max_parallel_across_two_workers(queue: Queue, start_worker) -> No
     start_worker("--concurrency", "2")
     jobs = [await queue.enqueue("tests.jobtypes.LimitedSleepy", {"seconds": 0.4})
             for _ in range(3)]
+    # a slot given back changes nothing in sys.queue: its worker claims again at
+    # once and the other polls (every worker.poll_max_s, 1 s), not the 30 s an
+    # idle worker waits for a change
     for job in jobs:
-        await wait_job(queue, job.id, "complete")
+        await wait_job(queue, job.id, "complete", timeout_s=10)
     spans = []
     for job in jobs:
         events = await queue.events(job.id)
@@ -190,8 +193,24 @@ async def test_maintenance_pauses_claims(queue: Queue, start_worker, store: Stor
     other = await queue.enqueue("monq.jobs.example.AsyncDummyJob")
     await wait_job(queue, other.id, "complete")
     assert (await queue.get(job.id)).state == State.PENDING
+    # no change in sys.queue tells of a resume: a worker that jobs wait for polls
+    # (every worker.poll_max_s, 1 s), not the 30 s an idle worker waits for a change
     await queue.resume_name(DUMMY)
-    await wait_job(queue, job.id, "complete")
+    await wait_job(queue, job.id, "complete", timeout_s=10)
+
+
+async def test_a_job_held_by_maintenance_runs_soon_after_it_ends(
+        queue: Queue, start_worker, store: Store) -> None:
+    await queue.set_maintenance(True)
+    worker = start_worker()
+    await wait_started(worker)
+    await wait_heartbeats(store, worker.pid, 1)  # idle, waiting for a change
+    job = await queue.enqueue(DUMMY)
+    await wait_heartbeats(store, worker.pid, 1)  # it has seen the job and the pause
+    await queue.set_maintenance(False)
+    # the end of a pause changes nothing in sys.queue: the worker polls while jobs
+    # wait (every worker.poll_max_s, 1 s) instead of waiting 30 s for a change
+    await wait_job(queue, job.id, "complete", timeout_s=10)
 
 
 async def test_graceful_shutdown_lets_jobs_finish(queue: Queue, start_worker) -> None:

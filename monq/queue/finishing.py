@@ -16,11 +16,13 @@ from monq.queue.states import Action, State
 class Finisher:
     def __init__(self, ctx: QueueContext) -> None:
         self.ctx = ctx
+        self.slots_given = 0  # by this process: a claim's view of full names is stale
 
     async def give_slot(self, doc: dict[str, Any]) -> None:
         """Give back the job's parallel slot, if its name has a limit."""
         if doc.get("max_parallel"):
             await self.ctx.counters.give_slot(doc["name"], doc["_id"])
+            self.slots_given += 1
 
     async def finish(self, doc: dict[str, Any]) -> None:
         """Everything after a job reached a final state; safe to repeat after a crash."""

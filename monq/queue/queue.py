@@ -69,6 +69,7 @@ class Queue:
         self.claim = workers.claim
         self.claim_many = workers.claim_many
         self.next_due = workers.next_due
+        self.parallel_full = workers.parallel_full
         self.started = workers.started
         self.start = workers.start
         self.progress = workers.progress

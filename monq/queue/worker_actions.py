@@ -87,6 +87,7 @@ class WorkerActions:
         self.finisher = finisher
         self._full: list[str] = []
         self._full_checked = -FULL_NAMES_TTL_S
+        self._slots_given = 0  # the finisher's count when `_full` was read
 
     # Claiming -----------------------------------------------------------------
     async def claim(self, worker: WorkerRef, *, pool: str = "default",
@@ -197,10 +198,18 @@ class WorkerActions:
         """Job names whose parallel slots are all taken, read at most once a second: a
         stale answer costs only a release, since `take_slot` decides."""
         stamp = time.monotonic()
-        if stamp - self._full_checked > FULL_NAMES_TTL_S:
+        if stamp - self._full_checked > FULL_NAMES_TTL_S \
+                or self._slots_given != self.finisher.slots_given:
+            # this process gave a slot back since: the name may have room again
+            self._slots_given = self.finisher.slots_given
             self._full = await self.ctx.counters.full_names()
             self._full_checked = stamp
         return self._full
+
+    def parallel_full(self) -> bool:
+        """Whether the last claim left out jobs because all slots of their name were
+        taken (nothing in sys.queue changes when a slot is given back)."""
+        return bool(self._full)
 
     # Writes on a held job -------------------------------------------------------
     async def _write(self, action: Action, job_id: ObjectId, token: str,

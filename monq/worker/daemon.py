@@ -116,6 +116,10 @@ class Worker:
         # not, a slot freed while a change stream tells of new work claims nothing
         self._maybe_more = True
         self._found_none = False  # the last claim round ended finding nothing
+        # the last claim round may have left jobs for what no change in sys.queue
+        # tells the end of (a pause, names paused or given back, parallel slots all
+        # taken): the worker polls for them instead of waiting for a change
+        self._held_back = False
         self._maintenance = Maintenance(False, frozenset())
         self._maintenance_at = 0.0
         self.started_at = datetime.now(UTC)
@@ -235,7 +239,7 @@ class Worker:
         wait_s = self._poll_s
         if self.watching:
             # changes, freed slots and the due time wake it: no poll
-            if limit is None and self._found_none:
+            if self._found_none and (limit is None or self._held_back):
                 self._due_at = await self.queue.next_due(self.pool_name)
             elif self._due_at is not None and self._due_at <= datetime.now(UTC):
                 self._due_at = None  # claimed since: what comes later, changes tell
@@ -258,24 +262,26 @@ class Worker:
         """Claim jobs until the slots are full, none is left, or `limit` are taken:
         as many at once as slots are free (`Queue.claim_many`)."""
         claimed = 0
-        self._found_none = False
+        self._found_none = self._held_back = False
         while (len(self.running) < self.concurrency and not self.stop_event.is_set()
                and (limit is None or claimed < limit)):
             maintenance = await self.maintenance()
             if maintenance.global_pause:
-                self._found_none = True  # no change tells of the resume: poll for it
+                self._found_none = self._held_back = True
                 break
             now = time.monotonic()
             self.released = {n: t for n, t in self.released.items() if t > now}
             wanted = self.concurrency - len(self.running)
             if limit is not None:
                 wanted = min(wanted, limit - claimed)
+            excluded = maintenance.paused_names | set(self.released)
             claims = await self.queue.claim_many(
                 self.ref, wanted, pool=self.pool_name, tags=self.tags,
-                exclude_names=sorted(maintenance.paused_names | set(self.released)))
+                exclude_names=sorted(excluded))
             if not claims:
                 self._maybe_more = False
                 self._found_none = True
+                self._held_back = bool(excluded) or self.queue.parallel_full()
                 break
             for claim in claims:
                 executor = await self.executors.acquire()
@@ -330,8 +336,8 @@ class Worker:
             self.running.pop(job.id, None)
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
-            if self._maybe_more or not self.watching:
-                self._wake()
+            if self._maybe_more or not self.watching or record.max_parallel:
+                self._wake()  # (a slot given back: another job of the name may run)
 
     async def _report_until_written(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
         """Write the job's last logs and its outcome; while the database does not
