@@ -15,17 +15,17 @@ from pymongo import monitoring
 from monq.core.config import Config
 from monq.core.errors import LeaseLost
 from monq.core.store import Store, layout
-from monq.core.store.counters import BUSY_RESERVATIONS, NumberBlocks
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue, WorkerRef
 from monq.queue.states import Action
 from monq.queue.sweeping import RELAY_GRACE_S
 from tests.queue_fixtures import DUMMY, WORKER, event_names
 
-# enqueue: insert, relay (its job number from the process's block; the relayed event is
-# left in the outbox for the claim to drop); the worker: claim, complete (with the start
-# folded in), one relay of all its events, journal, delete (the last two shared with
-# the other jobs it finished meanwhile)
+# enqueue: insert, relay (its job number from the process's block, see
+# tests/test_counters.py; the relayed event is left in the outbox for the claim to
+# drop); the worker: claim, complete (with the start folded in), one relay of all its
+# events, journal, delete (the last two shared with the other jobs it finished
+# meanwhile)
 JOB_LIFE_MAX = 7
 
 
@@ -86,9 +86,8 @@ async def test_a_no_op_jobs_life_takes_few_round_trips(
     await worker.complete(job.id, claim.token, started=worker.started())
     await worker.flush_moves()  # what the worker does RELAY_DELAY_S after a complete
 
-    # a job number costs one more when the process's block is used up (see below)
-    names = [n for n in commands.names if n != "findAndModify:sys.counter"]
-    assert len(names) <= JOB_LIFE_MAX, commands.names
+    # the job number came from the process's block (reserved by the first enqueue)
+    assert len(commands.names) <= JOB_LIFE_MAX, commands.names
     await assert_completed_once(user, job.id)
 
 
@@ -99,8 +98,8 @@ async def test_a_lazy_enqueue_leaves_its_relayed_event_for_the_claim(
     await user.enqueue(DUMMY)  # a job number in the cache
     commands.names.clear()
     jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
-    assert [n for n in commands.names if n != "findAndModify:sys.counter"] == [
-        "insert", "insert"]  # the jobs, their events: nothing cleared
+    # the jobs, their events (numbers from the process's block): nothing cleared
+    assert commands.names == ["insert", "insert"]
     for job in jobs:
         assert await event_names(user, job.id) == ["enqueue_job"]
         doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
@@ -225,28 +224,6 @@ async def test_the_sweep_relays_a_dead_workers_outbox_once(
     assert names == ["enqueue_job", "request_start_job", "start_job", "progress_job"]
     doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
     assert doc["outbox"] == []
-
-
-def test_a_process_takes_job_numbers_one_by_one_until_it_is_busy() -> None:
-    blocks = NumberBlocks()
-    assert [blocks.next_size(1, now=10.0 + i * 0.5) for i in range(3)] == [1, 1, 1]
-    busy = [blocks.next_size(1, now=20.0 + i * 0.01) for i in range(BUSY_RESERVATIONS + 6)]
-    assert busy[:BUSY_RESERVATIONS - 1] == [1] * (BUSY_RESERVATIONS - 1)
-    assert busy[BUSY_RESERVATIONS - 1:] == [2, 4, 8, 16, 32, 64, 64]
-    assert blocks.next_size(5, now=30.0) == 5  # quiet again: what the batch needs
-    assert blocks.next_size(1, now=30.1) == 1
-
-
-async def test_numbers_stay_in_order_across_processes_enqueueing_now_and_then(
-        db_url: str, store: Store, config: Config) -> None:
-    """Two processes (two connections) enqueueing a few jobs each: no gaps."""
-    other = Store(db_url, timeout_s=10)
-    try:
-        first, second = Queue(store, config), Queue(other, config)
-        numbers = [(await q.enqueue(DUMMY)).number for q in (first, first, second, first)]
-    finally:
-        await other.close()
-    assert numbers == [1, 2, 3, 4]
 
 
 async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_delete(

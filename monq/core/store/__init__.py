@@ -204,6 +204,15 @@ class Store:
             await self.client.drop_database(self.db.name)
 
     async def close(self) -> None:
+        """Hand back the job numbers this process reserved and did not use (see
+        `monq.core.store.counters`; best effort: a failure leaves a gap), then close."""
+        if self.number_blocks is not None:
+            from monq.core.store.counters import CounterStore  # it imports this module
+
+            try:
+                await CounterStore(self).give_back_numbers()
+            except StoreError as exc:
+                log.debug("job numbers not handed back: %s", exc)
         await self.client.close()
 
     async def __aenter__(self) -> Store:

@@ -1,11 +1,14 @@
 """Queries on sys.counter: the job number sequence and cluster-wide parallel slots.
 
-``{_id: "job_number", n}``: the last job number handed out; a batch reserves a
-range with one ``$inc``. A process that enqueues fast reserves numbers in blocks
-(`NumberBlocks`): one ``$inc`` for many jobs. Numbers then stay unique and increase
-within each process, but two busy processes interleave their blocks, and a process
-that exits leaves the rest of its block unused (a gap); a process enqueueing now
-and then takes numbers one at a time.
+``{_id: "job_number", n}``: the last job number reserved. A process reserves
+numbers in blocks (`NumberBlocks`), one ``$inc`` for many jobs, and hands the
+unused rest of its last block back when its `Store` closes, if no process reserved
+after it (one conditional update: only while ``n`` still equals the end of that
+block). Numbers are unique and increase within each process; across processes
+they interleave by blocks (a job enqueued later elsewhere may carry a smaller
+number). A closed `Store` (a ``monq enqueue`` that ends, a server stopped cleanly)
+leaves no gap unless another process reserved after it; a killed one leaves the
+rest of its block unused.
 
 ``{_id: "parallel:<job name>", name, max, holders: [{job, at}]}``: the jobs of a
 name that hold one of its ``max_parallel`` slots. A slot is taken with one
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
 
@@ -30,23 +34,27 @@ from monq.core.store import Store, layout
 
 JOB_NUMBER = "job_number"
 UPSERT_TRIES = 5
-MAX_BLOCK = 64  # numbers a process reserves at once at most
+# A process's first block, and its blocks while it is quiet: one reservation in 16
+# enqueues (a job's life pays for one 1 time in 16), few enough numbers that a killed
+# process's gap and the interleaving across processes stay small.
+BLOCK = 16
+MAX_BLOCK = 64  # numbers a busy process reserves at once at most
 BUSY_RESERVATIONS = 8  # reservations within BUSY_WINDOW_S that make a process busy
 BUSY_WINDOW_S = 1.0
+GIVE_BACK_TIMEOUT_S = 2.0  # a close waits no longer for an unreachable server
 
 
 @dataclass
 class NumberBlocks:
     """The numbers this process reserved and has not handed out yet, ``[next, end)``;
-    one per `Store` (that is, per process and database). A process reserves one number
-    at a time (no gaps, numbers in the order of enqueueing across processes) until it
-    is busy, `BUSY_RESERVATIONS` reservations within `BUSY_WINDOW_S`; then its blocks
-    double up to `MAX_BLOCK`, and shrink back to one once it is quiet. Only a busy
-    process that exits leaves numbers unused."""
+    one per `Store` (that is, per process and database). A process reserves `BLOCK`
+    numbers at a time; once it is busy, `BUSY_RESERVATIONS` reservations within
+    `BUSY_WINDOW_S`, its blocks double up to `MAX_BLOCK`, and shrink back to `BLOCK`
+    once it is quiet. `CounterStore.give_back_numbers` hands the unused rest back."""
 
     next: int = 0
     end: int = 0
-    size: int = 1
+    size: int = BLOCK
     window_at: float = float("-inf")
     reservations: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -60,7 +68,7 @@ class NumberBlocks:
     def next_size(self, count: int, now: float) -> int:
         """How many numbers to reserve for `count` jobs at `now` (monotonic seconds)."""
         if now - self.window_at > BUSY_WINDOW_S:
-            self.window_at, self.reservations, self.size = now, 0, 1
+            self.window_at, self.reservations, self.size = now, 0, BLOCK
         self.reservations += 1
         if self.reservations >= BUSY_RESERVATIONS:
             self.size = min(MAX_BLOCK, self.size * 2)
@@ -86,6 +94,24 @@ class CounterStore:
             start = await self._reserve(size)
             blocks.next, blocks.end = start + count, start + size
             return start
+
+    async def give_back_numbers(self) -> None:
+        """Hand back the numbers this process reserved and did not use, if no process
+        reserved after it; `Store.close` calls it. Afterwards the process has none."""
+        blocks: NumberBlocks | None = self.store.number_blocks
+        if blocks is None:
+            return
+        async with blocks.lock:
+            unused, end = blocks.next, blocks.end
+            blocks.next = blocks.end = 0
+            if unused >= end:
+                return
+            # Only while n is still the end of this block: a process that reserved
+            # after it moved n on, and its numbers must stay above every later one.
+            with pymongo.timeout(GIVE_BACK_TIMEOUT_S):
+                async with self.store.errors():
+                    await self.counters.update_one({"_id": JOB_NUMBER, "n": end - 1},
+                                                   {"$set": {"n": unused - 1}})
 
     async def _reserve(self, count: int) -> int:
         """Reserve `count` job numbers in the database; the first of them."""
