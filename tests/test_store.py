@@ -27,6 +27,14 @@ async def test_indexes_are_created_idempotently(store: Store) -> None:
         assert info[index.name]["key"] == list(index.keys)
 
 
+async def test_retired_indexes_are_dropped(store: Store) -> None:
+    for collection, name in layout.RETIRED_INDEXES:
+        await store.collection(collection).create_index("created", name=name)
+    await store.ensure_indexes()
+    for collection, name in layout.RETIRED_INDEXES:
+        assert name not in await store.collection(collection).index_information()
+
+
 async def test_unreachable_server_fails_fast_with_masked_url() -> None:
     url = f"mongodb://user:pw@127.0.0.1:{free_port()}/monq"
     store = Store(url, timeout_s=1)

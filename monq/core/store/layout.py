@@ -32,7 +32,8 @@ sys.event
     ``{_id, name, channel, author, created, data, seq}``; ``seq`` is stamped at
     insertion (readers follow it, see `monq.core.store.events`). Queue events
     carry the job in ``data{_id, number, name, state, ...}``; indexes on
-    ``created``, ``data._id``, ``channel`` and ``seq``.
+    ``data._id``, ``channel`` and ``seq`` (``_id`` holds the time: ranges and
+    retention go by it).
 sys.history
     One document per second (and per minute / hour roll-up) in which the
     queue state changed, written by the summarizer: ``{resolution, created, total,
@@ -92,7 +93,12 @@ class Index:
 
 
 # Indexes of earlier versions that `Store.ensure_indexes` drops: (collection, name)
-RETIRED_INDEXES: tuple[tuple[str, str], ...] = ((SCHEDULE, "name"),)
+RETIRED_INDEXES: tuple[tuple[str, str], ...] = (
+    (SCHEDULE, "name"),
+    # sys.event by ``created``: no query asks for it (time ranges and retention go by
+    # ``_id``, which holds the event's time), and every event insert paid for it
+    (EVENT, "created"),
+)
 
 INDEXES: tuple[Index, ...] = (
     # The claim: waiting jobs by priority, then age; query_at is filtered from the keys.
@@ -120,7 +126,6 @@ INDEXES: tuple[Index, ...] = (
     # the journal's listings by priority and by enqueue time (by number: the unique index)
     Index(JOURNAL, (("priority", 1), ("_id", 1)), "priority"),
     Index(JOURNAL, (("enqueued.at", 1), ("_id", 1)), "enqueued"),
-    Index(EVENT, (("created", 1),), "created"),
     Index(EVENT, (("data._id", 1), ("_id", 1)), "job"),
     Index(EVENT, (("channel", 1), ("_id", 1)), "channel"),
     # readers follow sys.event in insertion order (`EventReader`), all channels or one
