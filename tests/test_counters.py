@@ -98,3 +98,18 @@ async def test_two_busy_processes_never_share_a_number(db_url: str, store: Store
     assert mine == sorted(mine) and theirs == sorted(theirs)  # increasing per process
     stored = await store.collection(layout.QUEUE).distinct("number")
     assert sorted(stored) == sorted(mine + theirs)
+
+
+async def test_a_forked_child_neither_uses_nor_hands_back_its_parents_block(
+        db_url: str, store: Store, config: Config) -> None:
+    parent = (await Queue(store, config).enqueue(DUMMY)).number
+    blocks = store.number_blocks
+    inherited = NumberBlocks(next=blocks.next, end=blocks.end, pid=blocks.pid + 1)
+    store.number_blocks = inherited  # as a child of a fork finds its parent's
+    child = (await Queue(store, config).enqueue(DUMMY)).number
+    assert child == parent + BLOCK  # a block of its own, above the parent's
+    assert store.number_blocks.next == child + 1
+    store.number_blocks.pid += 1  # a copy inherited by a fork hands nothing back
+    await CounterStore(store).give_back_numbers()
+    counter = await store.collection(layout.COUNTER).find_one({"_id": "job_number"})
+    assert counter["n"] == parent + 2 * BLOCK - 1

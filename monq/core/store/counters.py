@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,9 +56,20 @@ class NumberBlocks:
     next: int = 0
     end: int = 0
     size: int = BLOCK
+    # the process the block belongs to: a forked child inherits the object, and must
+    # neither hand out nor hand back its parent's numbers
+    pid: int = field(default_factory=os.getpid)
     window_at: float = float("-inf")
     reservations: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def mine(self) -> bool:
+        """Whether the block is this process's; a forked child's starts empty."""
+        if self.pid == os.getpid():
+            return True
+        self.next = self.end = 0
+        self.pid = os.getpid()
+        return False
 
     def take(self, count: int) -> int | None:
         if self.end - self.next < count:
@@ -87,6 +99,7 @@ class CounterStore:
             self.store.number_blocks = NumberBlocks()
         blocks: NumberBlocks = self.store.number_blocks
         async with blocks.lock:
+            blocks.mine()
             first = blocks.take(count)
             if first is not None:
                 return first
@@ -102,6 +115,8 @@ class CounterStore:
         if blocks is None:
             return
         async with blocks.lock:
+            if not blocks.mine():
+                return
             unused, end = blocks.next, blocks.end
             blocks.next = blocks.end = 0
             if unused >= end:
