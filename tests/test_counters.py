@@ -113,3 +113,13 @@ async def test_a_forked_child_neither_uses_nor_hands_back_its_parents_block(
     await CounterStore(store).give_back_numbers()
     counter = await store.collection(layout.COUNTER).find_one({"_id": "job_number"})
     assert counter["n"] == parent + 2 * BLOCK - 1
+
+
+async def test_numbers_start_again_after_the_database_is_dropped(
+        db_url: str, config: Config) -> None:
+    async with Store(db_url, timeout_s=10) as store, Store(db_url, timeout_s=10) as other:
+        await Queue(store, config).enqueue(DUMMY)
+        await store.drop_database()
+        again = (await Queue(store, config).enqueue(DUMMY)).number
+        theirs = (await Queue(other, config).enqueue(DUMMY)).number
+    assert (again, theirs) == (1, BLOCK + 1)  # nothing left of the dropped block

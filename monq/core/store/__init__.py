@@ -202,6 +202,7 @@ class Store:
     async def drop_database(self) -> None:
         with translate(self.url):
             await self.client.drop_database(self.db.name)
+        self.number_blocks = None  # the counter went with it: a reserved block is void
 
     async def close(self) -> None:
         """Hand back the job numbers this process reserved and did not use (see
