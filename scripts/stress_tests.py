@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,8 +76,11 @@ def background(workers: int, extra: list[str], log_dir: Path) -> Iterator[list[i
         nonlocal process
         while not stop:
             with open(log_dir / f"background-{len(codes) + 1}.log", "wb") as log:
+                # a session of its own: at the end the whole copy goes, its xdist
+                # workers and their database servers with it
                 process = subprocess.Popen(pytest_command(workers, extra, coverage=False),
-                                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
                 code = process.wait()
             if not stop:  # a copy stopped because we are done is no result
                 codes.append(code)
@@ -87,7 +92,12 @@ def background(workers: int, extra: list[str], log_dir: Path) -> Iterator[list[i
     finally:
         stop = True
         if process is not None and process.poll() is None:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(15)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # what the TERM left behind
         thread.join(60)
 
 

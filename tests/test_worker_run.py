@@ -135,16 +135,23 @@ async def test_release_when_the_worker_cannot_run_it(queue: Queue, start_worker)
     assert (await event_names(queue, job.id)).count("release_job") == 1
 
 
+# How long a job held back by what no change in sys.queue tells the end of (a pause,
+# full parallel slots) may wait once the hold is over, on a loaded machine: a worker
+# polls every poll_max_s while such jobs wait; one waiting for a change, 30 s.
+HELD_BACK_S = 15
+
+
 async def test_max_parallel_across_two_workers(queue: Queue, start_worker) -> None:
-    start_worker("--concurrency", "2")
-    start_worker("--concurrency", "2")
+    workers = [start_worker("--concurrency", "2"), start_worker("--concurrency", "2")]
+    for worker in workers:
+        await wait_started(worker)
     jobs = [await queue.enqueue("tests.jobtypes.LimitedSleepy", {"seconds": 0.4})
             for _ in range(3)]
     # a slot given back changes nothing in sys.queue: its worker claims again at
     # once and the other polls (every worker.poll_max_s, 1 s), not the 30 s an
     # idle worker waits for a change
     for job in jobs:
-        await wait_job(queue, job.id, "complete", timeout_s=10)
+        await wait_job(queue, job.id, "complete", timeout_s=HELD_BACK_S)
     spans = []
     for job in jobs:
         events = await queue.events(job.id)
@@ -196,7 +203,7 @@ async def test_maintenance_pauses_claims(queue: Queue, start_worker, store: Stor
     # no change in sys.queue tells of a resume: a worker that jobs wait for polls
     # (every worker.poll_max_s, 1 s), not the 30 s an idle worker waits for a change
     await queue.resume_name(DUMMY)
-    await wait_job(queue, job.id, "complete", timeout_s=10)
+    await wait_job(queue, job.id, "complete", timeout_s=HELD_BACK_S)
 
 
 async def test_a_job_held_by_maintenance_runs_soon_after_it_ends(
@@ -210,7 +217,7 @@ async def test_a_job_held_by_maintenance_runs_soon_after_it_ends(
     await queue.set_maintenance(False)
     # the end of a pause changes nothing in sys.queue: the worker polls while jobs
     # wait (every worker.poll_max_s, 1 s) instead of waiting 30 s for a change
-    await wait_job(queue, job.id, "complete", timeout_s=10)
+    await wait_job(queue, job.id, "complete", timeout_s=HELD_BACK_S)
 
 
 async def test_graceful_shutdown_lets_jobs_finish(queue: Queue, start_worker) -> None:
