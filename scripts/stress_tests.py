@@ -92,12 +92,15 @@ def background(workers: int, extra: list[str], log_dir: Path) -> Iterator[list[i
     finally:
         stop = True
         if process is not None and process.poll() is None:
+            # Ctrl-C, as a terminal sends it to the whole group: the xdist workers
+            # run their teardown, which stops the database servers they started (in
+            # sessions of their own, out of this group's reach); a SIGTERM left them
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(15)
+                process.wait(60)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # what the TERM left behind
+                os.killpg(process.pid, signal.SIGKILL)  # what the Ctrl-C left behind
         thread.join(60)
 
 
