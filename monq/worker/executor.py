@@ -27,6 +27,7 @@ log = logging.getLogger("monq.worker")
 
 START_TIMEOUT_S = 60.0
 _context = multiprocessing.get_context("spawn")
+_SCRIPTS = Path(sysconfig.get_path("scripts")).resolve()  # where console scripts live
 
 
 @contextlib.contextmanager
@@ -49,9 +50,6 @@ def _console_script_hidden() -> Iterator[None]:
         yield
     finally:
         main.__file__ = path
-
-
-_SCRIPTS = Path(sysconfig.get_path("scripts")).resolve()
 
 
 class ExecutorDied(Exception):
