@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from monq.core.store import Store, layout
+from monq.core.config import Config
+from monq.core.embedded import EmbeddedServer, free_port
+from monq.core.store import Store, layout, with_database
 from monq.queue.queue import Queue
 from monq.queue.states import State
 from tests.queue_fixtures import DUMMY, event_names
@@ -34,6 +36,26 @@ async def test_jobs_complete_with_progress_and_logs(queue: Queue, start_worker) 
     assert lines[0]["message"] == "line 1 of 250"
     assert [ln["message"] for ln in lines[-2:]] == ["hello from stdout", "hello from stderr"]
     assert lines[-1]["level"] == "WARNING"
+
+
+async def test_a_worker_on_a_server_without_change_streams_polls(start_worker) -> None:
+    """A standalone server has no change streams: the worker keeps running, and its
+    poll finds the work they would have told it of."""
+    server = EmbeddedServer("127.0.0.1", free_port(), ":memory:", standalone=True)
+    await asyncio.to_thread(server.start)
+    store = Store(with_database(server.url, "standalone"), timeout_s=10)
+    try:
+        assert not await store.supports_change_streams()
+        queue = Queue(store, Config())
+        worker = start_worker(MONQ_MONGODB_URL=store.url)
+        await asyncio.sleep(1.0)  # past its start: work found later is the poll's
+        jobs = [await queue.enqueue("monq.jobs.bench.NoopJob") for _ in range(3)]
+        for job in jobs:
+            await wait_job(queue, job.id, "complete")
+        assert worker.poll() is None
+    finally:
+        await store.close()
+        await asyncio.to_thread(server.stop)
 
 
 async def test_retries_with_backoff_then_success(queue: Queue, start_worker) -> None:

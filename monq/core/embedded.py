@@ -112,7 +112,10 @@ class EmbeddedServer:
     """One SecantusDB child process; `start` waits until it answers."""
 
     def __init__(self, host: str, port: int, data_path: str | Path,
-                 log_path: str | Path | None = None) -> None:
+                 log_path: str | Path | None = None, *, standalone: bool = False) -> None:
+        """`standalone`: answer as a standalone server does, without change streams
+        (a replica set of one by default)."""
+        self.standalone = standalone
         self.host = "127.0.0.1" if host == "localhost" else host.strip("[]")
         self.port = port
         self.data_path = str(data_path)
@@ -134,7 +137,8 @@ class EmbeddedServer:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "secantus", "--host", self.host, "--port",
-                 str(self.port), "--storage-path", self.data_path, "--log-level", "WARNING"],
+                 str(self.port), "--storage-path", self.data_path, "--log-level", "WARNING",
+                 *(["--standalone"] if self.standalone else [])],
                 stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                 start_new_session=True)  # Ctrl-C reaches monq, which stops it in order
         finally:

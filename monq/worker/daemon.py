@@ -55,6 +55,7 @@ REPORT_RETRY_MAX_S = 1.0
 START_FOLD_S = 0.05
 IDLE_WAIT_MAX_S = 30.0  # watching changes, an idle worker claims again this often at least
 SWEEP_LEASE = "sweeper"
+WATCH_RETRY_S = 5.0  # how soon to ask again whether the server has change streams
 
 
 @dataclass
@@ -553,12 +554,21 @@ class Worker:
         return self._sweep_wait_s
 
     async def _watch_loop(self, stop: asyncio.Event) -> None:
-        """Wake the claim loop on new work; without change streams the poll does it."""
-        with contextlib.suppress(Error):  # unknown now: the poll covers it
-            if not await self.store.supports_change_streams():
+        """Wake the claim loop on new work; without change streams (a standalone
+        server) the poll does it. Either way this loop lasts until `stop`: the
+        worker stops when any of its loops ends."""
+        while not stop.is_set():
+            try:
+                supported = await self.store.supports_change_streams()
+            except Error:  # unknown for now: the poll covers it meanwhile
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), WATCH_RETRY_S)
+                continue
+            if not supported:
+                await stop.wait()
                 return
-        await periodic("the worker's change stream", self._watch_changes, stop,
-                       interval_s=1.0, backoff_max_s=LOOP_BACKOFF_MAX_S, logger=log)
+            await periodic("the worker's change stream", self._watch_changes, stop,
+                           interval_s=1.0, backoff_max_s=LOOP_BACKOFF_MAX_S, logger=log)
 
     async def _watch_changes(self) -> float:
         try:
