@@ -4,6 +4,7 @@ behind, repaired by the sweep after a crash."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,9 +25,21 @@ from tests.queue_fixtures import DUMMY, WORKER, event_names
 # enqueue: insert, relay (its job number from the process's block, see
 # tests/test_counters.py; the relayed event is left in the outbox for the claim to
 # drop); the worker: claim, complete (with the start folded in), one relay of all its
-# events, journal, delete (the last two shared with the other jobs it finished
+# events, journal, delete (the last four shared with the other jobs it finished
 # meanwhile)
 JOB_LIFE_MAX = 7
+
+
+async def complete_and_flush(worker: Queue, *claims: Any) -> None:
+    """Complete the claimed jobs (their starts folded in) as a worker does: each
+    complete waits for the next write of events and moves, which this one is (the
+    worker's comes `relay_delay_s` after the first complete)."""
+    tasks = [asyncio.create_task(worker.complete(c.job.id, c.token, started=worker.started()))
+             for c in claims]
+    await asyncio.sleep(0)  # each waits for the write now
+    await worker.flush_moves()
+    for task in tasks:
+        assert (await task).state == "complete"
 
 
 class Commands(monitoring.CommandListener):
@@ -76,15 +89,13 @@ async def test_a_no_op_jobs_life_takes_few_round_trips(
         await user.enqueue(DUMMY)
         first = await worker.claim(WORKER)
         assert first is not None
-        await worker.complete(first.job.id, first.token, started=worker.started())
-        await worker.flush_moves()
+        await complete_and_flush(worker, first)
     commands.names.clear()
 
     job = await user.enqueue(DUMMY)
     claim = await worker.claim(WORKER)
     assert claim is not None and claim.job.id == job.id
-    await worker.complete(job.id, claim.token, started=worker.started())
-    await worker.flush_moves()  # what the worker does RELAY_DELAY_S after a complete
+    await complete_and_flush(worker, claim)
 
     # the job number came from the process's block (reserved by the first enqueue)
     assert len(commands.names) <= JOB_LIFE_MAX, commands.names
@@ -226,7 +237,7 @@ async def test_the_sweep_relays_a_dead_workers_outbox_once(
     assert doc["outbox"] == []
 
 
-async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_delete(
+async def test_jobs_finished_together_go_out_in_one_complete_relay_journal_write_delete(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted
     user = Queue(store, config, author="alice", lazy_enqueue=True)
@@ -234,14 +245,35 @@ async def test_jobs_finished_together_go_out_in_one_relay_one_journal_write_one_
     jobs = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
     claims = [await worker.claim(WORKER) for _ in jobs]
     commands.names.clear()
-    for claim in claims:
-        assert claim is not None
-        await worker.complete(claim.job.id, claim.token, started=worker.started())
-    assert commands.names == ["findAndModify"] * 3  # the completes; nothing relayed yet
-    await worker.flush_moves()
-    assert commands.names[3:] == ["insert", "update", "delete"]
+    await complete_and_flush(worker, *claims)
+    # one bulk of the three completes, one insert of their events, one journal
+    # write, one delete
+    assert commands.names == ["update", "insert", "update", "delete"]
     for job in jobs:
         await assert_completed_once(user, job.id)
+        assert (await user.get(job.id)).runtime is not None
+
+
+async def test_a_complete_another_writer_changed_the_job_for_is_written_alone(
+        queue: Queue, store: Store, config: Config) -> None:
+    """A kill asked for while the job ran (its event relayed by whoever asked, or left
+    in the outbox by one that died before relaying it): the batched complete misses,
+    and the complete is written by itself, which returns the job as it is: the
+    event left behind goes out with the job's."""
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
+    jobs = await queue.enqueue_many([EnqueueRequest(DUMMY) for _ in range(2)])
+    claims = [await worker.claim(WORKER) for _ in jobs]
+    assert claims[0] is not None and claims[1] is not None
+    # a user asked to kill the first and died before relaying the event
+    await queue.jobs.transition(
+        claims[0].job.id, sources=["running"],
+        event=queue.ctx.event(Action.REQUEST_KILL, datetime.now(UTC)),
+        set_fields={"killed_at": datetime.now(UTC)})
+    await complete_and_flush(worker, *claims)
+    await worker.flush_moves()
+    assert await event_names(queue, jobs[0].id) == [
+        "enqueue_job", "request_start_job", "request_kill_job", "start_job", "complete_job"]
+    await assert_completed_once(queue, jobs[1].id)
 
 
 async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(

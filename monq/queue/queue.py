@@ -83,6 +83,7 @@ class Queue:
         self.mark_killed = workers.mark_killed
         self.mark_removed = workers.mark_removed
         self.flag_nonstop = workers.flag_nonstop
+        self.forget = workers.forget
         self.append_logs = workers.append_logs
         self.sweep = Sweeper(self.ctx, finisher).sweep
         self.flush_events = self.ctx.flush

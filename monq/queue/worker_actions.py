@@ -8,6 +8,7 @@ whose lease is gone (the sweep gave its job to another) matches nothing and gets
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import secrets
@@ -19,7 +20,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from monq.core.errors import DatabaseUnavailable, LeaseLost
+from monq.core.errors import DatabaseUnavailable, Error, LeaseLost
+from monq.core.store.jobs import HeldWrite
 from monq.queue.context import QueueContext, seconds_between
 from monq.queue.finishing import Finisher
 from monq.queue.model import JobRecord
@@ -81,6 +83,26 @@ def retry_delay_s(doc: dict[str, Any]) -> float:
     return delay + (random.uniform(0, jitter) if jitter else 0.0)
 
 
+def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
+    """What ``$set`` of `path` (dotted: into embedded documents) does to `doc`."""
+    *parents, last = path.split(".")
+    for key in parents:
+        child = doc.get(key)
+        doc[key] = child = dict(child) if isinstance(child, dict) else {}
+        doc = child
+    doc[last] = value
+
+
+@dataclass
+class _Completing:
+    """A complete waiting to be written with others (`WorkerActions.complete`)."""
+
+    write: HeldWrite
+    event: dict[str, Any]  # the complete's own
+    after: dict[str, Any]  # the job after it, as its writer knows it
+    done: asyncio.Future[dict[str, Any] | None]
+
+
 class WorkerActions:
     def __init__(self, ctx: QueueContext, finisher: Finisher) -> None:
         self.ctx = ctx
@@ -88,6 +110,24 @@ class WorkerActions:
         self._full: list[str] = []
         self._full_checked = -FULL_NAMES_TTL_S
         self._slots_given = 0  # the finisher's count when `_full` was read
+        # lazy_outbox: the jobs this process holds, as its last write left them (the
+        # document that write returned), the completes waiting for the write under
+        # way (`_complete_soon`), and the task that writes them; a stopping worker's
+        # `QueueContext.flush_moves` writes what waits first
+        self._held: dict[ObjectId, dict[str, Any]] = {}
+        self._completing: dict[ObjectId, _Completing] = {}
+        self._completer: asyncio.Task[None] | None = None
+        if ctx.lazy_outbox:
+            ctx.flush_first(lambda: len(self._completing), self._write_completes)
+
+    def _saw(self, doc: dict[str, Any]) -> None:
+        """Keep the job as this process's write left it (lazy_outbox)."""
+        if self.ctx.lazy_outbox:
+            self._held[doc["_id"]] = doc
+
+    def forget(self, job_id: ObjectId) -> None:
+        """The job is no longer this process's (its outcome written, its lease lost)."""
+        self._held.pop(job_id, None)
 
     # Claiming -----------------------------------------------------------------
     async def claim(self, worker: WorkerRef, *, pool: str = "default",
@@ -181,6 +221,7 @@ class WorkerActions:
             # the event, and the sweep relays it
             log.warning("job #%s: relaying its claim failed (%s); the sweep will",
                         doc["number"], exc, extra={"action": "relay_deferred"})
+        self._saw(doc)
         if doc.get("max_parallel") and not await self.ctx.counters.take_slot(
                 doc["name"], doc["max_parallel"], doc["_id"], now):
             await self.release(doc["_id"], token, "max parallel reached")
@@ -216,10 +257,12 @@ class WorkerActions:
                      event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         doc = await self.ctx.write(action, job_id, event, token=token, **kwargs)
         if doc is None:
+            self.forget(job_id)
             current = await self.ctx.jobs.get(job_id)
             state = current["state"] if current else "gone"
             raise LeaseLost(f"job {job_id}: {action} refused, the lease is lost "
                             f"(the job is {state})")
+        self._saw(doc)
         return doc
 
     async def _leased(self, job_id: ObjectId, token: str, action: Action) -> dict[str, Any]:
@@ -241,6 +284,7 @@ class WorkerActions:
                                 f"(the job is {current.get('state')})")
             stop = Action.MARK_KILLED if current.get("killed_at") else Action.MARK_REMOVED
             return await self._end(stop, job_id, token)
+        self.forget(job_id)
         await self.ctx.relay(doc, leaving=True)
         await self.finisher.give_slot(doc)
         return doc
@@ -252,6 +296,7 @@ class WorkerActions:
         now = self.ctx.clock()
         doc = await self._write(action, job_id, token, event or self.ctx.event(action, now),
                                 set_fields={"finished_at": now, **(set_fields or {})})
+        self.forget(job_id)
         await self.finisher.finish(doc)
         return doc
 
@@ -315,12 +360,88 @@ class WorkerActions:
         else:
             fields["progress.value"] = 1.0
         event = self.ctx.event(Action.COMPLETE, now)
-        doc = await self._write(Action.COMPLETE, job_id, token, event, set_fields=fields,
-                                more_events=before)
+        doc = await self._complete_soon(job_id, token, event, fields, before)
+        if doc is None:
+            doc = await self._write(Action.COMPLETE, job_id, token, event,
+                                    set_fields=fields, more_events=before)
+            self.forget(job_id)
+            await self._finish_complete(doc, event, now)
+        return JobRecord.from_document(doc)
+
+    async def _finish_complete(self, doc: dict[str, Any], event: dict[str, Any],
+                               now: datetime) -> None:
         if isinstance(doc.get("started_at"), datetime):
             annotate(doc, event["_id"], runtime_s=seconds_between(doc["started_at"], now))
         await self.finisher.finish(doc)
-        return JobRecord.from_document(doc)
+
+    async def _complete_soon(self, job_id: ObjectId, token: str, event: dict[str, Any],
+                             fields: dict[str, Any], before: list[dict[str, Any]]
+                             ) -> dict[str, Any] | None:
+        """With ``lazy_outbox``, a job that nothing else waits for (no chain, no
+        dependents, no parallel slot) completes at once, in one bulk of updates with
+        the other jobs of this process that complete while that write is under way
+        (a group commit: no wait when there is nothing to wait for); their events
+        and moves then go out with the next write of events and moves. The job
+        after it; None when this process does not know the job as it is (another
+        writer changed it), for a write of its own."""
+        held = self._held.get(job_id)
+        if (held is None or held.get("state") != State.RUNNING
+                or (held.get("locked") or {}).get("token") != token
+                or held.get("chain") or held.get("has_dependents") or held.get("max_parallel")):
+            return None
+        events = sorted([*before, event], key=lambda e: e["_id"])
+        drop = self.ctx.relayed.pop(job_id, [])
+        set_fields = {**fields, "state": str(TRANSITIONS[Action.COMPLETE].target)}
+        after = dict(held)
+        for path, value in set_fields.items():
+            _set_path(after, path, value)
+        after["outbox"] = [e for e in held.get("outbox") or [] if e["_id"] not in drop]
+        after["outbox"].extend(events)
+        write = HeldWrite(job_id, token, [e["_id"] for e in held.get("outbox") or []],
+                          set_fields, events, drop)
+        done: asyncio.Future[dict[str, Any] | None] = \
+            asyncio.get_running_loop().create_future()
+        self._completing[job_id] = _Completing(write, event, after, done)
+        if self._completer is None or self._completer.done():
+            self._completer = asyncio.get_running_loop().create_task(self._complete_all())
+        try:
+            return await asyncio.shield(done)
+        except BaseException:
+            self.ctx.relayed.setdefault(job_id, []).extend(drop)  # dropped or not: unknown
+            raise
+
+    async def _complete_all(self) -> None:
+        await asyncio.sleep(0)  # the completes of this turn of the loop join
+        while self._completing:
+            await self._write_completes()
+
+    async def _write_completes(self) -> None:
+        """Write the completes waiting (`_complete_soon`) in one bulk, and finish the
+        jobs written: their events and moves join the write under way. A failure
+        goes to each complete's writer, which tries again."""
+        batch, self._completing = self._completing, {}
+        if not batch:
+            return
+        transition = TRANSITIONS[Action.COMPLETE]
+        try:
+            written = await self.ctx.jobs.transition_unchanged(
+                [c.write for c in batch.values()],
+                sources=[str(s) for s in transition.sources], requires=transition.requires)
+        except Error as exc:
+            for c in batch.values():
+                if not c.done.done():
+                    c.done.set_exception(exc)
+            return
+        for job_id, c in batch.items():
+            if job_id not in written:
+                self.ctx.relayed.setdefault(job_id, []).extend(c.write.drop)
+                if not c.done.done():
+                    c.done.set_result(None)
+                continue
+            self.forget(job_id)
+            await self._finish_complete(c.after, c.event, c.after["finished_at"])
+            if not c.done.done():
+                c.done.set_result(c.after)
 
     async def fail(self, job_id: ObjectId, token: str, error: str, *,
                    at_start: bool = False) -> JobRecord:
@@ -381,6 +502,8 @@ class WorkerActions:
                                    set_fields={"wall_at": now})
         if doc is None:
             return None
+        if job_id in self._held:
+            self._saw(doc)
         await self.ctx.relay(doc)
         return JobRecord.from_document(doc)
 
