@@ -21,6 +21,7 @@ shorter than the lease (``queue.zombie_time_s``) changes no job's outcome.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -46,6 +47,7 @@ from monq.worker.executor import Executor, ExecutorDied, ExecutorPool
 log = logging.getLogger("monq.worker")
 
 LEASE_CHECK_S = 0.25
+STREAM_READ_S = 0.02  # a busy worker reads its change stream this long, then pauses
 PROGRESS_WRITE_S = 1.0
 MAINTENANCE_TTL_S = 1.0
 RELEASE_EXCLUDE_S = 30.0
@@ -54,6 +56,13 @@ REPORT_RETRY_MIN_S = 0.25
 REPORT_RETRY_MAX_S = 1.0
 START_FOLD_S = 0.05
 IDLE_WAIT_MAX_S = 30.0  # watching changes, an idle worker claims again this often at least
+# Claiming ahead, under a backlog: jobs claimed beyond the free slots wait in the
+# worker for one, at most AHEAD_PER_SLOT a slot, and only as many as its recent jobs
+# run through in AHEAD_WAIT_S (none for jobs that run longer): a job claimed ahead
+# waits that long at most, where a claim per free slot costs a query per job
+AHEAD_PER_SLOT = 4
+AHEAD_WAIT_S = 0.1
+RUNTIME_WEIGHT = 0.2  # of the last job, in the running mean of run times
 SWEEP_LEASE = "sweeper"
 WATCH_RETRY_S = 5.0  # how soon to ask again whether the server has change streams
 
@@ -61,13 +70,14 @@ WATCH_RETRY_S = 5.0  # how soon to ask again whether the server has change strea
 @dataclass
 class RunningJob:
     claim: Claim
-    executor: Executor
+    executor: Executor | None = None  # None: claimed ahead, not started yet
     started: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None  # kill, remove, lost, shutdown, wall
     progress: tuple[float, str | None, dict[str, Any]] | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
     wall_flagged: bool = False
     done: bool = False  # its process has answered: it is no longer ours to stop
+    freed: bool = False  # ended, its outcome written: its slot is free for another job
     beat_at: float = field(default_factory=time.monotonic)  # last heartbeat that took
     # its start, until written: a job that ends within START_FOLD_S has its start
     # written in its complete (one write less)
@@ -104,6 +114,10 @@ class Worker:
         self.workers = WorkerStore(store)
         self.executors = ExecutorPool(self.concurrency)
         self.running: dict[ObjectId, RunningJob] = {}
+        # claimed ahead of a free slot (also in `running`: their leases are renewed)
+        self.ahead: collections.deque[RunningJob] = collections.deque()
+        self._backlog = False  # the last claim took all it asked for: more may wait
+        self._run_s: float | None = None  # the running mean of this worker's run times
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         # what woke the claim loop: changes seen in sys.queue, with how many jobs they
@@ -187,14 +201,17 @@ class Worker:
 
     async def _shutdown(self, *, at_once: bool = False) -> None:
         self.stopping = True
+        for job in list(self.ahead):  # not started: others may run them at once
+            await self._stop(job, "shutdown")
         grace = 0.0 if at_once else self.config.worker.shutdown_grace_s
         if self.tasks and grace:
             log.info("waiting up to %.0fs for %d running jobs", grace, len(self.tasks),
                      extra={"action": "worker_draining"})
             await asyncio.wait(self.tasks, timeout=grace)
         for job in list(self.running.values()):
-            job.stop_reason = "shutdown"
-            await job.executor.kill(self.config.worker.kill_grace_s)
+            if job.done:  # its outcome is on its way; its executor may serve another
+                continue
+            await self._stop(job, "shutdown")
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=10)
         with contextlib.suppress(Error):  # else the sweep does it
@@ -244,7 +261,7 @@ class Worker:
                 self._due_at = await self.queue.next_due(self.pool_name)
             elif self._due_at is not None and self._due_at <= datetime.now(UTC):
                 self._due_at = None  # claimed since: what comes later, changes tell
-            wait_s = (self._until_due(wait_s) if len(self.running) < self.concurrency
+            wait_s = (self._until_due(wait_s) if self._busy() < self.concurrency
                       else IDLE_WAIT_MAX_S)
         if not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
@@ -264,40 +281,92 @@ class Worker:
         as many at once as slots are free (`Queue.claim_many`)."""
         claimed = 0
         self._found_none = self._held_back = False
-        while (len(self.running) < self.concurrency and not self.stop_event.is_set()
-               and (limit is None or claimed < limit)):
+        while not self.stop_event.is_set() and self._wanted(limit, claimed) > 0:
             maintenance = await self.maintenance()
             if maintenance.global_pause:
                 self._found_none = self._held_back = True
                 break
             now = time.monotonic()
             self.released = {n: t for n, t in self.released.items() if t > now}
-            wanted = self.concurrency - len(self.running)
-            if limit is not None:
-                wanted = min(wanted, limit - claimed)
+            wanted = self._wanted(limit, claimed)
             excluded = maintenance.paused_names | set(self.released)
             claims = await self.queue.claim_many(
                 self.ref, wanted, pool=self.pool_name, tags=self.tags,
                 exclude_names=sorted(excluded))
             if not claims:
-                self._maybe_more = False
+                self._maybe_more = self._backlog = False
                 self._found_none = True
                 self._held_back = bool(excluded) or self.queue.parallel_full()
                 break
+            self._backlog = len(claims) >= wanted
             for claim in claims:
-                executor = await self.executors.acquire()
-                job = RunningJob(claim, executor)
+                job = RunningJob(claim)
                 self.running[job.id] = job
-                task = asyncio.create_task(self._execute(job),
-                                           name=f"job-{claim.job.number}")
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                self.ahead.append(job)
+            self._launch()
             claimed += len(claims)
-        if len(self.running) >= self.concurrency:
+        if self._busy() >= self.concurrency:
             self._maybe_more = True
         return claimed
 
-    # Running ------------------------------------------------------------------
+    def _busy(self) -> int:
+        """Slots taken: by jobs not ended yet (their outcome written), and by those
+        claimed ahead."""
+        return sum(1 for job in self.running.values() if not job.freed)
+
+    def _in_slots(self) -> int:
+        """Jobs started and not ended."""
+        return sum(1 for job in self.running.values()
+                   if job.executor is not None and not job.freed)
+
+    def _wanted(self, limit: int | None, claimed: int) -> int:
+        """How many jobs to claim now: one per free slot, and under a backlog (the
+        last claim took all it asked for) as many ahead as `_ahead_size` allows;
+        none while any slot is busy or jobs claimed ahead wait."""
+        free = self.concurrency - self._busy()
+        if free <= 0:
+            return 0
+        wanted = free + (self._ahead_size() if self._backlog else 0)
+        return wanted if limit is None else min(wanted, limit - claimed)
+
+    def _ahead_size(self) -> int:
+        """How many jobs to claim ahead of free slots: as many as the slots run
+        through in `AHEAD_WAIT_S` by the recent run times, at most `AHEAD_PER_SLOT`
+        a slot (none before this worker ran a job)."""
+        if self._run_s is None:
+            return 0
+        per_slot = int(AHEAD_WAIT_S / max(self._run_s, 1e-3))
+        return min(AHEAD_PER_SLOT, per_slot) * self.concurrency
+
+    def _launch(self) -> None:
+        """Start jobs claimed ahead while a slot is free: one whose job has ended,
+        its outcome written (a job may run only once its outcome is safe, so that a
+        worker killed re-runs no more jobs than it has slots)."""
+        while self.ahead and self._in_slots() < self.concurrency:
+            executor = self.executors.try_acquire()
+            if executor is None:
+                return
+            job = self.ahead.popleft()
+            job.executor, job.started = executor, time.monotonic()
+            self._spawn(job)
+
+    def _spawn(self, job: RunningJob) -> None:
+        task = asyncio.create_task(self._execute(job), name=f"job-{job.claim.job.number}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _free(self, job: RunningJob) -> None:
+        """Free the job's slot for another, once it ended (its outcome written):
+        start a job claimed ahead, or wake the claim loop, unless a change stream
+        tells of new work and the last claim left none; a job with a parallel limit
+        wakes it anyway (its parallel slot given back: another job of its name may
+        run)."""
+        job.freed = True
+        self._launch()  # (an executor that died is replaced by now)
+        if (not self.ahead and (self._maybe_more or not self.watching)) \
+                or job.claim.job.max_parallel:
+            self._wake()
+
     async def _execute(self, job: RunningJob) -> None:
         record = job.claim.job
         flusher = asyncio.create_task(self._flush_loop(job))
@@ -305,20 +374,23 @@ class Worker:
         try:
             spec = {"id": record.id, "number": record.number, "name": record.name,
                     "args": record.args, "attempt": record.attempt}
+            outcome: tuple[Any, ...] = ("unstarted",)  # stopped while claimed ahead
             try:
                 async def started(at: datetime) -> None:
                     self._started(job, at)
 
-                outcome: tuple[Any, ...] = await job.executor.run(spec, job.on_message,
-                                                                  started)
-                job.done = True  # before the executor serves another job
-                self.executors.release(job.executor)
+                if job.executor is not None:
+                    outcome = await job.executor.run(spec, job.on_message, started)
+                    job.done = True  # before the executor serves another job
+                    self._ran(time.monotonic() - job.started)
+                    self.executors.release(job.executor)
             except ExecutorDied as died:
                 dead = job.executor  # replaced after the outcome is reported
                 outcome = ("died", str(died))
             except BaseException:
                 # the process may be mid-job: it cannot serve another one
-                await job.executor.kill(self.config.worker.kill_grace_s)
+                if job.executor is not None:
+                    await job.executor.kill(self.config.worker.kill_grace_s)
                 dead = job.executor
                 raise
             flusher.cancel()
@@ -335,10 +407,14 @@ class Worker:
             if job.start_writer is not None and not job.start_writing:
                 job.start_writer.cancel()
             self.running.pop(job.id, None)
+            self.queue.forget(job.id)
             if dead is not None:
                 await self.executors.discard(dead, replace=not self.stopping)
-            if self._maybe_more or not self.watching or record.max_parallel:
-                self._wake()  # (a slot given back: another job of the name may run)
+            self._free(job)
+
+    def _ran(self, run_s: float) -> None:
+        self._run_s = run_s if self._run_s is None else (
+            (1 - RUNTIME_WEIGHT) * self._run_s + RUNTIME_WEIGHT * run_s)
 
     async def _report_until_written(self, job: RunningJob, outcome: tuple[Any, ...]) -> None:
         """Write the job's last logs and its outcome; while the database does not
@@ -518,6 +594,11 @@ class Worker:
         if job.done:
             return
         job.stop_reason = reason
+        if job.executor is None:  # claimed ahead: it never starts
+            if job in self.ahead:
+                self.ahead.remove(job)
+                self._spawn(job)
+            return
         log.info("stopping job #%s (%s)", job.claim.job.number, reason,
                  extra={"action": "job_stopping", "reason": reason})
         await job.executor.kill(self.config.worker.kill_grace_s)
@@ -525,7 +606,8 @@ class Worker:
     async def _check_wall_times(self) -> None:
         for job in list(self.running.values()):
             wall = job.claim.job.options.get("wall_time_s")
-            if not wall or job.wall_flagged or time.monotonic() - job.started < wall:
+            if (not wall or job.executor is None or job.wall_flagged
+                    or time.monotonic() - job.started < wall):
                 continue
             job.wall_flagged = True
             await self.queue.flag_nonstop(job.id)
@@ -582,17 +664,24 @@ class Worker:
     async def _follow(self, stream: Any) -> None:
         """Wake the claim loop on the changes that give this worker work, and stop
         its jobs whose kill or removal was asked for. A worker with every slot busy
-        needs the stream only for those requests (a freed slot claims anyway): it
-        reads it at most every `LEASE_CHECK_S`, the news of that time in one batch,
-        rather than a ``getMore`` per change (a flood of inserts while it works)."""
+        needs the stream only for those requests (a freed slot claims anyway), and
+        so does one draining a backlog (it claims again as soon as a slot is free):
+        such a worker reads it every `LEASE_CHECK_S` for `STREAM_READ_S`, the news
+        of that time in a batch or two, rather than a ``getMore`` per change (a
+        flood of inserts while it works, or its own writes on a server that answers
+        a waiting ``getMore`` on any write)."""
         self._wake()  # a new stream: what happened before it is not known
+        read_until = 0.0
         while True:
+            if (self._busy() >= self.concurrency or self._backlog) \
+                    and time.monotonic() >= read_until:
+                await asyncio.sleep(LEASE_CHECK_S)
+                read_until = time.monotonic() + STREAM_READ_S
             change = await stream.try_next()
             if change is None:  # nothing new within the server's wait
                 if not stream.alive:
                     return
-                if len(self.running) >= self.concurrency:
-                    await asyncio.sleep(LEASE_CHECK_S)
+                read_until = 0.0  # read up
                 continue
             key = change.get("documentKey", {}).get("_id")
             fields = change.get("updateDescription", {}).get("updatedFields", {})

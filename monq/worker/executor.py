@@ -164,6 +164,13 @@ class ExecutorPool:
     async def acquire(self) -> Executor:
         return await self.idle.get()
 
+    def try_acquire(self) -> Executor | None:
+        """An idle executor, or None (without waiting)."""
+        try:
+            return self.idle.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
     def release(self, executor: Executor) -> None:
         self.idle.put_nowait(executor)
 
