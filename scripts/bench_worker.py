@@ -16,7 +16,11 @@ lets through, or after ``maxAwaitTimeMS``). With one worker it also counts the
 commands an idle worker sends per second, from ``--idle-warmup-s`` after its start
 (its start-up sweeps have backed off by then) over ``--idle-s`` seconds. The raw
 baseline is a bare claim (``find_one_and_update``) and complete (``update_one``)
-loop on the same kind of server; ``ratio`` is jobs/s over it.
+loop on the same kind of server; ``ratio`` is jobs/s over it. A second baseline,
+``raw_queue_per_s``, runs the same bare loop on monq's own sys.queue: the jobs as
+monq enqueues them, with its indexes (``ratio_to_raw_queue``). The two differ by
+what the server pays per document and index, which on the embedded server is
+most of a write's cost; the gap between the second and monq is monq's own.
 
 Worker counts are compared on equal terms: without --url, each worker count (and
 the baseline) gets a fresh embedded SecantusDB, so none runs on a server aged by
@@ -57,7 +61,7 @@ from monq.core.command_count import ENV as COUNT_ENV
 from monq.core.command_count import FLUSH_S, read_counts
 from monq.core.config import Config
 from monq.core.embedded import server_for
-from monq.core.store import Store, with_database
+from monq.core.store import Store, layout, with_database
 from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.queue import Queue
 from monq.worker.executor import ExecutorPool
@@ -79,11 +83,17 @@ def fresh_database(url: str | None, name: str) -> Iterator[str]:
         yield with_database(server, f"{name}_{uuid.uuid4().hex[:8]}")
 
 
-def raw_rate(url: str, jobs: int) -> float:
+def raw_rate(url: str, jobs: int, *, on_queue: bool = False) -> float:
+    """Bare claims and completes a second, on a collection of bare documents with
+    one index, or (`on_queue`) on monq's sys.queue with its jobs and indexes."""
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url)
-    coll = client.get_default_database()["raw"]
-    coll.create_index([("state", 1), ("priority", -1), ("_id", 1)])
-    coll.insert_many([{"state": "pending", "priority": 0} for _ in range(jobs)])
+    if on_queue:
+        asyncio.run(enqueue(url, jobs, indexes=True))
+        coll = client.get_default_database()[layout.QUEUE]
+    else:
+        coll = client.get_default_database()["raw"]
+        coll.create_index([("state", 1), ("priority", -1), ("_id", 1)])
+        coll.insert_many([{"state": "pending", "priority": 0} for _ in range(jobs)])
     started = time.perf_counter()
     for _ in range(jobs):
         doc = coll.find_one_and_update({"state": "pending"}, {"$set": {"state": "running"}},
@@ -97,9 +107,13 @@ def raw_rate(url: str, jobs: int) -> float:
     return rate
 
 
-async def enqueue(url: str, jobs: int, spacing_s: float = 0.0) -> None:
-    """`jobs` no-op jobs: in batches of 100, or one by one `spacing_s` apart."""
+async def enqueue(url: str, jobs: int, spacing_s: float = 0.0, *,
+                  indexes: bool = False) -> None:
+    """`jobs` no-op jobs: in batches of 100, or one by one `spacing_s` apart (after
+    creating monq's indexes, if `indexes`: a worker does that at its start)."""
     store = Store(url, timeout_s=10)
+    if indexes:
+        await store.ensure_indexes()
     queue = Queue(store, Config(), author="bench", origin=Origin(by="bench", origin="bench"))
     if spacing_s:
         for _ in range(jobs):
@@ -225,6 +239,8 @@ def main() -> int:
     args = parser.parse_args()
     with fresh_database(args.url, "bench_raw") as url:
         baseline = raw_rate(url, args.jobs)
+    with fresh_database(args.url, "bench_rawq") as url:
+        queue_baseline = raw_rate(url, args.jobs, on_queue=True)
     rows: dict[str, dict[str, float]] = {}
     idle_per_s = idle_getmores_per_s = 0.0
     for n in WORKER_COUNTS:
@@ -234,17 +250,21 @@ def main() -> int:
         idle_per_s = row.pop("idle_commands_per_s", idle_per_s)
         idle_getmores_per_s = row.pop("idle_getmores_per_s", idle_getmores_per_s)
         row["ratio"] = row["jobs_per_s"] / baseline
+        row["ratio_to_raw_queue"] = row["jobs_per_s"] / queue_baseline
         # issue 19 also judges more workers against one: ≥ 1.0 means they do not slow down
         row["ratio_to_one_worker"] = row["jobs_per_s"] / rows["1"]["jobs_per_s"] if rows else 1.0
         rows[str(n)] = {k: round(v, 3) for k, v in row.items()}
     inline, isolated = asyncio.run(isolation(200))
     out = sys.stderr if args.json else sys.stdout
     print(f"server: {args.url or 'a fresh embedded SecantusDB per measure'}   jobs: "
-          f"{args.jobs}   raw driver baseline: {baseline:.1f} claim+complete/s", file=out)
-    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to 1 worker':>13}{'start p50 ms':>14}"
+          f"{args.jobs}   raw driver baseline: {baseline:.1f} claim+complete/s, "
+          f"{queue_baseline:.1f}/s on monq's sys.queue", file=out)
+    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to queue':>10}{'to 1 worker':>13}"
+          f"{'start p50 ms':>14}"
           f"{'start p99 ms':>14}{'commands/job':>14}{'of them getMore':>17}", file=out)
     for count, row in rows.items():
         print(f"{count:>8}{row['jobs_per_s']:>9.1f}{row['ratio']:>8.2f}"
+              f"{row['ratio_to_raw_queue']:>10.2f}"
               f"{row['ratio_to_one_worker']:>13.2f}{row['start_p50_ms']:>14.1f}"
               f"{row['start_p99_ms']:>14.1f}{row['commands_per_job']:>14.2f}"
               f"{row['getmores_per_job']:>17.2f}", file=out)
@@ -256,6 +276,7 @@ def main() -> int:
           file=out)
     if args.json:
         print(json.dumps({"raw_per_s": round(baseline, 1),
+                          "raw_queue_per_s": round(queue_baseline, 1),
                           "idle_commands_per_s": round(idle_per_s, 2),
                           "idle_getmores_per_s": round(idle_getmores_per_s, 2), "workers": rows,
                           "isolation_us": {"inline": round(inline * 1e6, 1),
