@@ -298,7 +298,9 @@ class Worker:
                 self._found_none = True
                 self._held_back = bool(excluded) or self.queue.parallel_full()
                 break
-            self._backlog = len(claims) >= wanted
+            # all it asked for, when it asked for all it may take: more may wait (a
+            # claim of what changes made claimable tells nothing of the rest)
+            self._backlog = limit is None and len(claims) >= wanted
             for claim in claims:
                 job = RunningJob(claim)
                 self.running[job.id] = job
