@@ -31,6 +31,9 @@ log = logging.getLogger("monq.queue")
 
 FULL_NAMES_TTL_S = 1.0
 CLAIM_TRIES = 3  # claims given back because the name's parallel slots were all taken
+# a group of completes waits this share of the last group's write for company, at most
+COMPLETE_LINGER_SHARE = 0.25
+COMPLETE_LINGER_MAX_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class WorkerActions:
         self._held: dict[ObjectId, dict[str, Any]] = {}
         self._completing: dict[ObjectId, _Completing] = {}
         self._completer: asyncio.Task[None] | None = None
+        self._complete_write_s = 0.0  # how long the last write of completes took
         if ctx.lazy_outbox:
             ctx.flush_first(lambda: len(self._completing), self._write_completes)
 
@@ -411,9 +415,16 @@ class WorkerActions:
             raise
 
     async def _complete_all(self) -> None:
-        await asyncio.sleep(0)  # the completes of this turn of the loop join
+        """Write the completes waiting, and those that come meanwhile. Each write
+        first waits a fraction of what the last one took (at most
+        `COMPLETE_LINGER_MAX_S`) for other slots' completes to join it: little
+        beside the write itself, on a slow server as on a fast one."""
         while self._completing:
+            await asyncio.sleep(min(COMPLETE_LINGER_MAX_S,
+                                    self._complete_write_s * COMPLETE_LINGER_SHARE))
+            started = time.monotonic()
             await self._write_completes()
+            self._complete_write_s = time.monotonic() - started
 
     async def _write_completes(self) -> None:
         """Write the completes waiting (`_complete_soon`) in one bulk, and finish the
