@@ -450,7 +450,14 @@ class WorkerActions:
                     c.done.set_result(None)
                 continue
             self.forget(job_id)
-            await self._finish_complete(c.after, c.event, c.after["finished_at"])
+            try:  # what follows a plain job's complete waits in memory: no I/O here
+                await self._finish_complete(c.after, c.event, c.after["finished_at"])
+            except Exception as exc:  # the complete is written; the sweep finishes it
+                log.exception("job %s: finishing after its complete failed", job_id,
+                              extra={"action": "finish_failed"})
+                if not c.done.done():
+                    c.done.set_exception(exc)
+                continue
             if not c.done.done():
                 c.done.set_result(c.after)
 

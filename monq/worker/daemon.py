@@ -6,7 +6,8 @@ down gracefully.
 Work arrives through a change stream on sys.queue where the server has one
 (new jobs wake the claim loop at once); otherwise, and for jobs whose time
 comes later, an adaptive poll between ``worker.poll_min_s`` and ``poll_max_s``.
-The claim loop takes jobs until every slot is busy or none is left.
+The claim loop takes jobs until every slot is busy or none is left; under a backlog
+of short jobs it claims some ahead of the free slots (`Worker._ahead_size`).
 
 Every loop runs through `monq.core.loops.periodic` (log, back off, go on); a loop
 that cannot go on stops the worker, which then releases its jobs and exits non-zero,

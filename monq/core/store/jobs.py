@@ -3,11 +3,12 @@
 Each state change is one `transition`: a single ``find_one_and_update`` whose
 filter names the job, the states it may leave and, for a worker's writes, the
 lease token, and whose update sets the new fields and appends the event to the
-job's ``outbox`` in the same write. `relay` then copies the outbox into sys.event
-(under the event ids fixed in advance) and pulls it; `sweep_outboxes` does that
-for jobs whose writer died in between. Final jobs move to sys.journal by an
-upsert there followed by a delete here, so that a job is never in neither
-collection; the queue's sweep completes moves cut short.
+job's ``outbox`` in the same write (`transition_unchanged` writes several that
+their worker knows as they are, as plain updates in one bulk). `relay` then copies
+the outbox into sys.event (under the event ids fixed in advance) and pulls it;
+`sweep_outboxes` does that for jobs whose writer died in between. Final jobs move
+to sys.journal by an upsert there followed by a delete here, so that a job is
+never in neither collection; the queue's sweep completes moves cut short.
 """
 
 from __future__ import annotations
