@@ -14,7 +14,7 @@ from bson import ObjectId
 from pymongo import monitoring
 
 from monq.core.config import Config
-from monq.core.errors import LeaseLost
+from monq.core.errors import DatabaseUnavailable, LeaseLost
 from monq.core.store import Store, layout
 from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue, WorkerRef
@@ -324,3 +324,38 @@ async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
     for job in jobs:
         assert (await queue.get(job.id)).state == "running"
         assert (await event_names(queue, job.id)).count("request_start_job") <= 1
+
+
+class FailingOnce:
+    """The job store, but the first bulk of completes finds the database gone."""
+
+    def __init__(self, jobs: Any) -> None:
+        self.jobs = jobs
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.jobs, name)
+
+    async def transition_unchanged(self, *args: Any, **kwargs: Any) -> set[ObjectId]:
+        if not self.failed:
+            self.failed = True
+            raise DatabaseUnavailable("the database did not answer")
+        return await self.jobs.transition_unchanged(*args, **kwargs)
+
+
+async def test_a_bulk_complete_the_database_missed_is_written_again_once(
+        queue: Queue, store: Store, config: Config) -> None:
+    """The bulk write of completes fails: each complete's writer hears it (the worker
+    tries again while the lease lasts), and the job completes once, one event."""
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    worker.jobs = FailingOnce(worker.jobs)  # type: ignore[assignment]
+    with pytest.raises(DatabaseUnavailable):
+        await worker.complete(job.id, claim.token, started=worker.started())
+    assert (await queue.get(job.id)).state == "running"
+    done = await worker.complete(job.id, claim.token, started=worker.started())
+    assert done.state == "complete"
+    await worker.flush_moves()
+    await assert_completed_once(queue, job.id)
