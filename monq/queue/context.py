@@ -98,10 +98,6 @@ class QueueContext:
     _flusher: asyncio.Task[None] | None = field(init=False, default=None)
     # lazy_outbox: finished jobs waiting to move to the journal together
     _moves: dict[ObjectId, dict[str, Any]] = field(init=False, default_factory=dict)
-    # writes that go first in `flush_moves` (a worker's completes), with how much
-    # each has waiting
-    _first: list[tuple[Callable[[], int], Callable[[], Awaitable[None]]]] = field(
-        init=False, default_factory=list)
     # one `flush_moves` at a time: a caller's (a worker stopping) waits for the one
     # under way, and finds what it took written when it returns
     _flushing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
@@ -194,22 +190,13 @@ class QueueContext:
             if event["_id"] not in done:
                 self._pending[event["_id"]] = (doc["_id"], event)
 
-    def flush_first(self, waiting: Callable[[], int], write: Callable[[], Awaitable[None]]
-                    ) -> None:
-        """Have `write` run at the start of every `flush_moves` (with `waiting`, how
-        much it has to write): the writes whose events and moves join it."""
-        self._first.append((waiting, write))
-
-    def _waiting(self) -> int:
-        return len(self._pending) + len(self._moves) + sum(w() for w, _ in self._first)
-
     def write_soon(self) -> None:
         """Relay what waits and move what finished `relay_delay_s` from now, in one
         go (one insert, then one journal write and one delete), unless that is on
         its way already."""
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._soon(
-                self.flush_moves, self._waiting,
+                self.flush_moves, lambda: len(self._pending) + len(self._moves),
                 "relaying events and moving finished jobs to the journal"))
 
     async def _soon(self, flush: Callable[[], Awaitable[None]], waiting: Callable[[], int],
@@ -252,14 +239,12 @@ class QueueContext:
         self.write_soon()
 
     async def flush_moves(self) -> None:
-        """Run the writes that come first (`flush_first`), relay every event
-        waiting, then move every finished job waiting for it to the journal."""
+        """Relay every event waiting, then move every finished job waiting for it
+        to the journal."""
         async with self._flushing:
             await self._flush_moves()
 
     async def _flush_moves(self) -> None:
-        for _, write in self._first:
-            await write()
         if not self._moves:
             await self.flush()
             return

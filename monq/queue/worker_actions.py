@@ -113,20 +113,19 @@ class WorkerActions:
         self._full: list[str] = []
         self._full_checked = -FULL_NAMES_TTL_S
         self._slots_given = 0  # the finisher's count when `_full` was read
-        # lazy_outbox: the jobs this process holds, as its last write left them (the
-        # document that write returned), the completes waiting for the write under
-        # way (`_complete_soon`), and the task that writes them; a stopping worker's
-        # `QueueContext.flush_moves` writes what waits first
+        # lazy_outbox: the running jobs this process holds, as its last write left
+        # them (the document that write returned), the completes waiting for the
+        # write under way (`_complete_soon`), and the task that writes them
         self._held: dict[ObjectId, dict[str, Any]] = {}
         self._completing: dict[ObjectId, _Completing] = {}
         self._completer: asyncio.Task[None] | None = None
         self._complete_write_s = 0.0  # how long the last write of completes took
-        if ctx.lazy_outbox:
-            ctx.flush_first(lambda: len(self._completing), self._write_completes)
 
     def _saw(self, doc: dict[str, Any]) -> None:
-        """Keep the job as this process's write left it (lazy_outbox)."""
-        if self.ctx.lazy_outbox:
+        """Keep the job as this process's write left it (lazy_outbox), while it runs."""
+        if doc.get("state") != State.RUNNING:
+            self.forget(doc["_id"])
+        elif self.ctx.lazy_outbox:
             self._held[doc["_id"]] = doc
 
     def forget(self, job_id: ObjectId) -> None:
@@ -288,7 +287,7 @@ class WorkerActions:
                                 f"(the job is {current.get('state')})")
             stop = Action.MARK_KILLED if current.get("killed_at") else Action.MARK_REMOVED
             return await self._end(stop, job_id, token)
-        self.forget(job_id)
+        self._saw(doc)
         await self.ctx.relay(doc, leaving=True)
         await self.finisher.give_slot(doc)
         return doc
@@ -300,7 +299,6 @@ class WorkerActions:
         now = self.ctx.clock()
         doc = await self._write(action, job_id, token, event or self.ctx.event(action, now),
                                 set_fields={"finished_at": now, **(set_fields or {})})
-        self.forget(job_id)
         await self.finisher.finish(doc)
         return doc
 
@@ -368,7 +366,6 @@ class WorkerActions:
         if doc is None:
             doc = await self._write(Action.COMPLETE, job_id, token, event,
                                     set_fields=fields, more_events=before)
-            self.forget(job_id)
             await self._finish_complete(doc, event, now)
         return JobRecord.from_document(doc)
 
@@ -409,7 +406,7 @@ class WorkerActions:
         if self._completer is None or self._completer.done():
             self._completer = asyncio.get_running_loop().create_task(self._complete_all())
         try:
-            return await asyncio.shield(done)
+            return await done
         except BaseException:
             self.ctx.relayed.setdefault(job_id, []).extend(drop)  # dropped or not: unknown
             raise
