@@ -20,6 +20,7 @@ from monq.queue.enqueue import EnqueueRequest
 from monq.queue.queue import Queue, WorkerRef
 from monq.queue.states import Action
 from monq.queue.sweeping import RELAY_GRACE_S
+from monq.queue.worker_actions import CLAIM_SPREAD, spread_picks
 from tests.queue_fixtures import DUMMY, WORKER, event_names
 
 # enqueue: insert, relay (its job number from the process's block, see
@@ -45,10 +46,13 @@ class Commands(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.find_limits: list[int | None] = []  # of the finds in sys.queue
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name not in ("hello", "isMaster", "ping", "endSessions"):
             name = event.command_name
+            if name == "find" and event.command.get(name) == layout.QUEUE:
+                self.find_limits.append(event.command.get("limit"))
             if name == "findAndModify" and event.command.get(name) == layout.COUNTER:
                 name += ":sys.counter"
             self.names.append(name)
@@ -322,6 +326,47 @@ async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
     for job in jobs:
         assert (await queue.get(job.id)).state == "running"
         assert (await event_names(queue, job.id)).count("request_start_job") <= 1
+
+
+async def test_a_worker_that_lost_a_race_spreads_its_next_claims_over_the_most_urgent(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    rival = Queue(store, config, author="rival", lazy_outbox=True)
+    await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    real = worker.jobs.claim_each
+
+    async def rival_first(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        assert await rival.claim(WorkerRef("rival", "host", 2)) is not None
+        worker.jobs.claim_each = real  # type: ignore[method-assign]
+        return await real(*args, **kwargs)
+
+    worker.jobs.claim_each = rival_first  # type: ignore[method-assign]
+    assert len(await worker.claim_many(WORKER, 3)) == 2  # the race is lost once
+    plain = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(20)])
+    urgent = await user.enqueue_many([EnqueueRequest(DUMMY, options={"priority": 5})
+                                      for _ in range(2)])
+    commands.find_limits.clear()
+    claims = await worker.claim_many(WORKER, 3)
+    assert commands.find_limits == [3 * CLAIM_SPREAD]  # it read more candidates than it wants
+    # none of a lower priority while a more urgent one it read is left
+    assert {c.job.id for c in claims[:2]} == {j.id for j in urgent}
+    assert claims[2].job.id in {j.id for j in plain}
+
+
+def test_spread_picks_keep_priority_order_and_vary_within_a_priority() -> None:
+    candidates = ([{"_id": ObjectId(), "priority": 5} for _ in range(2)]
+                  + [{"_id": ObjectId(), "priority": 0} for _ in range(8)])
+    seen = set()
+    for _ in range(200):
+        picks = spread_picks(candidates, 4)
+        assert picks[:2] == candidates[:2]  # the most urgent, then in claim order
+        order = [candidates.index(p) for p in picks]
+        assert order == sorted(order) and len(set(order)) == 4
+        seen.add(tuple(order))
+    assert len(seen) > 10  # 28 pairs to pick from: workers reading the same pick apart
+    assert spread_picks(candidates[:3], 4) == candidates[:3]
 
 
 class FailingOnce:

@@ -31,6 +31,12 @@ log = logging.getLogger("monq.queue")
 
 FULL_NAMES_TTL_S = 1.0
 CLAIM_TRIES = 3  # claims given back because the name's parallel slots were all taken
+# Workers that keep losing candidates to each other (all read the same most urgent
+# jobs) pick at random among this many times the jobs they want, within the most
+# urgent priority, for this long after the last loss; a worker alone keeps the
+# strict order
+CLAIM_SPREAD = 4
+CONTENTION_MEMORY_S = 5.0
 # a group of completes waits this share of the last group's write for company, at most
 COMPLETE_LINGER_SHARE = 0.25
 COMPLETE_LINGER_MAX_S = 0.005
@@ -96,6 +102,26 @@ def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
     doc[last] = value
 
 
+def spread_picks(candidates: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """`count` of the candidates (in claim order: priority, then age), the more
+    urgent priorities first and at random within one, in claim order: workers
+    that read the same candidates then mostly pick different ones, and none takes
+    a job while a more urgent one it read is left."""
+    chosen: list[dict[str, Any]] = []
+    start = 0
+    while start < len(candidates) and len(chosen) < count:
+        end = start
+        while end < len(candidates) \
+                and candidates[end]["priority"] == candidates[start]["priority"]:
+            end += 1
+        group = list(candidates[start:end])
+        need = count - len(chosen)
+        chosen.extend(group if len(group) <= need else random.sample(group, need))
+        start = end
+    rank = {doc["_id"]: i for i, doc in enumerate(candidates)}
+    return sorted(chosen, key=lambda doc: rank[doc["_id"]])
+
+
 @dataclass
 class _Completing:
     """A complete waiting to be written with others (`WorkerActions.complete`)."""
@@ -120,6 +146,7 @@ class WorkerActions:
         self._completing: dict[ObjectId, _Completing] = {}
         self._completer: asyncio.Task[None] | None = None
         self._complete_write_s = 0.0  # how long the last write of completes took
+        self._contended_until = 0.0  # `claim_many` spreads its picks until then
 
     def _saw(self, doc: dict[str, Any]) -> None:
         """Keep the job as this process's write left it (lazy_outbox), while it runs."""
@@ -174,16 +201,21 @@ class WorkerActions:
         for _ in range(CLAIM_TRIES):
             now = self.ctx.clock()
             names = excluded + await self._full_names()
+            spread = CLAIM_SPREAD if time.monotonic() < self._contended_until else 1
             candidates = await self.ctx.jobs.claim_candidates(
                 sources=sources, requires=transition.requires, now=now, pool=pool,
-                tags=tags, excluded_names=names, limit=count)
+                tags=tags, excluded_names=names, limit=count * spread)
             if not candidates:
                 return []
+            if spread > 1:
+                candidates = spread_picks(candidates, count)
             writes = {doc["_id"]: (doc, *self._claim_write(worker, now)) for doc in candidates}
             taken = await self.ctx.jobs.claim_each(
                 [(doc, fields, [event]) for doc, _, fields, event in writes.values()],
                 sources=sources, requires=transition.requires, now=now, pool=pool,
                 tags=tags, excluded_names=names)
+            if len(taken) < len(writes):  # other workers took some of the same
+                self._contended_until = time.monotonic() + CONTENTION_MEMORY_S
             claims: list[Claim] = []
             for doc in taken:
                 _, token, _, event = writes[doc["_id"]]
