@@ -30,7 +30,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -44,6 +44,7 @@ from monq.core.store.workers import WorkerStore
 from monq.queue.queue import Claim, Maintenance, Queue, WorkerRef
 from monq.queue.worker_actions import Started
 from monq.worker.executor import Executor, ExecutorDied, ExecutorPool
+from monq.worker.peers import Peer, claim_rank, defer_s
 
 log = logging.getLogger("monq.worker")
 
@@ -146,6 +147,12 @@ class Worker:
         self.watching = False  # a change stream wakes the claim loop
         self._sweep_wait_s = config.queue.sweep_interval_s
         self._last_beat = 0.0
+        # the pool's live workers, in whose order per job a change's claim is made
+        # (`monq.worker.peers`), and when they were read
+        self.me = Peer(self.ref.id, frozenset(self.tags))
+        self._peers: list[Peer] = []
+        self._peers_read = -float("inf")
+        self._peers_reader: asyncio.Task[None] | None = None
 
     # Life -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -182,6 +189,8 @@ class Worker:
             # claim and the start of its task, it would leave the job to the sweep
             for task in loops[2:]:
                 task.cancel()
+            if self._peers_reader is not None:
+                self._peers_reader.cancel()
             stop.set()
             self._wake()
             await asyncio.gather(*loops[1:], return_exceptions=True)
@@ -268,6 +277,39 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), wait_s)
         return 0.0
+
+    def _claim_in_turn(self, job_id: Any, change: dict[str, Any], claimable: int) -> None:
+        """Claim what a change made claimable now if this worker is first for the
+        job among the pool's workers, else when its turn comes (the job is most
+        likely taken by then: the claim takes the next one waiting, or none)."""
+        self._read_peers_soon()
+        tags = (change.get("fullDocument") or {}).get("tags") or ()
+        rank = claim_rank(job_id, tags, self.me, self._peers) if job_id is not None else 0
+        if rank == 0:
+            self._wake(claimable)
+            return
+        asyncio.get_running_loop().call_later(defer_s(rank), self._wake, claimable)
+
+    def _read_peers_soon(self) -> None:
+        """Read the pool's live workers again if the list is older than a third of
+        ``worker.dead_after_s`` (in the background: until then the old list holds)."""
+        dead_after_s = self.config.worker.dead_after_s
+        if time.monotonic() - self._peers_read < dead_after_s / 3 \
+                or (self._peers_reader is not None and not self._peers_reader.done()):
+            return
+        self._peers_read = time.monotonic()
+        self._peers_reader = asyncio.get_running_loop().create_task(
+            self._read_peers(dead_after_s))
+
+    async def _read_peers(self, dead_after_s: float) -> None:
+        since = datetime.now(UTC) - timedelta(seconds=dead_after_s)
+        try:
+            docs = await self.workers.list(since)
+        except Error as exc:  # the old list holds; read again after a while
+            log.debug("reading the pool's workers failed: %s", exc)
+            return
+        self._peers = [Peer.from_document(d) for d in docs
+                       if d.get("pool", "default") == self.pool_name and not d.get("stopping")]
 
     def _until_due(self, poll_s: float) -> float:
         """How long to wait for the next job to be due (at least `poll_s`: one that is
@@ -674,6 +716,7 @@ class Worker:
         flood of inserts while it works, or its own writes on a server that answers
         a waiting ``getMore`` on any write)."""
         self._wake()  # a new stream: what happened before it is not known
+        self._read_peers_soon()
         read_until = 0.0
         while True:
             if (self._busy() >= self.concurrency or self._backlog) \
@@ -691,7 +734,11 @@ class Worker:
             if key in self.running and ("killed_at" in fields or "removed_at" in fields):
                 await self._apply(await self.queue.check_leases(self._leases()))
                 continue
-            self._wake(self._claimable_in(change, fields))
+            claimable = self._claimable_in(change, fields)
+            if claimable:
+                self._claim_in_turn(key, change, claimable)
+            else:  # a job due later may have moved the next due time up
+                self._wake(0)
 
     def _claimable_in(self, change: dict[str, Any], fields: dict[str, Any]) -> int:
         """How many jobs this worker may claim now by what `change` says (0 or 1):
