@@ -306,21 +306,25 @@ async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
     assert await worker.claim_many(WORKER, 3) == []
 
 
-async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
-        queue: Queue, store: Store, config: Config) -> None:
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+def rival_takes_one_first(worker: Queue, store: Store, config: Config) -> None:
+    """Between the worker's next read of claim candidates and its updates, a rival
+    worker takes the first of them (once)."""
     rival = Queue(store, config, author="rival", lazy_outbox=True)
-    jobs = await queue.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
     real = worker.jobs.claim_each
 
     async def rival_first(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        # between the worker's read of the candidates and its updates, the rival
-        # takes the first of them
         assert await rival.claim(WorkerRef("rival", "host", 2)) is not None
         worker.jobs.claim_each = real  # type: ignore[method-assign]
         return await real(*args, **kwargs)
 
     worker.jobs.claim_each = rival_first  # type: ignore[method-assign]
+
+
+async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    jobs = await queue.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
+    rival_takes_one_first(worker, store, config)
     claims = await worker.claim_many(WORKER, 3)
     assert [c.job.id for c in claims] == [j.id for j in jobs[1:]]  # read back by token
     for job in jobs:
@@ -333,16 +337,8 @@ async def test_a_worker_that_lost_a_race_spreads_its_next_claims_over_the_most_u
     store, commands = counted
     user = Queue(store, config, author="alice", lazy_enqueue=True)
     worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    rival = Queue(store, config, author="rival", lazy_outbox=True)
     await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(3)])
-    real = worker.jobs.claim_each
-
-    async def rival_first(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        assert await rival.claim(WorkerRef("rival", "host", 2)) is not None
-        worker.jobs.claim_each = real  # type: ignore[method-assign]
-        return await real(*args, **kwargs)
-
-    worker.jobs.claim_each = rival_first  # type: ignore[method-assign]
+    rival_takes_one_first(worker, store, config)
     assert len(await worker.claim_many(WORKER, 3)) == 2  # the race is lost once
     plain = await user.enqueue_many([EnqueueRequest(DUMMY) for _ in range(20)])
     urgent = await user.enqueue_many([EnqueueRequest(DUMMY, options={"priority": 5})
