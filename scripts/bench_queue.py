@@ -29,13 +29,16 @@ On the embedded server each index costs an insert about 0.1 ms whether a documen
 is in it or not (sparse and partial ones too), so with sys.queue's 12 the bare
 insert of a monq job costs about twice the one-index insert of a small document;
 ``enqueue_ratio_to_raw_queue`` and ``enqueue_batch_ratio_to_raw_queue`` show what
-monq adds to that (its event, the job number, the checks).
+monq adds to that (its event, the job number, the checks). The same pair also
+enqueues from 20 callers at once, one by one each (as an API server's requests,
+each with its own `Queue` on the process's one store), beside 20 callers inserting
+the documents bare: ``enqueue_concurrent_ratio_to_raw_queue``.
 
 ``--json`` prints one JSON object: ``round_trips_job_life``, ``getmores_job_life``,
 ``enqueue_ratio``, ``enqueue_batch_ratio``, ``cycle_ratio`` (monq / raw; above 1 is
 faster than the bare driver), ``enqueue_ratio_to_raw_queue``,
-``enqueue_batch_ratio_to_raw_queue``, and the rates behind them; the table goes to
-stderr.
+``enqueue_batch_ratio_to_raw_queue``, ``enqueue_concurrent_ratio_to_raw_queue``,
+and the rates behind them; the table goes to stderr.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 
 from monq.core.command_count import CommandCounter
@@ -62,6 +66,7 @@ from monq.queue.queue import Queue, WorkerRef
 
 NOOP = "monq.jobs.bench.NoopJob"
 BATCH = 100
+CALLERS = 20  # concurrent enqueuers, as an API server's requests
 
 
 class ChangeStreamGetMores(monitoring.CommandListener):
@@ -147,9 +152,20 @@ async def raw_queue_inserts(url: str, jobs: int) -> dict[str, float]:
     for i in range(batches):
         await queue.insert_many(docs[jobs + i * BATCH:jobs + (i + 1) * BATCH])
     batch_s = time.perf_counter() - started
+    await queue.delete_many({})
+    more = iter([{**doc, "_id": ObjectId()} for doc in docs[:jobs]])
+
+    async def caller() -> None:
+        for doc in more:
+            await queue.insert_one(doc)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    concurrent_s = time.perf_counter() - started
     await store.drop_database()
     await store.close()
-    return {"enqueue_per_s": jobs / enqueue_s, "batch_per_s": batches * BATCH / batch_s}
+    return {"enqueue_per_s": jobs / enqueue_s, "batch_per_s": batches * BATCH / batch_s,
+            "concurrent_per_s": jobs / concurrent_s}
 
 
 async def monq_rates(url: str, jobs: int) -> dict[str, float]:
@@ -167,6 +183,15 @@ async def monq_rates(url: str, jobs: int) -> dict[str, float]:
     for _ in range(batches):
         await queue.enqueue_many([EnqueueRequest(NOOP) for _ in range(BATCH)])
     batch_s = time.perf_counter() - started
+    left = iter(range(jobs))
+
+    async def caller(i: int) -> None:
+        for _ in left:  # a Queue a request, on the process's one store, as the API
+            await Queue(store, Config(), author=f"bench{i}", lazy_enqueue=True).enqueue(NOOP)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(CALLERS)))
+    concurrent_s = time.perf_counter() - started
     await store.drop_database()
     await store.ensure_indexes()
     await queue.enqueue_many([EnqueueRequest(NOOP) for _ in range(jobs)])
@@ -180,7 +205,7 @@ async def monq_rates(url: str, jobs: int) -> dict[str, float]:
     await store.drop_database()
     await store.close()
     return {"enqueue_per_s": jobs / enqueue_s, "batch_per_s": batches * BATCH / batch_s,
-            "cycle_per_s": jobs / cycle_s}
+            "concurrent_per_s": jobs / concurrent_s, "cycle_per_s": jobs / cycle_s}
 
 
 async def job_lives(url: str, lives: int) -> list[tuple[int, int, dict[str, int]]]:
@@ -264,6 +289,8 @@ def main() -> int:
                                             / on_queue["enqueue_per_s"], 3),
         "enqueue_batch_ratio_to_raw_queue": round(ours["batch_per_s"]
                                                   / on_queue["batch_per_s"], 3),
+        "enqueue_concurrent_ratio_to_raw_queue": round(ours["concurrent_per_s"]
+                                                       / on_queue["concurrent_per_s"], 3),
         "raw_queue": {k: round(v, 1) for k, v in on_queue.items()},
         "monq": {k: round(v, 1) for k, v in ours.items()},
         "raw": {k: round(v, 1) for k, v in raw.items()},
@@ -280,7 +307,8 @@ def main() -> int:
               file=out)
     print(f"{'  the same, bare, of monq documents into sys.queue':<36}", file=out)
     for label, key in (("  one by one (jobs/s)", "enqueue_per_s"),
-                       (f"  in batches of {BATCH} (jobs/s)", "batch_per_s")):
+                       (f"  in batches of {BATCH} (jobs/s)", "batch_per_s"),
+                       (f"  by {CALLERS} callers at once (jobs/s)", "concurrent_per_s")):
         print(f"{label:<36}{ours[key]:>10.1f}{on_queue[key]:>12.1f}"
               f"{ours[key] / on_queue[key]:>8.2f}", file=out)
     print(f"round trips per no-op job life, enqueue to journal, change-stream getMores "

@@ -136,6 +136,26 @@ async def test_a_lazy_enqueue_leaves_its_relayed_event_for_the_claim(
     assert await event_names(user, held.id) == ["enqueue_job", "hold_job"]
 
 
+async def test_enqueues_at_the_same_time_share_their_event_inserts(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    await Queue(store, config, author="alice", lazy_enqueue=True).enqueue(DUMMY)  # numbers
+    commands.names.clear()
+
+    async def api_request(i: int) -> None:
+        # as the API does: a Queue per request, on the process's one store
+        user = Queue(store, config, author=f"user{i}", lazy_enqueue=True)
+        job = await user.enqueue(DUMMY)
+        assert await event_names(user, job.id) == ["enqueue_job"]  # in when it returns
+
+    await asyncio.gather(*(api_request(i) for i in range(20)))
+    # the jobs one insert each, their events together: the first at once, those
+    # asked for meanwhile in the next (4 to 11 inserts for the 20 here, by how the
+    # server interleaves the requests; one each without it)
+    inserts = commands.names.count("insert")
+    assert 20 < inserts < 20 + 20, commands.names
+
+
 async def test_the_sweep_clears_a_backlogs_relayed_enqueue_events_in_bulk(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted

@@ -137,7 +137,8 @@ def chain_spec(request: EnqueueRequest, webhooks: WebhookPolicy | None = None,
 async def enqueue_many(ctx: QueueContext, requests: Sequence[EnqueueRequest]
                        ) -> list[JobRecord]:
     """Enqueue several jobs: one insert of the jobs (each with its enqueue_job event in
-    its outbox) and one of the events, and with an eager context one update that
+    its outbox) and one of the events (lazily: shared with the process's other
+    enqueues under way), and with an eager context one update that
     clears the outboxes (a lazy one leaves them to the job's next writer: the events
     are in sys.event already, so whoever relays them again doubles nothing). All are
     checked before any is written."""
@@ -155,7 +156,10 @@ async def enqueue_many(ctx: QueueContext, requests: Sequence[EnqueueRequest]
         await ctx.jobs.mark_has_dependents(sorted(waited_for))
     await ctx.jobs.insert(docs)
     if ctx.enqueue_lazily:  # the claim, or the sweep, drops them
-        await ctx.jobs.events.insert([e for d in docs for e in ctx.jobs.outbox_events(d)])
+        # with the events of the process's other enqueues under way (an API server's
+        # requests): one insert for all
+        await ctx.jobs.events.insert_together(
+            [e for d in docs for e in ctx.jobs.outbox_events(d)])
     else:
         await ctx.jobs.relay_many(docs)
     return [JobRecord.from_document(d) for d in docs]

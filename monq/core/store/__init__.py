@@ -117,6 +117,9 @@ class Store:
         self.unavailable_since: datetime | None = None  # first failure since the last answer
         # job numbers this process reserved ahead (see `monq.core.store.counters`)
         self.number_blocks: Any = None
+        # the event inserts of this process's enqueuers, written together
+        # (`monq.core.store.events.GroupInsert`)
+        self.event_inserts: Any = None
         if operation_timeout_s:
             client_options.setdefault("timeoutMS", int(operation_timeout_s * 1000))
         counting = command_count.listeners()  # empty unless a benchmark asks
