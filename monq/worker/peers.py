@@ -15,8 +15,10 @@ enqueued 50 ms apart: start p50 from 75-89 ms to 40-50 ms. A look whether the jo
 still waits, before the later claims, cost as much as the claim it saved.)
 
 The workers' list comes from sys.worker, read again when it is older than a third
-of ``worker.dead_after_s`` and a change needs it; a worker not listed yet (or a list
-not read yet) makes each worker go first, as without this order.
+of ``worker.dead_after_s`` and a change needs it. Until a worker has read it, it
+goes first for every job, as without this order; a worker that started since
+another read the list goes first for some jobs that the other goes first for too.
+Either costs a claim that finds nothing, never a job.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CLAIM_DEFER_S = 0.05
-MAX_DEFER_STEPS = 4  # the last workers of the order all look after this many steps
+MAX_DEFER_STEPS = 4  # the last workers of the order all claim after this many steps
 
 
 @dataclass(frozen=True)
