@@ -8,7 +8,6 @@ whose lease is gone (the sweep gave its job to another) matches nothing and gets
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import secrets
@@ -20,7 +19,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from monq.core.errors import DatabaseUnavailable, Error, LeaseLost
+from monq.core.errors import DatabaseUnavailable, LeaseLost
+from monq.core.group_commit import GroupCommit
 from monq.core.store.jobs import HeldWrite
 from monq.queue.context import QueueContext, seconds_between
 from monq.queue.finishing import Finisher
@@ -129,7 +129,6 @@ class _Completing:
     write: HeldWrite
     event: dict[str, Any]  # the complete's own
     after: dict[str, Any]  # the job after it, as its writer knows it
-    done: asyncio.Future[dict[str, Any] | None]
 
 
 class WorkerActions:
@@ -140,12 +139,11 @@ class WorkerActions:
         self._full_checked = -FULL_NAMES_TTL_S
         self._slots_given = 0  # the finisher's count when `_full` was read
         # lazy_outbox: the running jobs this process holds, as its last write left
-        # them (the document that write returned), the completes waiting for the
-        # write under way (`_complete_soon`), and the task that writes them
+        # them (the document that write returned), and its completes, written
+        # together (`_complete_soon`)
         self._held: dict[ObjectId, dict[str, Any]] = {}
-        self._completing: dict[ObjectId, _Completing] = {}
-        self._completer: asyncio.Task[None] | None = None
-        self._complete_write_s = 0.0  # how long the last write of completes took
+        self._completes: GroupCommit[_Completing, dict[str, Any] | None] = GroupCommit(
+            self._write_completes, linger=self._complete_linger_s)
         self._contended_until = 0.0  # `claim_many` spreads its picks until then
 
     def _saw(self, doc: dict[str, Any]) -> None:
@@ -432,51 +430,36 @@ class WorkerActions:
         after["outbox"].extend(events)
         write = HeldWrite(job_id, token, [e["_id"] for e in held.get("outbox") or []],
                           set_fields, events, drop)
-        done: asyncio.Future[dict[str, Any] | None] = \
-            asyncio.get_running_loop().create_future()
-        self._completing[job_id] = _Completing(write, event, after, done)
-        if self._completer is None or self._completer.done():
-            self._completer = asyncio.get_running_loop().create_task(self._complete_all())
         try:
-            return await done
+            return await self._completes.submit(_Completing(write, event, after))
         except BaseException:
             self.ctx.relayed.setdefault(job_id, []).extend(drop)  # dropped or not: unknown
             raise
 
-    async def _complete_all(self) -> None:
-        """Write the completes waiting, and those that come meanwhile. Each write
-        first waits a fraction of what the last one took (at most
-        `COMPLETE_LINGER_MAX_S`) for other slots' completes to join it: little
-        beside the write itself, on a slow server as on a fast one."""
-        while self._completing:
-            await asyncio.sleep(min(COMPLETE_LINGER_MAX_S,
-                                    self._complete_write_s * COMPLETE_LINGER_SHARE))
-            started = time.monotonic()
-            await self._write_completes()
-            self._complete_write_s = time.monotonic() - started
+    def _complete_linger_s(self) -> float:
+        """How long a write of completes first waits for other slots' completes to
+        join it: a fraction of what the last one took, at most
+        `COMPLETE_LINGER_MAX_S` (little beside the write, on a slow server as on a
+        fast one)."""
+        return min(COMPLETE_LINGER_MAX_S,
+                   self._completes.last_write_s * COMPLETE_LINGER_SHARE)
 
-    async def _write_completes(self) -> None:
+    async def _write_completes(self, batch: list[_Completing]
+                               ) -> list[dict[str, Any] | BaseException | None]:
         """Write the completes waiting (`_complete_soon`) in one bulk, and finish the
-        jobs written: their events and moves join the write under way. A failure
-        goes to each complete's writer, which tries again."""
-        batch, self._completing = self._completing, {}
-        if not batch:
-            return
+        jobs written: their events and moves join the write under way. For each, the
+        job after it, or None when another writer changed it (its writer writes it
+        alone); a failure goes to each complete's writer, which tries again."""
         transition = TRANSITIONS[Action.COMPLETE]
-        try:
-            written = await self.ctx.jobs.transition_unchanged(
-                [c.write for c in batch.values()],
-                sources=[str(s) for s in transition.sources], requires=transition.requires)
-        except Error as exc:
-            for c in batch.values():
-                if not c.done.done():
-                    c.done.set_exception(exc)
-            return
-        for job_id, c in batch.items():
+        written = await self.ctx.jobs.transition_unchanged(
+            [c.write for c in batch],
+            sources=[str(s) for s in transition.sources], requires=transition.requires)
+        results: list[dict[str, Any] | BaseException | None] = []
+        for c in batch:
+            job_id = c.write.job_id
             if job_id not in written:
                 self.ctx.relayed.setdefault(job_id, []).extend(c.write.drop)
-                if not c.done.done():
-                    c.done.set_result(None)
+                results.append(None)
                 continue
             self.forget(job_id)
             try:  # what follows a plain job's complete waits in memory: no I/O here
@@ -484,11 +467,10 @@ class WorkerActions:
             except Exception as exc:  # the complete is written; the sweep finishes it
                 log.exception("job %s: finishing after its complete failed", job_id,
                               extra={"action": "finish_failed"})
-                if not c.done.done():
-                    c.done.set_exception(exc)
+                results.append(exc)
                 continue
-            if not c.done.done():
-                c.done.set_result(c.after)
+            results.append(c.after)
+        return results
 
     async def fail(self, job_id: ObjectId, token: str, error: str, *,
                    at_start: bool = False) -> JobRecord:

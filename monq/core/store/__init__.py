@@ -118,7 +118,7 @@ class Store:
         # job numbers this process reserved ahead (see `monq.core.store.counters`)
         self.number_blocks: Any = None
         # the event inserts of this process's enqueuers, written together
-        # (`monq.core.store.events.GroupInsert`)
+        # (`EventStore.insert_together`)
         self.event_inserts: Any = None
         if operation_timeout_s:
             client_options.setdefault("timeoutMS", int(operation_timeout_s * 1000))

@@ -23,14 +23,13 @@ fresh ``seq`` and is taken by every reader.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +37,7 @@ import pymongo.errors
 from bson import ObjectId
 
 from monq.core.errors import StreamHistoryLost
+from monq.core.group_commit import GroupCommit
 from monq.core.store import Store, layout
 
 _TAIL = struct.Struct(">I")
@@ -69,44 +69,6 @@ def new_event(name: str, *, channel: str, author: str | None, data: dict[str, An
             "created": now or datetime.now(UTC), "data": data}
 
 
-class GroupInsert:
-    """Event inserts that callers of one process ask for at the same time, written
-    together (a group commit): the first goes out at once, and those asked for while
-    an insert is under way go out together in the next. A quiet process waits for
-    nothing; a busy one (an API server taking many enqueues) sends one insert for
-    many callers. Each caller returns once its events are in, or with the error of
-    the insert that carried them (an insert of many may have written some: relays
-    are idempotent, so whoever relays them again doubles nothing)."""
-
-    def __init__(self, write: Callable[[Sequence[dict[str, Any]]], Awaitable[None]]) -> None:
-        self._write = write
-        self._waiting: list[tuple[Sequence[dict[str, Any]], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def insert(self, events: Sequence[dict[str, Any]]) -> None:
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((events, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_all())
-        await done
-
-    async def _write_all(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                await self._write([e for events, _ in batch for e in events])
-            except BaseException as exc:  # each caller gets it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-
-
 class EventStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -114,13 +76,22 @@ class EventStore:
 
     async def insert_together(self, events: Sequence[dict[str, Any]]) -> None:
         """`insert`, in one insert with those of the other callers of this process
-        that insert at the same time (`GroupInsert`)."""
+        that insert at the same time (a `GroupCommit`: the first at once, those asked
+        for meanwhile together in the next; each caller returns once its events are
+        in, or with the error of the insert that carried them, which may have
+        written some: relays are idempotent)."""
         if not events:
             return
         if self.store.event_inserts is None:
-            self.store.event_inserts = GroupInsert(EventStore(self.store).insert)
-        group: GroupInsert = self.store.event_inserts
-        await group.insert(events)
+            writer = EventStore(self.store)
+
+            async def write(batches: list[Sequence[dict[str, Any]]]) -> list[None]:
+                await writer.insert([e for events in batches for e in events])
+                return [None] * len(batches)
+
+            self.store.event_inserts = GroupCommit(write)
+        group: GroupCommit[Sequence[dict[str, Any]], None] = self.store.event_inserts
+        await group.submit(events)
 
     async def insert(self, events: Sequence[dict[str, Any]]) -> None:
         """Insert events, each stamped with a fresh ``seq`` (see above); ones already
