@@ -352,6 +352,34 @@ async def test_claims_of_several_jobs_racing_another_worker_take_each_job_once(
         assert (await event_names(queue, job.id)).count("request_start_job") <= 1
 
 
+async def test_a_claim_of_jobs_seen_inserted_takes_the_most_urgent_by_id_in_one_write(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    store, commands = counted
+    user = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    plain, held = await user.enqueue_many([EnqueueRequest(DUMMY),
+                                           EnqueueRequest(DUMMY, hold=True)])
+    urgent, = await user.enqueue_many([EnqueueRequest(DUMMY, options={"priority": 5})])
+    seen = [await store.collection(layout.QUEUE).find_one({"_id": j.id})
+            for j in (plain, held, urgent)]  # as a change stream shows them inserted
+    commands.names.clear()
+    commands.find_limits.clear()
+    claims = await worker.claim_seen(WORKER, seen, 1)
+    assert [c.job.id for c in claims] == [urgent.id]  # the most urgent of them
+    # one update, no read of sys.queue (nor findAndModify) before it
+    assert commands.find_limits == [] and commands.names.count("update") == 1
+    assert "findAndModify" not in commands.names
+    running = await user.get(urgent.id)
+    assert running.state == "running" and running.locked is not None \
+        and running.locked.token == claims[0].token
+    # another worker took `plain` meanwhile; a held job is not claimable
+    assert await worker.claim(WorkerRef("rival", "host", 2)) is not None
+    assert await worker.claim_seen(WORKER, seen, 3) == []
+    assert (await user.get(held.id)).state == "pending"
+    taken = await user.get(plain.id)
+    assert taken.locked is not None and taken.locked.worker == "rival"
+
+
 async def test_a_worker_that_lost_a_race_spreads_its_next_claims_over_the_most_urgent(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted

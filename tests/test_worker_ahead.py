@@ -30,17 +30,34 @@ SLEEPER = "monq.jobs.example.DummyJob"
 
 
 class ClaimQueries(monitoring.CommandListener):
-    """The claim queries a store sends: reads of claimable jobs, single claims."""
+    """The claim queries a store sends, in order: reads of claimable jobs and single
+    claims of the most urgent (``read``), and claims of jobs by id with no read
+    before them (``by_id``; the claim of candidates just read is part of the read)."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.kinds: list[str] = []
+        self._read_candidates = False  # their claim comes next
+
+    @property
+    def count(self) -> int:
+        return len(self.kinds)
+
+    def reset(self) -> None:
+        self.kinds.clear()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         body, name = event.command, event.command_name
         if body.get(name) != layout.QUEUE:
             return
-        candidates = name == "find" and "query_at" in body.get("filter", {})
-        self.count += candidates or (name == "findAndModify" and "sort" in body)
+        if name == "find" and "query_at" in body.get("filter", {}):
+            self.kinds.append("read")
+            self._read_candidates = True
+        elif name == "findAndModify" and "sort" in body:
+            self.kinds.append("read")
+        elif name == "update" and "query_at" in body["updates"][0]["q"]:
+            if not self._read_candidates:
+                self.kinds.append("by_id")
+            self._read_candidates = False
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

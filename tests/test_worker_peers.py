@@ -89,7 +89,7 @@ async def test_a_new_job_is_claimed_at_once_by_its_first_worker_alone(
         listed = pool[0][0]._peers
         for _ in range(3):
             for _, counter in pool:
-                counter.count = 0
+                counter.reset()
             job_id = ObjectId()
             await queue.enqueue_many([EnqueueRequest(NOOP, job_id=job_id)])
             done = await wait_job(queue, job_id, "complete", timeout_s=20)
@@ -97,6 +97,28 @@ async def test_a_new_job_is_claimed_at_once_by_its_first_worker_alone(
             assert done.locked is not None and done.locked.worker == first
             # the others sent no claim (the first may claim again once its slot is free)
             assert [c.count for w, c in pool if w.ref.id != first] == [0, 0]
+            # the first took it by its id, as its change stream showed it: no read first
+            assert next(c for w, c in pool if w.ref.id == first).kinds[0] == "by_id"
+
+
+async def test_workers_whose_turn_was_to_come_make_no_claim_once_the_job_is_taken(
+        db_url: str, queue: Queue, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "CLAIM_DEFER_S", 0.3)  # turns at 0.3 s and 0.6 s
+    async with pool_of(db_url, config, 3) as pool:
+        listed = pool[0][0]._peers
+        for _, counter in pool:
+            counter.reset()
+        job_ids = [ObjectId() for _ in range(3)]
+        for job_id in job_ids:
+            await queue.enqueue_many([EnqueueRequest(NOOP, job_id=job_id)])
+            await wait_job(queue, job_id, "complete", timeout_s=20)
+        await asyncio.sleep(1.0)  # past every turn
+        # each job was claimed once, by its first worker; its later workers saw that
+        # claim and dropped theirs (a worker may read once its slot is free)
+        by_id = {w.ref.id: c.kinds.count("by_id") for w, c in pool}
+        firsts = [first_for(j, listed) for j in job_ids]
+        assert by_id == {w.ref.id: firsts.count(w.ref.id) for w, _ in pool}
+        assert all(not w._deferred for w, _ in pool)
 
 
 async def test_a_job_whose_first_worker_is_gone_starts_on_another_after_its_turn(

@@ -68,6 +68,7 @@ class Queue:
         self.restart = users.restart
         self.claim = workers.claim
         self.claim_many = workers.claim_many
+        self.claim_seen = workers.claim_seen
         self.next_due = workers.next_due
         self.parallel_full = workers.parallel_full
         self.started = workers.started

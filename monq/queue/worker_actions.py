@@ -207,26 +207,54 @@ class WorkerActions:
                 return []
             if spread > 1:
                 candidates = spread_picks(candidates, count)
-            writes = {doc["_id"]: (doc, *self._claim_write(worker, now)) for doc in candidates}
-            taken = await self.ctx.jobs.claim_each(
-                [(doc, fields, [event]) for doc, _, fields, event in writes.values()],
-                sources=sources, requires=transition.requires, now=now, pool=pool,
-                tags=tags, excluded_names=names)
-            if len(taken) < len(writes):  # other workers took some of the same
-                self._contended_until = time.monotonic() + CONTENTION_MEMORY_S
-            claims: list[Claim] = []
-            for doc in taken:
-                _, token, _, event = writes[doc["_id"]]
-                claim = await self._took(doc, token, event, now)
-                if claim is not None:
-                    claims.append(claim)
-                else:
-                    excluded.append(doc["name"])
+            claims, given_back = await self._take(worker, candidates, now, pool=pool,
+                                                  tags=tags, excluded_names=names)
             if claims:
                 return claims
             # all taken by other workers meanwhile, or given back (parallel slots):
             # look again
+            excluded.extend(given_back)
         return []
+
+    async def claim_seen(self, worker: WorkerRef, seen: Sequence[dict[str, Any]], count: int,
+                         *, pool: str = "default", tags: Sequence[str] = (),
+                         exclude_names: Sequence[str] = ()) -> list[Claim]:
+        """Take up to `count` of the jobs `seen` (as a change stream showed them
+        inserted), the most urgent first, if they are still claimable: one bulk of
+        conditional updates by ``_id``, with no read before it (`claim_many` reads
+        the candidates first). None in place of one another worker took."""
+        if count <= 0 or not seen:
+            return []
+        chosen = sorted(seen, key=lambda doc: (-doc["priority"], doc["_id"]))[:count]
+        names = list(exclude_names) + await self._full_names()
+        claims, _ = await self._take(worker, chosen, self.ctx.clock(), pool=pool, tags=tags,
+                                     excluded_names=names)
+        return claims
+
+    async def _take(self, worker: WorkerRef, candidates: Sequence[dict[str, Any]],
+                    now: datetime, *, pool: str, tags: Sequence[str],
+                    excluded_names: Sequence[str]) -> tuple[list[Claim], list[str]]:
+        """Claim the `candidates` still claimable, each by its conditional update,
+        in one bulk: the claims, and the names of jobs given back at once (their
+        parallel slots all taken)."""
+        transition = TRANSITIONS[Action.CLAIM]
+        writes = {doc["_id"]: (doc, *self._claim_write(worker, now)) for doc in candidates}
+        taken = await self.ctx.jobs.claim_each(
+            [(doc, fields, [event]) for doc, _, fields, event in writes.values()],
+            sources=[str(s) for s in transition.sources], requires=transition.requires,
+            now=now, pool=pool, tags=tags, excluded_names=excluded_names)
+        if len(taken) < len(writes):  # other workers took some of the same
+            self._contended_until = time.monotonic() + CONTENTION_MEMORY_S
+        claims: list[Claim] = []
+        given_back: list[str] = []
+        for doc in taken:
+            _, token, _, event = writes[doc["_id"]]
+            claim = await self._took(doc, token, event, now)
+            if claim is not None:
+                claims.append(claim)
+            else:
+                given_back.append(doc["name"])
+        return claims, given_back
 
     def _claim_write(self, worker: WorkerRef, now: datetime
                      ) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,6 +130,8 @@ class Worker:
         # after which it claims until nothing is left
         self._claimable = 0
         self._claim_all_next = False
+        # of those, the jobs changes showed inserted: claimed by id, with no read
+        self._seen: dict[ObjectId, dict[str, Any]] = {}
         self._due_at: datetime | None = None  # the next job due, as last known
         # whether jobs may wait that this worker left for want of a free slot: if
         # not, a slot freed while a change stream tells of new work claims nothing
@@ -153,6 +157,9 @@ class Worker:
         self._peers: list[Peer] = []
         self._peers_read = -float("inf")
         self._peers_reader: asyncio.Task[None] | None = None
+        # claims deferred to this worker's turn, by job: cancelled when another
+        # worker is seen claiming the job first
+        self._deferred: dict[Any, asyncio.TimerHandle] = {}
 
     # Life -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -191,6 +198,8 @@ class Worker:
                 task.cancel()
             if self._peers_reader is not None:
                 self._peers_reader.cancel()
+            for handle in self._deferred.values():
+                handle.cancel()
             stop.set()
             self._wake()
             await asyncio.gather(*loops[1:], return_exceptions=True)
@@ -251,6 +260,11 @@ class Worker:
             self._claimable += claimable
         self.wake.set()
 
+    def _wake_for(self, doc: dict[str, Any]) -> None:
+        """Wake the claim loop to claim this new job (as a change stream showed it)."""
+        self._seen[doc["_id"]] = doc
+        self.wake.set()
+
     async def _claim_tick(self) -> float:
         """Claim what this worker can take, then wait to be woken (new work, a slot
         freed) or for the adaptive poll interval; while a change stream wakes it, an
@@ -259,9 +273,10 @@ class Worker:
         when the next is due from them, not from another query."""
         woken = self.wake.is_set()
         self.wake.clear()
-        limit = None if not woken or self._claim_all_next else self._claimable
-        self._claimable, self._claim_all_next = 0, False
-        claimed = await self._claim_all(limit) if limit != 0 else 0
+        seen = list(self._seen.values())
+        limit = None if not woken or self._claim_all_next else self._claimable + len(seen)
+        self._claimable, self._claim_all_next, self._seen = 0, False, {}
+        claimed = await self._claim_all(limit, seen if limit else ()) if limit != 0 else 0
         self._poll_s = (self.config.worker.poll_min_s if claimed
                         else min(self._poll_s * 2, self.config.worker.poll_max_s))
         wait_s = self._poll_s
@@ -283,12 +298,29 @@ class Worker:
         job among the pool's workers, else when its turn comes (the job is most
         likely taken by then: the claim takes the next one waiting, or none)."""
         self._read_peers_soon()
-        tags = (change.get("fullDocument") or {}).get("tags") or ()
+        doc = change.get("fullDocument") if change.get("operationType") == "insert" else None
+        tags = (doc or {}).get("tags") or ()
         rank = claim_rank(job_id, tags, self.me, self._peers) if job_id is not None else 0
-        if rank == 0:
-            self._wake(claimable)
+        wake: Callable[[], None] = (functools.partial(self._wake_for, doc) if doc
+                                    else functools.partial(self._wake, claimable))
+        if rank == 0 or job_id is None:
+            wake()
             return
-        asyncio.get_running_loop().call_later(defer_s(rank), self._wake, claimable)
+        earlier = self._deferred.pop(job_id, None)
+        if earlier is not None:
+            earlier.cancel()
+        self._deferred[job_id] = asyncio.get_running_loop().call_later(
+            defer_s(rank), self._wake_in_turn, job_id, wake)
+
+    def _wake_in_turn(self, job_id: Any, wake: Callable[[], None]) -> None:
+        self._deferred.pop(job_id, None)
+        wake()
+
+    def _taken_meanwhile(self, job_id: Any) -> None:
+        """A job was claimed: a claim of it this worker deferred is not made."""
+        handle = self._deferred.pop(job_id, None)
+        if handle is not None:
+            handle.cancel()
 
     def _read_peers_soon(self) -> None:
         """Read the pool's live workers again if the list is older than a third of
@@ -319,9 +351,12 @@ class Worker:
         left = (self._due_at - datetime.now(UTC)).total_seconds()
         return min(IDLE_WAIT_MAX_S, max(poll_s, left))
 
-    async def _claim_all(self, limit: int | None = None) -> int:
+    async def _claim_all(self, limit: int | None = None,
+                         seen: Sequence[dict[str, Any]] = ()) -> int:
         """Claim jobs until the slots are full, none is left, or `limit` are taken:
-        as many at once as slots are free (`Queue.claim_many`)."""
+        as many at once as slots are free (`Queue.claim_many`). Of `limit`, the
+        jobs `seen` inserted are claimed by id (`Queue.claim_seen`), and none in
+        place of those another worker took first."""
         claimed = 0
         self._found_none = self._held_back = False
         while not self.stop_event.is_set() and self._wanted(limit, claimed) > 0:
@@ -333,17 +368,27 @@ class Worker:
             self.released = {n: t for n, t in self.released.items() if t > now}
             wanted = self._wanted(limit, claimed)
             excluded = maintenance.paused_names | set(self.released)
-            claims = await self.queue.claim_many(
-                self.ref, wanted, pool=self.pool_name, tags=self.tags,
-                exclude_names=sorted(excluded))
-            if not claims:
-                self._maybe_more = self._backlog = False
-                self._found_none = True
-                self._held_back = bool(excluded) or self.queue.parallel_full()
-                break
-            # all it asked for, when it asked for all it may take: more may wait (a
-            # claim of what changes made claimable tells nothing of the rest)
-            self._backlog = limit is None and len(claims) >= wanted
+            if seen and limit is not None:
+                claims = await self.queue.claim_seen(
+                    self.ref, seen, wanted, pool=self.pool_name, tags=self.tags,
+                    exclude_names=sorted(excluded))
+                limit += len(claims) - len(seen)  # what is left: the other changes'
+                seen = ()
+                self._backlog = False
+                self._found_none = not claims
+                self._held_back = not claims and (bool(excluded) or self.queue.parallel_full())
+            else:
+                claims = await self.queue.claim_many(
+                    self.ref, wanted, pool=self.pool_name, tags=self.tags,
+                    exclude_names=sorted(excluded))
+                if not claims:
+                    self._maybe_more = self._backlog = False
+                    self._found_none = True
+                    self._held_back = bool(excluded) or self.queue.parallel_full()
+                    break
+                # all it asked for, when it asked for all it may take: more may wait
+                # (a claim of what changes made claimable tells nothing of the rest)
+                self._backlog = limit is None and len(claims) >= wanted
             for claim in claims:
                 job = RunningJob(claim)
                 self.running[job.id] = job
@@ -733,6 +778,9 @@ class Worker:
             fields = change.get("updateDescription", {}).get("updatedFields", {})
             if key in self.running and ("killed_at" in fields or "removed_at" in fields):
                 await self._apply(await self.queue.check_leases(self._leases()))
+                continue
+            if isinstance(fields.get("locked"), dict):  # a claim (this worker's or not)
+                self._taken_meanwhile(key)
                 continue
             claimable = self._claimable_in(change, fields)
             if claimable:

@@ -72,14 +72,17 @@ class WorkerStore:
     @contextlib.asynccontextmanager
     async def queue_changes(self) -> AsyncIterator[Any]:
         """A change stream of what may give a worker work (new jobs, jobs waiting
-        again, released or unblocked) or stop one (kill, removal) in sys.queue; raises
-        `StoreError` where the server has no change streams."""
+        again, released or unblocked), what takes it away (claims), or stops a job
+        (kill, removal) in sys.queue; raises `StoreError` where the server has no
+        change streams."""
         waiting = ["pending", "deferred", "failed"]
         pipeline = [{"$match": {"$or": [
             {"operationType": "insert"},
             {"updateDescription.updatedFields.state": {"$in": waiting}},
             {"updateDescription.updatedFields.held": False},
             {"updateDescription.updatedFields.blocked": False},
+            # a claim: workers whose turn for the job was still to come need not try
+            {"updateDescription.updatedFields.locked.token": {"$exists": True}},
             {"updateDescription.updatedFields.killed_at": {"$exists": True}},
             {"updateDescription.updatedFields.removed_at": {"$exists": True}},
         ]}}]
