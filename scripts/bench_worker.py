@@ -119,7 +119,9 @@ async def enqueue(url: str, jobs: int, spacing_s: float = 0.0, *,
     store = Store(url, timeout_s=10)
     if indexes:
         await store.ensure_indexes()
-    queue = Queue(store, Config(), author="bench", origin=Origin(by="bench", origin="bench"))
+    # as the API, the CLI, the scheduler and SyncQueue enqueue (lazy_enqueue)
+    queue = Queue(store, Config(), author="bench", origin=Origin(by="bench", origin="bench"),
+                  lazy_enqueue=True)
     if spacing_s:
         for _ in range(jobs):
             await queue.enqueue(NOOP)
