@@ -378,6 +378,14 @@ async def test_a_claim_of_jobs_seen_inserted_takes_the_most_urgent_by_id_in_one_
     assert (await user.get(held.id)).state == "pending"
     taken = await user.get(plain.id)
     assert taken.locked is not None and taken.locked.worker == "rival"
+    # nor one this worker may not run: not due yet, tags it lacks, another pool
+    others = await user.enqueue_many([
+        EnqueueRequest(DUMMY, delay_s=60), EnqueueRequest(DUMMY, options={"tags": ["gpu"]}),
+        EnqueueRequest(DUMMY, options={"pool": "elsewhere"})])
+    seen = [await store.collection(layout.QUEUE).find_one({"_id": j.id}) for j in others]
+    assert await worker.claim_seen(WORKER, seen, 3) == []
+    assert [c.job.id for c in await worker.claim_seen(WORKER, seen, 3, tags=["gpu"])] \
+        == [others[1].id]
 
 
 async def test_a_worker_that_lost_a_race_spreads_its_next_claims_over_the_most_urgent(

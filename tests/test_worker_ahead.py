@@ -54,7 +54,8 @@ class ClaimQueries(monitoring.CommandListener):
             self._read_candidates = True
         elif name == "findAndModify" and "sort" in body:
             self.kinds.append("read")
-        elif name == "update" and "query_at" in body["updates"][0]["q"]:
+        elif name == "update" and isinstance(
+                body["updates"][0]["u"].get("$set", {}).get("locked"), dict):  # a lease
             if not self._read_candidates:
                 self.kinds.append("by_id")
             self._read_candidates = False

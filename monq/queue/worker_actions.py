@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -100,6 +100,13 @@ def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
         doc[key] = child = dict(child) if isinstance(child, dict) else {}
         doc = child
     doc[last] = value
+
+
+def _due(doc: dict[str, Any], now: datetime) -> bool:
+    due = doc.get("query_at")
+    if not isinstance(due, datetime):
+        return False
+    return (due if due.tzinfo else due.replace(tzinfo=UTC)) <= now
 
 
 def spread_picks(candidates: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -207,8 +214,7 @@ class WorkerActions:
                 return []
             if spread > 1:
                 candidates = spread_picks(candidates, count)
-            claims, given_back = await self._take(worker, candidates, now, pool=pool,
-                                                  tags=tags, excluded_names=names)
+            claims, given_back = await self._take(worker, candidates, now)
             if claims:
                 return claims
             # all taken by other workers meanwhile, or given back (parallel slots):
@@ -220,29 +226,33 @@ class WorkerActions:
                          *, pool: str = "default", tags: Sequence[str] = (),
                          exclude_names: Sequence[str] = ()) -> list[Claim]:
         """Take up to `count` of the jobs `seen` (as a change stream showed them
-        inserted), the most urgent first, if they are still claimable: one bulk of
+        inserted), the most urgent first, if this worker may run them (due, of its
+        pool, tags it has, a name not excluded) and they still wait: one bulk of
         conditional updates by ``_id``, with no read before it (`claim_many` reads
         the candidates first). None in place of one another worker took."""
         if count <= 0 or not seen:
             return []
-        chosen = sorted(seen, key=lambda doc: (-doc["priority"], doc["_id"]))[:count]
-        names = list(exclude_names) + await self._full_names()
-        claims, _ = await self._take(worker, chosen, self.ctx.clock(), pool=pool, tags=tags,
-                                     excluded_names=names)
+        now = self.ctx.clock()
+        names = set(exclude_names) | set(await self._full_names())
+        fits = [doc for doc in seen
+                if doc.get("pool") == pool and set(doc.get("tags") or ()) <= set(tags)
+                and doc.get("name") not in names and _due(doc, now)]
+        chosen = sorted(fits, key=lambda doc: (-doc["priority"], doc["_id"]))[:count]
+        claims, _ = await self._take(worker, chosen, now)
         return claims
 
     async def _take(self, worker: WorkerRef, candidates: Sequence[dict[str, Any]],
-                    now: datetime, *, pool: str, tags: Sequence[str],
-                    excluded_names: Sequence[str]) -> tuple[list[Claim], list[str]]:
-        """Claim the `candidates` still claimable, each by its conditional update,
-        in one bulk: the claims, and the names of jobs given back at once (their
-        parallel slots all taken)."""
+                    now: datetime) -> tuple[list[Claim], list[str]]:
+        """Claim the `candidates` (claimable by this worker when read) that still
+        wait, each by its conditional update, in one bulk: the claims, and the names
+        of jobs given back at once (their parallel slots all taken)."""
+        if not candidates:
+            return [], []
         transition = TRANSITIONS[Action.CLAIM]
         writes = {doc["_id"]: (doc, *self._claim_write(worker, now)) for doc in candidates}
         taken = await self.ctx.jobs.claim_each(
             [(doc, fields, [event]) for doc, _, fields, event in writes.values()],
-            sources=[str(s) for s in transition.sources], requires=transition.requires,
-            now=now, pool=pool, tags=tags, excluded_names=excluded_names)
+            sources=[str(s) for s in transition.sources], requires=transition.requires)
         if len(taken) < len(writes):  # other workers took some of the same
             self._contended_until = time.monotonic() + CONTENTION_MEMORY_S
         claims: list[Claim] = []

@@ -229,17 +229,24 @@ class JobStore:
     async def claim_each(self, claims: Sequence[tuple[dict[str, Any], dict[str, Any],
                                                       Sequence[dict[str, Any]]]], *,
                          sources: Iterable[str], requires: Mapping[str, Any],
-                         now: datetime, pool: str, tags: Sequence[str],
-                         excluded_names: Sequence[str]) -> list[dict[str, Any]]:
-        """Take the candidates ``(doc, set_fields, events)`` that are still
-        claimable, each by its own conditional update, all in one bulk write; the
-        jobs taken, after it (each `set_fields` holds its own ``locked.token``). When
-        all were taken, the candidates with the update applied; else the taken ones
-        read back by their tokens (another worker took the others meanwhile)."""
+                         ) -> list[dict[str, Any]]:
+        """Take the candidates ``(doc, set_fields, events)`` (claimable when read)
+        that are still waiting, each by its own conditional update, all in one bulk
+        write; the jobs taken, after it (each `set_fields` holds its own
+        ``locked.token``). When all were taken, the candidates with the update
+        applied; else the taken ones read back by their tokens (another worker took
+        the others meanwhile).
+
+        Each update checks again only what may change while a job waits: its state
+        and the field values `requires` (held, kill or removal asked for). A waiting
+        job's pool and tags never change, and its due time only moves earlier (a
+        resume), so what the read found of those holds; the update by ``_id`` then
+        needs no other index (on the embedded server, a due-time range beside the
+        ``_id`` scans every waiting job)."""
         if not claims:
             return []
-        query = self._claimable(sources, requires, now, pool, tags, excluded_names)
-        ops = [UpdateOne({**query, "_id": doc["_id"]}, self._claiming(fields, events))
+        query = {"state": {"$in": [str(s) for s in sources]}, **requires}
+        ops = [UpdateOne({"_id": doc["_id"], **query}, self._claiming(fields, events))
                for doc, fields, events in claims]
         async with self.store.errors():
             result = await self.queue.bulk_write(ops, ordered=False)
