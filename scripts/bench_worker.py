@@ -22,6 +22,14 @@ monq enqueues them, with its indexes (``ratio_to_raw_queue``). The two differ by
 what the server pays per document and index, which on the embedded server is
 most of a write's cost; the gap between the second and monq is monq's own.
 
+A control separates what monq's workers do from what the server charges for their
+change streams: one worker drains and serves the spaced jobs while three more wait
+on another database of the same server, so that they never claim (on the embedded
+server each waiting change stream is answered on every write anywhere, and its
+next ``getMore`` costs server time; on MongoDB it is answered only for a change
+its filter lets through). If the control's start latency is that of four working
+workers, the latency four add is the server's, not their coordination's.
+
 Worker counts are compared on equal terms: without --url, each worker count (and
 the baseline) gets a fresh embedded SecantusDB, so none runs on a server aged by
 another's writes; with --url, each gets a fresh database on that server.
@@ -32,8 +40,9 @@ Store in them counts what it sends and writes the counts to a file.
 
 ``--json`` prints one JSON object: ``raw_per_s``, ``idle_commands_per_s`` and
 ``workers`` mapping "1", "2", "4" to ``jobs_per_s``, ``ratio``, ``start_p50_ms``,
-``start_p99_ms``, ``commands_per_job`` and ``ratio_to_one_worker``; the table goes
-to stderr.
+``start_p99_ms``, ``commands_per_job`` and ``ratio_to_one_worker``, and
+``one_beside_watchers`` (the control: ``jobs_per_s``, ``ratio_to_one_worker``,
+``start_p50_ms``, ``start_p99_ms``); the table goes to stderr.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,6 +78,7 @@ from monq.worker.executor import ExecutorPool
 
 NOOP = "monq.jobs.bench.NoopJob"
 WORKER_COUNTS = (1, 2, 4)
+WATCHERS = 3  # the control's idle workers on another database: 1 + 3 = 4 change streams
 SLOTS = 2
 LATENCY_JOBS = 40
 LATENCY_SPACING_S = 0.05
@@ -152,8 +163,11 @@ def settled_commands(folder: Path) -> tuple[int, int]:
 
 
 def run_workers(url: str, jobs: int, processes: int, idle_s: float,
-                warmup_s: float = IDLE_WARMUP_S) -> dict[str, float]:
-    """One worker count on a fresh database: jobs/s, start latency, commands."""
+                warmup_s: float = IDLE_WARMUP_S, *, watchers: int = 0) -> dict[str, float]:
+    """One worker count on a fresh database: jobs/s, start latency, commands. With
+    `watchers`, as many more workers wait on another database of the same server
+    and get no job: what their change streams alone cost the ones that work (the
+    embedded server answers every waiting getMore on any write anywhere)."""
     folder = Path(tempfile.mkdtemp(prefix="monq_bench_commands_"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MONQ_")},
            "MONQ_MONGODB_URL": url, "MONQ_LOG_LEVEL": "WARNING",
@@ -161,11 +175,18 @@ def run_workers(url: str, jobs: int, processes: int, idle_s: float,
     monq = str(Path(sys.executable).parent / "monq")
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
     db = client.get_default_database()
+    elsewhere = client[f"{db.name}_elsewhere"]
     result: dict[str, float] = {}
     workers = [subprocess.Popen([monq, "worker"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL) for _ in range(processes)]
+    # counted apart: their commands are not the working workers'
+    watcher_env = {**env, "MONQ_MONGODB_URL": with_database(url, elsewhere.name),
+                   COUNT_ENV: tempfile.mkdtemp(prefix="monq_bench_watchers_")}
+    workers += [subprocess.Popen([monq, "worker"], env=watcher_env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL) for _ in range(watchers)]
     try:
-        wait_until(lambda: db["sys.worker"].count_documents({}) >= processes,
+        wait_until(lambda: db["sys.worker"].count_documents({}) >= processes
+                   and elsewhere["sys.worker"].count_documents({}) >= watchers,
                    "the workers to register", workers)
         time.sleep(warmup_s if idle_s else 1.0)  # past their start-up commands
         before = settled_commands(folder)
@@ -201,10 +222,10 @@ def run_workers(url: str, jobs: int, processes: int, idle_s: float,
     result["start_p50_ms"] = statistics.median(waits)
     result["start_p99_ms"] = waits[max(0, int(len(waits) * 0.99) - 1)]
     client.drop_database(db.name)
+    client.drop_database(elsewhere.name)
     client.close()
-    for path in folder.iterdir():
-        path.unlink()
-    folder.rmdir()
+    for path in (folder, Path(watcher_env[COUNT_ENV])):
+        shutil.rmtree(path, ignore_errors=True)
     return result
 
 
@@ -261,6 +282,12 @@ def main() -> int:
         # issue 19 also judges more workers against one: ≥ 1.0 means they do not slow down
         row["ratio_to_one_worker"] = row["jobs_per_s"] / rows["1"]["jobs_per_s"] if rows else 1.0
         rows[str(n)] = {k: round(v, 3) for k, v in row.items()}
+    # the control: one worker at work, three waiting on another database
+    with fresh_database(args.url, "bench_w1_beside3") as url:
+        control = run_workers(url, args.jobs, 1, 0.0, watchers=WATCHERS)
+    control["ratio_to_one_worker"] = control["jobs_per_s"] / rows["1"]["jobs_per_s"]
+    beside = {k: round(control[k], 3) for k in ("jobs_per_s", "ratio_to_one_worker",
+                                                 "start_p50_ms", "start_p99_ms")}
     inline, isolated = asyncio.run(isolation(200))
     out = sys.stderr if args.json else sys.stdout
     print(f"server: {args.url or 'a fresh embedded SecantusDB per measure'}   jobs: "
@@ -275,6 +302,10 @@ def main() -> int:
               f"{row['ratio_to_one_worker']:>13.2f}{row['start_p50_ms']:>14.1f}"
               f"{row['start_p99_ms']:>14.1f}{row['commands_per_job']:>14.2f}"
               f"{row['getmores_per_job']:>17.2f}", file=out)
+    print(f"1 worker beside {WATCHERS} waiting on another database of the server: "
+          f"{beside['jobs_per_s']:.1f} jobs/s ({beside['ratio_to_one_worker']:.2f} of one "
+          f"alone), start p50 {beside['start_p50_ms']:.1f} ms, p99 "
+          f"{beside['start_p99_ms']:.1f} ms", file=out)
     print(f"an idle worker ({SLOTS} slots, {args.idle_warmup_s:.0f} s after its start, over "
           f"{args.idle_s:.0f} s): {idle_per_s:.2f} commands/s, of them {idle_getmores_per_s:.2f} "
           f"change-stream getMores", file=out)
@@ -286,6 +317,7 @@ def main() -> int:
                           "raw_queue_per_s": round(queue_baseline, 1),
                           "idle_commands_per_s": round(idle_per_s, 2),
                           "idle_getmores_per_s": round(idle_getmores_per_s, 2), "workers": rows,
+                          "one_beside_watchers": beside,
                           "isolation_us": {"inline": round(inline * 1e6, 1),
                                            "executor": round(isolated * 1e6, 1)}}))
     return 0

@@ -44,3 +44,5 @@ def test_bench_worker_json(mongo_server_url: str) -> None:
         assert 0 <= figures["start_p50_ms"] <= figures["start_p99_ms"]
         # the workers' own count: a job is at least claimed and completed
         assert figures["commands_per_job"] >= 2
+    beside = found["one_beside_watchers"]  # the control: one at work, three waiting
+    assert beside["jobs_per_s"] > 0 and 0 <= beside["start_p50_ms"] <= beside["start_p99_ms"]
