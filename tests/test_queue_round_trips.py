@@ -326,6 +326,23 @@ async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
     assert await worker.claim_many(WORKER, 3) == []
 
 
+async def test_a_bulk_completed_jobs_journal_copy_keeps_its_last_heartbeat(
+        queue: Queue, store: Store, config: Config) -> None:
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    await asyncio.sleep(0.05)  # the heartbeat comes after the claim
+    await worker.heartbeat(WORKER.id, [(claim.job.id, claim.token)])
+    lease = (await store.collection(layout.QUEUE).find_one({"_id": job.id}))["locked"]
+    assert lease["heartbeat"] > lease["at"]
+    await complete_and_flush(worker, claim)
+    copy = await store.collection(layout.JOURNAL).find_one({"_id": job.id})
+    assert copy["state"] == "complete"
+    assert (copy["locked"]["heartbeat"], copy["locked"]["expires"]) \
+        == (lease["heartbeat"], lease["expires"])
+
+
 def rival_takes_one_first(worker: Queue, store: Store, config: Config) -> None:
     """Between the worker's next read of claim candidates and its updates, a rival
     worker takes the first of them (once)."""

@@ -582,7 +582,14 @@ class WorkerActions:
         default = self.ctx.config.queue.zombie_time_s
         times = {job_id: (zombie_time_s or {}).get(job_id) or default for job_id, _ in leases}
         await self.ctx.jobs.heartbeat(leases, now, times)
-        return await self.check_leases(leases)
+        reply = await self.check_leases(leases)
+        for job_id, _ in leases:  # as held (lazy_outbox): its journal copy comes from it
+            doc = self._held.get(job_id)
+            if doc is not None and job_id not in reply.lost \
+                    and isinstance(doc.get("locked"), dict):
+                doc["locked"] = {**doc["locked"], "heartbeat": now,
+                                 "expires": now + timedelta(seconds=times[job_id])}
+        return reply
 
     async def check_leases(self, leases: Sequence[tuple[ObjectId, str]]) -> HeartbeatReply:
         """Which of these running jobs are to be killed, removed, or lost (one read)."""
