@@ -17,7 +17,8 @@ from monq.core.config import Config
 from monq.core.errors import DatabaseUnavailable, LeaseLost
 from monq.core.store import Store, layout
 from monq.queue.enqueue import EnqueueRequest
-from monq.queue.queue import Queue, WorkerRef
+from monq.queue.model import JobRecord
+from monq.queue.queue import Claim, Queue, WorkerRef
 from monq.queue.states import Action
 from monq.queue.sweeping import RELAY_GRACE_S
 from monq.queue.worker_actions import CLAIM_SPREAD, spread_picks
@@ -62,6 +63,16 @@ class Commands(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+async def one_claimed(queue: Queue, store: Store, config: Config
+                      ) -> tuple[Queue, JobRecord, Claim]:
+    """A worker's queue (lazy outbox), a job enqueued, and the worker's claim of it."""
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    return worker, job, claim
 
 
 async def assert_completed_once(queue: Queue, job_id: ObjectId) -> None:
@@ -177,10 +188,7 @@ async def test_the_sweep_clears_a_backlogs_relayed_enqueue_events_in_bulk(
 
 async def test_a_workers_next_write_clears_what_it_relayed(
         queue: Queue, store: Store, config: Config) -> None:
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    job = await queue.enqueue(DUMMY)
-    claim = await worker.claim(WORKER)
-    assert claim is not None
+    worker, job, claim = await one_claimed(queue, store, config)
     await worker.start(job.id, claim.token)
     await worker.flush_events()  # what the worker does RELAY_DELAY_S after a write
     doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
@@ -205,10 +213,7 @@ async def test_a_workers_next_write_clears_what_it_relayed(
 
 async def test_a_start_folded_into_the_complete_keeps_its_time_and_place(
         queue: Queue, store: Store, config: Config) -> None:
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    job = await queue.enqueue(DUMMY)
-    claim = await worker.claim(WORKER)
-    assert claim is not None
+    worker, job, claim = await one_claimed(queue, store, config)
     started = worker.started()
     done = await worker.complete(job.id, claim.token, started=started)
     await worker.flush_moves()
@@ -224,10 +229,7 @@ async def test_a_start_folded_into_the_complete_keeps_its_time_and_place(
 
 async def test_a_requeue_leaves_the_outbox_empty(
         queue: Queue, store: Store, config: Config) -> None:
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    job = await queue.enqueue(DUMMY)
-    claim = await worker.claim(WORKER)
-    assert claim is not None
+    worker, job, claim = await one_claimed(queue, store, config)
     await worker.release(job.id, claim.token, "not here")
     doc = await store.collection(layout.QUEUE).find_one({"_id": job.id})
     assert doc["outbox"] == []
@@ -238,10 +240,7 @@ async def test_the_sweep_relays_a_dead_workers_outbox_once(
         queue: Queue, store: Store, config: Config) -> None:
     """A worker dies with relayed events still in its job's outbox, and one it wrote
     but never relayed: the sweep relays the missing one, doubles none, clears both."""
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    job = await queue.enqueue(DUMMY)
-    claim = await worker.claim(WORKER)
-    assert claim is not None
+    worker, job, claim = await one_claimed(queue, store, config)
     await worker.start(job.id, claim.token)
     await worker.flush_events()
     # the worker's next write took, and then it died before relaying it
@@ -328,10 +327,7 @@ async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
 
 async def test_a_bulk_completed_jobs_journal_copy_keeps_its_last_heartbeat(
         queue: Queue, store: Store, config: Config) -> None:
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    job = await queue.enqueue(DUMMY)
-    claim = await worker.claim(WORKER)
-    assert claim is not None
+    worker, job, claim = await one_claimed(queue, store, config)
     await asyncio.sleep(0.05)  # the heartbeat comes after the claim
     await worker.heartbeat(WORKER.id, [(claim.job.id, claim.token)])
     lease = (await store.collection(layout.QUEUE).find_one({"_id": job.id}))["locked"]
@@ -459,10 +455,7 @@ async def test_a_bulk_complete_the_database_missed_is_written_again_once(
         queue: Queue, store: Store, config: Config) -> None:
     """The bulk write of completes fails: each complete's writer hears it (the worker
     tries again while the lease lasts), and the job completes once, one event."""
-    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
-    job = await queue.enqueue(DUMMY)
-    claim = await worker.claim(WORKER)
-    assert claim is not None
+    worker, job, claim = await one_claimed(queue, store, config)
     worker.jobs = FailingOnce(worker.jobs)  # type: ignore[assignment]
     with pytest.raises(DatabaseUnavailable):
         await worker.complete(job.id, claim.token, started=worker.started())
