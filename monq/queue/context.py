@@ -63,11 +63,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """`value`, naive ones read as UTC (as a client without tz_aware returns them)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def seconds_between(start: datetime, end: datetime) -> float:
     """Seconds from `start` to `end`, never negative (clocks of two hosts may differ)."""
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    return max(0.0, round((end - start).total_seconds(), 6))
+    return max(0.0, round((end - as_utc(start)).total_seconds(), 6))
 
 
 @dataclass

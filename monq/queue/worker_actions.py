@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -22,7 +22,7 @@ from bson import ObjectId
 from monq.core.errors import DatabaseUnavailable, LeaseLost
 from monq.core.group_commit import GroupCommit
 from monq.core.store.jobs import HeldWrite
-from monq.queue.context import QueueContext, seconds_between
+from monq.queue.context import QueueContext, as_utc, seconds_between
 from monq.queue.finishing import Finisher
 from monq.queue.model import JobRecord
 from monq.queue.states import TRANSITIONS, Action, State
@@ -104,9 +104,7 @@ def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
 
 def _due(doc: dict[str, Any], now: datetime) -> bool:
     due = doc.get("query_at")
-    if not isinstance(due, datetime):
-        return False
-    return (due if due.tzinfo else due.replace(tzinfo=UTC)) <= now
+    return isinstance(due, datetime) and as_utc(due) <= now
 
 
 def spread_picks(candidates: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ from monq.core.loops import LoopFailed, periodic, supervise
 from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.workers import WorkerStore
+from monq.queue.context import as_utc
 from monq.queue.queue import Claim, Maintenance, Queue, WorkerRef
 from monq.queue.worker_actions import Started
 from monq.worker.executor import Executor, ExecutorDied, ExecutorPool
@@ -295,8 +296,10 @@ class Worker:
 
     def _claim_in_turn(self, job_id: Any, change: dict[str, Any], claimable: int) -> None:
         """Claim what a change made claimable now if this worker is first for the
-        job among the pool's workers, else when its turn comes (the job is most
-        likely taken by then: the claim takes the next one waiting, or none)."""
+        job among the pool's workers, else when its turn comes, unless the stream
+        shows another worker claiming the job first (`_taken_meanwhile`). A new job
+        is claimed by its id (`_wake_for`), other changes by a claim of the most
+        urgent (`_wake`)."""
         self._read_peers_soon()
         doc = change.get("fullDocument") if change.get("operationType") == "insert" else None
         tags = (doc or {}).get("tags") or ()
@@ -806,7 +809,7 @@ class Worker:
             return 0
         due = doc.get("query_at")
         if isinstance(due, datetime):
-            due = due if due.tzinfo else due.replace(tzinfo=UTC)
+            due = as_utc(due)
             if due > datetime.now(UTC):
                 self._due_at = due if self._due_at is None else min(self._due_at, due)
                 return 0
