@@ -49,10 +49,44 @@ async def test_a_stop_racing_a_workers_requeue_ends_the_job(
     assert await store.collection(layout.QUEUE).count_documents({}) == 0
 
 
+@pytest.mark.parametrize("stop", ["kill", "remove"])
+@pytest.mark.parametrize("at", range(1, 8))
+async def test_a_stop_racing_the_sweeps_reset_of_a_dead_workers_job_ends_the_job(
+        store: Store, config: Config, stop: str, at: int) -> None:
+    """Wherever the user's kill lands in the sweep's recovery of a dead worker's job,
+    the job ends killed (or removed) by the next sweep at the latest: the reset misses
+    when a stop was asked for, so no job is left waiting with one (no index finds
+    those; the sweep looks for them only once per process)."""
+    user = Queue(store, config, author="alice")
+    job = await user.enqueue(DUMMY, attempts=2)
+    assert await Queue(store, config, author=WORKER.id).claim(WORKER) is not None
+    await store.collection(layout.QUEUE).update_one(
+        {"_id": job.id}, {"$set": {"locked.expires": datetime.now(UTC) - timedelta(seconds=1)}})
+    sweeper = Queue(store, config, author="sweeper")
+    await sweeper.sweep()  # its once-per-process look is behind it
+    assert (await sweeper.get(job.id)).state == State.PENDING
+    # again, with the stop landing at the `at`-th store call of the sweep
+    assert await Queue(store, config, author=WORKER.id).claim(WORKER) is not None
+    await store.collection(layout.QUEUE).update_one(
+        {"_id": job.id}, {"$set": {"locked.expires": datetime.now(UTC) - timedelta(seconds=1)}})
+    interleaved = Interleaved(sweeper.jobs, at, lambda: getattr(user, stop)(job.id))
+    sweeper.jobs = interleaved  # type: ignore[assignment]
+    await sweeper.sweep()
+    await interleaved.run_action()  # the stop, if the sweep made fewer calls
+    assert interleaved.error is None, interleaved.error
+    sweeper.jobs = interleaved._jobs
+    await sweeper.sweep()
+    target = State.KILLED if stop == "kill" else State.REMOVED
+    assert (await user.get(job.id)).state == target
+    names = await event_names(user, job.id)
+    assert names[-1] == f"{stop}_job" and names.count(f"{stop}_job") == 1, names
+    assert await store.collection(layout.QUEUE).count_documents({}) == 0
+
+
 async def test_the_sweep_ends_a_waiting_job_whose_kill_was_asked_for(
         queue: Queue, store: Store) -> None:
     """A job left waiting with ``killed_at`` set (by an older version, or by hand) is
-    claimed by no worker: the sweep ends it."""
+    claimed by no worker: the sweep ends it, in its first pass of the process."""
     killed = await queue.enqueue(DUMMY)
     removed = await queue.enqueue(DUMMY)
     now = datetime.now(UTC)

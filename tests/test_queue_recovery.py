@@ -10,7 +10,7 @@ from monq.core.store import Store, layout
 from monq.core.store.events import new_event
 from monq.core.store.jobs import JobFilter
 from monq.queue.enqueue import EnqueueRequest
-from monq.queue.queue import FINISH_GRACE_S, Queue
+from monq.queue.queue import FINISH_GRACE_S, Queue, WorkerRef
 from monq.queue.states import State
 from tests.queue_fixtures import DUMMY, WORKER, event_names
 
@@ -146,6 +146,42 @@ async def test_sweep_resolves_a_job_in_both_collections(queue: Queue, store: Sto
     await after_finish_grace(queue).sweep()
     assert await queue.jobs.in_both(job.id) == (False, True)
     assert (await event_names(queue, job.id)).count("complete_job") == 1
+
+
+async def test_list_by_worker(queue: Queue, store: Store) -> None:
+    """A listing by worker finds the jobs it runs, and in the journal those it ran;
+    a job that waits, or a state filter without running, finds none in the queue."""
+    first = await queue.enqueue(DUMMY)
+    waiting = await queue.enqueue(DUMMY)
+    other = Queue(store, queue.config, author="w2")
+    assert (await queue.claim(WORKER)).job.id == first.id  # type: ignore[union-attr]
+    assert (await other.claim(WorkerRef(id="w2", host="h", pid=2))).job.id \
+        == waiting.id  # type: ignore[union-attr]
+    third = await queue.enqueue(DUMMY)
+    page, total = await queue.list_jobs(JobFilter(worker=WORKER.id))
+    assert total == 1 and [j.id for j in page] == [first.id]
+    page, total = await queue.list_jobs(JobFilter(worker=WORKER.id, states=("pending",)))
+    assert total == 0 and page == []
+    page, _ = await queue.list_jobs(JobFilter(worker=WORKER.id, states=("running", "pending")))
+    assert [j.id for j in page] == [first.id]
+    claim = await queue.claim(WORKER)
+    assert claim is not None and claim.job.id == third.id
+    await queue.complete(claim.job.id, claim.token)
+    page, total = await queue.list_jobs(JobFilter(worker=WORKER.id), finished=True)
+    assert total == 1 and [j.id for j in page] == [third.id]
+
+
+async def test_only_jobs_enqueued_with_dependencies_have_a_wait_list(queue: Queue,
+                                                                     store: Store) -> None:
+    """The sparse ``wait_for`` index then holds only them, and the sweep's look for
+    blocked jobs reads no other job."""
+    first = await queue.enqueue(DUMMY)
+    second = await queue.enqueue(DUMMY, wait_for=[first.id])
+    raw = store.collection(layout.QUEUE)
+    assert "wait_for" not in await raw.find_one({"_id": first.id})  # type: ignore[operator]
+    assert (await raw.find_one({"_id": second.id}))["wait_for"] == [first.id]  # type: ignore[index]
+    assert (await queue.get(first.id)).wait_for == ()
+    assert [d["_id"] for d in await queue.jobs.blocked()] == [second.id]
 
 
 async def test_list_filters_and_pages(queue: Queue) -> None:

@@ -28,8 +28,8 @@ async def test_indexes_are_created_idempotently(store: Store) -> None:
 
 
 async def test_retired_indexes_are_dropped(store: Store) -> None:
-    for collection, name in layout.RETIRED_INDEXES:
-        await store.collection(collection).create_index("created", name=name)
+    for i, (collection, name) in enumerate(layout.RETIRED_INDEXES):
+        await store.collection(collection).create_index(f"retired_{i}", name=name)
     await store.ensure_indexes()
     for collection, name in layout.RETIRED_INDEXES:
         assert name not in await store.collection(collection).index_information()

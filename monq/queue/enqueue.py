@@ -102,7 +102,7 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
                      "parent_id": origin.parent_id, **dict(origin.detail or {})},
         "query_at": query_at, "locked": None, "progress": {"value": 0.0, "message": None},
         "held": bool(request.hold), "blocked": bool(request.wait_for),
-        "wait_for": list(request.wait_for), "pool": values["pool"],
+        "pool": values["pool"],
         "tags": sorted(set(values["tags"])), "max_parallel": values["max_parallel"],
         "options": {k: values[k] for k in RUNTIME_OPTIONS}, "defer_count": 0,
         "chain": [chain_spec(c, webhooks) for c in request.chain],
@@ -111,6 +111,8 @@ def build_document(request: EnqueueRequest, number: int, origin: Origin, now: da
         "zombie_at": None, "wall_at": None, "last_error": None, "started_at": None,
         "finished_at": None, "runtime": None,
     }
+    if request.wait_for:  # absent otherwise: the sparse wait_for index holds only these
+        doc["wait_for"] = list(request.wait_for)
     if values["unique"]:
         doc["unique_key"] = unique_key(doc["name"], args)
     doc["outbox"] = [new_event(str(EventName.ENQUEUE_JOB), channel="queue", author=origin.by,

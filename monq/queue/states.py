@@ -166,6 +166,8 @@ TRANSITIONS: dict[Action, Transition] = {t.action: t for t in (
     _t(_A.FLAG_NONSTOP, _E.FLAG_NONSTOP, _R, None, {"wall_at": None}),
     _t(_A.FAIL_DEPENDENT, _E.FAILED_JOB, WAITING, State.ERROR),
     _t(_A.FLAG_ZOMBIE, _E.FLAG_ZOMBIE, _R, None, {"zombie_at": None}, leased=True),
-    _t(_A.RESET, _E.RESET_JOB, _R, State.PENDING, leased=True),
+    # a kill or removal asked for meanwhile makes the reset miss: the next sweep ends
+    # the job instead (see NOT_STOPPED)
+    _t(_A.RESET, _E.RESET_JOB, _R, State.PENDING, NOT_STOPPED, leased=True),
     _t(_A.RESET_TO_ERROR, _E.RESET_JOB, _R, State.ERROR, leased=True),
 )}

@@ -40,6 +40,8 @@ class Sweeper:
     def __init__(self, ctx: QueueContext, finisher: Finisher) -> None:
         self.ctx = ctx
         self.finisher = finisher
+        # whether this process looked once for waiting jobs with a stop asked for
+        self._stopped_waiting_checked = False
 
     async def sweep(self) -> SweepReport:
         """Repair what dead processes left: unrelayed events, unfinished moves,
@@ -56,25 +58,28 @@ class Sweeper:
             await jobs.relay_many(docs, journal=journal)
             relayed += sum(len(doc.get("outbox") or []) for doc in docs)
         finished_before = now - timedelta(seconds=FINISH_GRACE_S)
-        waiting = [str(s) for s in TRANSITIONS[Action.KILL_WAITING].sources]
         final = [str(s) for s in FINAL]
-        for doc in await jobs.stranded(now=now, final=final, finished_before=finished_before,
-                                       waiting=waiting):
+        for doc in await jobs.stranded(now=now, final=final, finished_before=finished_before):
             if doc["state"] in final:
                 await self.finisher.finish(doc)
                 moved += 1
-            elif doc["state"] == State.RUNNING:
-                zombies += await self._recover(doc, now)
             else:
+                zombies += await self._recover(doc, now)
+        if not self._stopped_waiting_checked:
+            waiting = [str(s) for s in TRANSITIONS[Action.KILL_WAITING].sources]
+            for doc in await jobs.stopped_waiting(waiting):
                 moved += await self._end_stopped_waiting(doc, now)
+            self._stopped_waiting_checked = True
         unblocked = await self._sweep_dependencies()
         await self._sweep_slots(now)
         return SweepReport(relayed, moved, zombies, unblocked)
 
     async def _end_stopped_waiting(self, doc: dict[str, Any], now: datetime) -> int:
         """End a waiting job whose kill or removal was asked for: no worker claims
-        it, so it would wait forever (a kill that landed between a sweep's read of a
-        dead worker's job and its reset, or one written by hand)."""
+        it, so it would wait forever. Monq writes none (every write that puts a job
+        back to waiting misses when a stop was asked for); an older version could (a
+        kill that landed between a sweep's read of a dead worker's job and its
+        reset), and so can a hand."""
         action = Action.KILL_WAITING if doc.get("killed_at") else Action.REMOVE_WAITING
         done = await self.ctx.write(action, doc["_id"],
                                     self.ctx.event(action, now, author=SWEEPER),

@@ -362,10 +362,15 @@ class JobStore:
             journaled = await self.journal.count_documents({"_id": job_id}, limit=1)
         return bool(queued), bool(journaled)
 
-    def _query(self, spec: JobFilter) -> dict[str, Any]:
+    def _query(self, spec: JobFilter, *, finished: bool) -> dict[str, Any]:
+        """The query for `spec` in the journal (`finished`) or sys.queue."""
         query: dict[str, Any] = {}
-        if spec.states:
-            query["state"] = {"$in": list(spec.states)}
+        states = list(spec.states) if spec.states else None
+        if spec.worker and not finished:
+            # in sys.queue only running jobs hold a lease: few, found by their state
+            states = [s for s in states or [RUNNING] if s == RUNNING]
+        if states is not None:
+            query["state"] = {"$in": states}
         if spec.name_glob:
             query["name"] = {"$regex": glob_regex(spec.name_glob)}
         if spec.names is not None:
@@ -388,7 +393,7 @@ class JobStore:
                    ) -> tuple[list[dict[str, Any]], int]:
         """One page of jobs, and how many match in all."""
         collection = self.journal if finished else self.queue
-        query = self._query(spec)
+        query = self._query(spec, finished=finished)
         direction = -1 if descending else 1
         async with self.store.errors():
             total = await collection.count_documents(query)
@@ -447,20 +452,26 @@ class JobStore:
             ).limit(limit).to_list(None)
 
     async def stranded(self, *, now: datetime, final: Iterable[str],
-                       finished_before: datetime, waiting: Iterable[str],
-                       limit: int = 100) -> list[dict[str, Any]]:
+                       finished_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
         """What the sweep repairs besides outboxes, normally nothing, in one query
         (each part served by its own index): final jobs finished before
-        `finished_before` (the ``claim`` index), running jobs whose lease expired by
-        `now` (``lease_expiry``), and jobs in a `waiting` state whose kill or removal
-        was asked for (the partial ``killed`` and ``removed`` indexes, which hold
-        only jobs with the flag set)."""
+        `finished_before` (the ``claim`` index), and running jobs whose lease expired
+        by `now` (``lease_expiry``)."""
         query = {"$or": [
             {"state": {"$in": list(final)}, "finished_at": {"$lt": finished_before}},
             {"locked.expires": {"$lt": now}, "state": RUNNING},
-            {"killed_at": {"$type": "date"}, "state": {"$in": list(waiting)}},
-            {"removed_at": {"$type": "date"}, "state": {"$in": list(waiting)}},
         ]}
+        async with self.store.errors():
+            return await self.queue.find(query).limit(limit).to_list(None)
+
+    async def stopped_waiting(self, waiting: Iterable[str], limit: int = 100
+                              ) -> list[dict[str, Any]]:
+        """Jobs in a `waiting` state whose kill or removal was asked for: monq leaves
+        none (a write that would put a job back to waiting misses when a stop was
+        asked for), but an older version could, and a hand could. No index serves
+        this: the sweep asks once per process."""
+        query = {"state": {"$in": list(waiting)},
+                 "$or": [{"killed_at": {"$type": "date"}}, {"removed_at": {"$type": "date"}}]}
         async with self.store.errors():
             return await self.queue.find(query).limit(limit).to_list(None)
 
@@ -479,12 +490,15 @@ class JobStore:
         async with self.store.errors():
             await self.queue.update_many({"wait_for": job_id}, {"$pull": {"wait_for": job_id}})
             await self.queue.update_many({"blocked": True, "wait_for": {"$size": 0}},
-                                         {"$set": {"blocked": False}})
+                                         {"$set": {"blocked": False}}, hint=layout.WAIT_FOR_INDEX)
 
     async def blocked(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Jobs still waiting for others. Only jobs enqueued with dependencies have
+        ``wait_for``, so the sparse index on it holds every blocked job: the hint makes
+        the server go by it (a planner uses a sparse index only when told)."""
         async with self.store.errors():
-            return await self.queue.find({"blocked": True}, {"wait_for": 1}
-                                         ).limit(limit).to_list(None)
+            return await self.queue.find({"blocked": True}, {"wait_for": 1}).hint(
+                layout.WAIT_FOR_INDEX).limit(limit).to_list(None)
 
     async def states_of(self, job_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
         """The state of each job, queued or finished (missing ones are absent)."""

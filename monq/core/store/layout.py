@@ -11,18 +11,18 @@ sys.queue
     `monq.core.store.jobs`. Fields: ``_id, number, name, args, state,
     priority, attempts, attempts_left, enqueued{at, by, host, origin,
     parent_id, ...}, query_at, locked{worker, host, pid, at, heartbeat, token,
-    expires}|null, progress{value, message, at}, held, blocked, wait_for[],
-    has_dependents, pool, tags[], max_parallel, unique_key (only when unique),
-    options{retry_delay_s, ...}, defer_count, recoveries, chain[], notifications[],
-    parent_id, child_id, killed_at, removed_at, zombie_at, wall_at, last_error,
-    started_at, finished_at, runtime, result, warnings[], outbox[]``.
+    expires}|null, progress{value, message, at}, held, blocked, wait_for[] (only
+    when the job waits for others), has_dependents, pool, tags[], max_parallel,
+    unique_key (only when unique), options{retry_delay_s, ...}, defer_count,
+    recoveries, chain[], notifications[], parent_id, child_id, killed_at,
+    removed_at, zombie_at, wall_at, last_error, started_at, finished_at, runtime,
+    result, warnings[], outbox[]``.
     ``outbox`` holds events written in the same update as the state change,
     relayed into sys.event under their pre-assigned ``_id``. Indexes rely on
     ``state, priority, _id, query_at`` (the claim), ``state, query_at`` (when the
-    next job is due), ``locked.expires`` (expired
-    leases), ``locked.worker``, ``wait_for``, ``blocked``, ``number``, ``name``,
-    ``unique_key``, ``outbox.0`` (the sweep's relay), ``killed_at`` and
-    ``removed_at``.
+    next job is due), ``locked.expires`` (expired leases), ``wait_for`` (sparse:
+    only jobs that wait for others, blocked ones among them), ``number``,
+    ``name``, ``unique_key`` and ``outbox.0`` (the sweep's relay).
 sys.journal
     Finished jobs (complete, error, inactive, killed, removed), same shape
     (``child_id`` set once a restart made a new job); indexes on ``number``,
@@ -92,12 +92,25 @@ class Index:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# sys.queue's sparse index of jobs enqueued with dependencies (its reads hint it)
+WAIT_FOR_INDEX = "wait_for"
+
 # Indexes of earlier versions that `Store.ensure_indexes` drops: (collection, name)
 RETIRED_INDEXES: tuple[tuple[str, str], ...] = (
     (SCHEDULE, "name"),
     # sys.event by ``created``: no query asks for it (time ranges and retention go by
     # ``_id``, which holds the event's time), and every event insert paid for it
     (EVENT, "created"),
+    # A job's lease holder: running jobs are few (one per worker slot), so a listing
+    # by worker goes by their state; the index cost a write per claim and per end.
+    (QUEUE, "locked_worker"),
+    # Blocked jobs wait for others, so the sparse ``wait_for`` index finds them.
+    (QUEUE, "blocked"),
+    # Waiting jobs with a kill or removal asked for: no write leaves one any more (a
+    # reset of a dead worker's job misses when a stop was asked for); the sweep looks
+    # for those older versions left once per process, without an index.
+    (QUEUE, "killed"),
+    (QUEUE, "removed"),
 )
 
 INDEXES: tuple[Index, ...] = (
@@ -106,20 +119,14 @@ INDEXES: tuple[Index, ...] = (
     # an idle worker sleeps until the next waiting job is due
     Index(QUEUE, (("state", 1), ("query_at", 1)), "due"),
     Index(QUEUE, (("locked.expires", 1),), "lease_expiry", {"sparse": True}),
-    Index(QUEUE, (("wait_for", 1),), "wait_for", {"sparse": True}),
-    Index(QUEUE, (("blocked", 1),), "blocked",
-          {"partialFilterExpression": {"blocked": True}}),
+    # jobs that wait for others (the field is absent on the rest): their dependents
+    # when a job ends, and the blocked ones the sweep checks
+    Index(QUEUE, (("wait_for", 1),), WAIT_FOR_INDEX, {"sparse": True}),
     Index(QUEUE, (("number", 1),), "number", {"unique": True}),
     Index(QUEUE, (("name", 1), ("state", 1)), "name_state"),
-    Index(QUEUE, (("locked.worker", 1),), "locked_worker", {"sparse": True}),
     Index(QUEUE, (("unique_key", 1),), "unique_key",
           {"unique": True, "partialFilterExpression": {"unique_key": {"$type": "string"}}}),
     Index(QUEUE, (("outbox.0", 1),), "outbox_pending", {"sparse": True}),
-    # the sweep's look for waiting jobs with a kill or removal asked for (rare)
-    Index(QUEUE, (("killed_at", 1),), "killed",
-          {"partialFilterExpression": {"killed_at": {"$type": "date"}}}),
-    Index(QUEUE, (("removed_at", 1),), "removed",
-          {"partialFilterExpression": {"removed_at": {"$type": "date"}}}),
     Index(JOURNAL, (("number", 1),), "number", {"unique": True}),
     Index(JOURNAL, (("finished_at", -1),), "finished_at"),
     Index(JOURNAL, (("name", 1), ("finished_at", -1)), "name_finished"),

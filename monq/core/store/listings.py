@@ -115,7 +115,7 @@ class JobListings:
         """A page of jobs in `sort` order: `skip` documents in, or those after the job
         `after` (its document, from `anchor`)."""
         collection = self._collection(finished)
-        query = self.jobs._query(spec)
+        query = self.jobs._query(spec, finished=finished)
         window = query
         if after is not None:
             value: Any = after
