@@ -12,6 +12,7 @@ from typing import Any
 from monq.api.base import BaseHandler
 from monq.core.auth.permissions import may_read_job
 from monq.core.errors import BadRequest
+from monq.core.times import as_utc
 from monq.history.reads import RESOLUTIONS, HistoryReads, pick_resolution
 from monq.history.summary import WAITING_AND_RUNNING, mask_rows
 
@@ -30,8 +31,7 @@ class HistoryBase(BaseHandler):
     def row(self, doc: dict[str, Any]) -> dict[str, Any]:
         assert self.principal is not None
         principal = self.principal
-        out = {"created": doc["created"].replace(tzinfo=UTC) if doc["created"].tzinfo is None
-               else doc["created"], "total": doc.get("total", 0)}
+        out = {"created": as_utc(doc["created"]), "total": doc.get("total", 0)}
         out.update({s: doc[s] for s in WAITING_AND_RUNNING if doc.get(s)})
         out["jobs"] = mask_rows(doc.get("jobs", []), lambda n: may_read_job(principal, n))
         return out

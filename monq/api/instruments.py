@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from monq.api.stream import EventHub
 from monq.core.config import Config
+from monq.core.times import as_utc
 from monq.history.gauges import StoreReadings
 from monq.queue.states import EventName
 
@@ -44,10 +45,6 @@ def _seconds(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Instruments:
@@ -167,13 +164,13 @@ class CurrentValues(Collector):
             "monq_queue_summary_timestamp_seconds", "When the summarizer last saw the queue "
             "change (the counts above are as of then)")
         if isinstance(created, datetime):
-            summary_at.add_metric([], _aware(created).timestamp())
+            summary_at.add_metric([], as_utc(created).timestamp())
         lease = readings.summarizer_lease or {}
         expires = lease.get("expires_at")
         summarizer = GaugeMetricFamily(
             "monq_summarizer_up", "1 while a summarizer holds its lease (keeps the counts "
             "current)", value=1 if isinstance(expires, datetime)
-            and _aware(expires) > self.now else 0)
+            and as_utc(expires) > self.now else 0)
         yield from (by_state, jobs, flags, summary_at, summarizer)
 
     def _workers(self, readings: StoreReadings) -> Iterator[Metric]:
@@ -190,7 +187,7 @@ class CurrentValues(Collector):
         counts: dict[tuple[str, str], int] = {}
         for doc in readings.workers:
             pool = str(doc.get("pool") or "")
-            seconds = max(0.0, (self.now - _aware(doc["heartbeat"])).total_seconds())
+            seconds = max(0.0, (self.now - as_utc(doc["heartbeat"])).total_seconds())
             alive = "true" if seconds < dead_after_s else "false"
             counts[(pool, alive)] = counts.get((pool, alive), 0) + 1
             worker = str(doc["_id"])

@@ -8,14 +8,16 @@ ObjectIds and anything else without a JSON form are their string.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from monq.core.times import as_utc
 
 
 def default(value: Any) -> Any:
     """The JSON form of a value `json` does not know (its ``default=`` hook)."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        return as_utc(value).isoformat()
     return str(value)  # ObjectIds, and anything else a document may hold
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from monq.core.store import Store
 from monq.core.store.history import HistoryStore
+from monq.core.times import as_utc
 from monq.history.summary import WAITING_AND_RUNNING
 
 RESOLUTIONS = ("second", "minute", "hour", "auto")
@@ -24,10 +25,6 @@ def pick_resolution(resolution: str, start: datetime | None, end: datetime | Non
     if span <= timedelta(hours=2):
         return "second"
     return "minute" if span <= timedelta(days=7) else "hour"
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class HistoryReads:
@@ -55,7 +52,7 @@ class HistoryReads:
             point = {s: 0 for s in WAITING_AND_RUNNING}
             point["total"] = 0
             members = [current] if current else []
-            while index < len(docs) and _aware(docs[index]["created"]) < bucket_end:
+            while index < len(docs) and as_utc(docs[index]["created"]) < bucket_end:
                 members.append(docs[index])
                 current = docs[index]
                 index += 1

@@ -39,6 +39,7 @@ from monq.core.store.counters import CounterStore
 from monq.core.store.events import new_event
 from monq.core.store.jobs import JobStore
 from monq.core.store.logs import LogStore
+from monq.core.times import as_utc
 from monq.queue.states import FINAL, TRANSITIONS, Action, State
 
 log = logging.getLogger("monq.queue")
@@ -61,11 +62,6 @@ class Origin:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """`value`, naive ones read as UTC (as a client without tz_aware returns them)."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

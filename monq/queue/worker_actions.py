@@ -22,7 +22,8 @@ from bson import ObjectId
 from monq.core.errors import DatabaseUnavailable, LeaseLost
 from monq.core.group_commit import GroupCommit
 from monq.core.store.jobs import HeldWrite
-from monq.queue.context import QueueContext, as_utc, seconds_between
+from monq.core.times import as_utc
+from monq.queue.context import QueueContext, seconds_between
 from monq.queue.finishing import Finisher
 from monq.queue.model import JobRecord
 from monq.queue.states import TRANSITIONS, Action, State

@@ -43,7 +43,7 @@ from monq.core.loops import LoopFailed, periodic, supervise
 from monq.core.services import wait_for_database
 from monq.core.store import Store
 from monq.core.store.workers import WorkerStore
-from monq.queue.context import as_utc
+from monq.core.times import as_utc
 from monq.queue.queue import Claim, Maintenance, Queue, WorkerRef
 from monq.queue.worker_actions import Started
 from monq.worker.executor import Executor, ExecutorDied, ExecutorPool
