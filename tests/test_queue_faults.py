@@ -10,6 +10,7 @@ import pytest
 from monq.core.config import Config
 from monq.core.store import Store, layout
 from monq.core.store.events import event_id
+from monq.queue import sweeping
 from monq.queue.queue import FINISH_GRACE_S, Queue
 from monq.queue.states import State
 from tests.interleave import Interleaved
@@ -99,6 +100,18 @@ async def test_the_sweep_ends_a_waiting_job_whose_kill_was_asked_for(
     assert (await queue.get(killed.id)).state == State.KILLED
     assert (await queue.get(removed.id)).state == State.REMOVED
     assert (await event_names(queue, killed.id))[-1] == "kill_job"
+    assert await store.collection(layout.QUEUE).count_documents({}) == 0
+
+
+async def test_the_sweep_ends_every_waiting_job_with_a_stop_asked_for_in_batches(
+        queue: Queue, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More such jobs than one read takes are all ended in the first pass."""
+    monkeypatch.setattr(sweeping, "STOPPED_BATCH", 2)
+    jobs = [await queue.enqueue(DUMMY) for _ in range(5)]
+    await store.collection(layout.QUEUE).update_many(
+        {}, {"$set": {"state": "failed", "killed_at": datetime.now(UTC)}})
+    await queue.sweep()
+    assert {(await queue.get(j.id)).state for j in jobs} == {State.KILLED}
     assert await store.collection(layout.QUEUE).count_documents({}) == 0
 
 

@@ -26,6 +26,7 @@ RELAY_GRACE_S = 2.0
 # not finish a second time what is being finished now.
 FINISH_GRACE_S = 5.0
 SLOT_GRACE_S = 10.0
+STOPPED_BATCH = 100  # waiting jobs with a stop asked for, ended per read (see the sweep)
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,25 @@ class Sweeper:
             else:
                 zombies += await self._recover(doc, now)
         if not self._stopped_waiting_checked:
-            waiting = [str(s) for s in TRANSITIONS[Action.KILL_WAITING].sources]
-            for doc in await jobs.stopped_waiting(waiting):
-                moved += await self._end_stopped_waiting(doc, now)
+            moved += await self._end_all_stopped_waiting(now)
             self._stopped_waiting_checked = True
         unblocked = await self._sweep_dependencies()
         await self._sweep_slots(now)
         return SweepReport(relayed, moved, zombies, unblocked)
+
+    async def _end_all_stopped_waiting(self, now: datetime) -> int:
+        """End every waiting job with a stop asked for, a batch at a time, until a
+        batch is not full or ends none (another sweep ended them meanwhile)."""
+        waiting = [str(s) for s in TRANSITIONS[Action.KILL_WAITING].sources]
+        ended = 0
+        while True:
+            docs = await self.ctx.jobs.stopped_waiting(waiting, limit=STOPPED_BATCH)
+            batch = 0
+            for doc in docs:
+                batch += await self._end_stopped_waiting(doc, now)
+            ended += batch
+            if len(docs) < STOPPED_BATCH or batch == 0:
+                return ended
 
     async def _end_stopped_waiting(self, doc: dict[str, Any], now: datetime) -> int:
         """End a waiting job whose kill or removal was asked for: no worker claims
