@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -108,7 +109,8 @@ def enqueue(url: str, jobs: int, scale: float, attempts: int | None = None) -> N
     asyncio.run(run())
 
 
-def sigstop_check(fleet: Fleet, db: Any, rng: random.Random, hits: dict[Any, int]) -> str:
+def sigstop_check(fleet: Fleet, db: Any, rng: random.Random,
+                  hits: collections.Counter[Any]) -> str:
     """SIGSTOP a worker holding a job until its job ran elsewhere; then SIGCONT it.
     Its jobs count in `hits`: their recovery is one fault, as a kill's is."""
     holders = fleet.holding(db)
@@ -118,8 +120,7 @@ def sigstop_check(fleet: Fleet, db: Any, rng: random.Random, hits: dict[Any, int
     process = fleet.processes[index]
     held = [d["_id"] for d in db["sys.queue"].find({"state": "running",
                                                    "locked.pid": process.pid})]
-    for job_id in held:
-        hits[job_id] = hits.get(job_id, 0) + 1
+    hits.update(held)
     os.killpg(process.pid, signal.SIGSTOP)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -134,7 +135,7 @@ def sigstop_check(fleet: Fleet, db: Any, rng: random.Random, hits: dict[Any, int
     return f"stopped worker {process.pid} holding {len(held)} jobs; they moved on"
 
 
-def report(db: Any, jobs: int, kills: int, stops: int, hits: dict[Any, int],
+def report(db: Any, jobs: int, kills: int, stops: int, hits: collections.Counter[Any],
            max_recoveries: int) -> int:
     """Each worker runs one job at a time, so each fault (a SIGKILL, or the SIGSTOP
     whose job ran elsewhere while its own executor finished it) may run one job
@@ -149,7 +150,7 @@ def report(db: Any, jobs: int, kills: int, stops: int, hits: dict[Any, int],
     completed = sum(1 for d in journal if d["state"] == "complete")
     guarded = sum(1 for d in journal if d["state"] == "error"
                   and d.get("recoveries", 0) == max_recoveries
-                  and hits.get(d["_id"], 0) > max_recoveries)
+                  and hits[d["_id"]] > max_recoveries)
     runs: dict[Any, int] = {}
     for run in db["chaos.runs"].find({}, {"job_id": 1}):
         runs[run["job_id"]] = runs.get(run["job_id"], 0) + 1
@@ -173,7 +174,7 @@ def report(db: Any, jobs: int, kills: int, stops: int, hits: dict[Any, int],
                                                           {"name": 1}).sort("_id", 1)]
         print(f"  job #{doc['number']} ended {doc['state']}: {doc.get('last_error')}; "
               f"recoveries {doc.get('recoveries', 0)}; holder killed "
-              f"{hits.get(doc['_id'], 0)} times; events {events}")
+              f"{hits[doc['_id']]} times; events {events}")
     ok = lost == 0 and twice <= kills + stops and not completes
     print("result:            " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1
@@ -263,7 +264,7 @@ def main() -> int:
         stack.callback(fleet.stop_all)
         deadline = time.monotonic() + args.timeout
         kills = 0
-        hits: dict[Any, int] = {}  # job id -> times the worker holding it was killed or stopped
+        hits: collections.Counter[Any] = collections.Counter()  # job id -> its holder's faults
         stopped = ""
         while kills < args.kills and time.monotonic() < deadline:
             time.sleep(rng.uniform(args.min_interval, args.max_interval))
@@ -280,8 +281,7 @@ def main() -> int:
             fleet.processes[index].wait()
             kills += 1
             # what the dead worker held: its leases stay until the sweep finds them
-            for doc in db["sys.queue"].find({"locked.pid": pid}, {"_id": 1}):
-                hits[doc["_id"]] = hits.get(doc["_id"], 0) + 1
+            hits.update(d["_id"] for d in db["sys.queue"].find({"locked.pid": pid}, {"_id": 1}))
             fleet.processes[index] = fleet.spawn(index)
         while time.monotonic() < deadline and db["sys.queue"].count_documents({}):
             time.sleep(0.5)

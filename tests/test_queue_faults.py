@@ -70,12 +70,13 @@ async def test_a_stop_racing_the_sweeps_reset_of_a_dead_workers_job_ends_the_job
     assert await Queue(store, config, author=WORKER.id).claim(WORKER) is not None
     await store.collection(layout.QUEUE).update_one(
         {"_id": job.id}, {"$set": {"locked.expires": datetime.now(UTC) - timedelta(seconds=1)}})
-    interleaved = Interleaved(sweeper.jobs, at, lambda: getattr(user, stop)(job.id))
+    plain = sweeper.jobs
+    interleaved = Interleaved(plain, at, lambda: getattr(user, stop)(job.id))
     sweeper.jobs = interleaved  # type: ignore[assignment]
     await sweeper.sweep()
     await interleaved.run_action()  # the stop, if the sweep made fewer calls
     assert interleaved.error is None, interleaved.error
-    sweeper.jobs = interleaved._jobs
+    sweeper.jobs = plain
     await sweeper.sweep()
     target = State.KILLED if stop == "kill" else State.REMOVED
     assert (await user.get(job.id)).state == target

@@ -468,8 +468,9 @@ class JobStore:
                               ) -> list[dict[str, Any]]:
         """Jobs in a `waiting` state whose kill or removal was asked for: monq leaves
         none (a write that would put a job back to waiting misses when a stop was
-        asked for), but an older version could, and a hand could. No index serves
-        this: the sweep asks once per process."""
+        asked for), but an older version could, and a hand could. No index of its
+        own serves this (only the state's prefix of ``claim``): the sweep asks once
+        per process."""
         query = {"state": {"$in": list(waiting)},
                  "$or": [{"killed_at": {"$type": "date"}}, {"removed_at": {"$type": "date"}}]}
         async with self.store.errors():
