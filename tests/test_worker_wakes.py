@@ -5,14 +5,20 @@ job is due (it learns that from the change, not from another query)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 
+from monq.core.command_count import ENV as COUNT_ENV
+from monq.core.command_count import FLUSH_S, read_counts
 from monq.core.config import Config
 from monq.core.store import Store
-from monq.worker.daemon import Worker
+from monq.worker.daemon import EMPTY_WAKE_PAUSE_S, Worker
+from tests.worker_fixtures import wait_started
 
 
 def inserted(**fields: Any) -> dict[str, Any]:
@@ -65,3 +71,29 @@ async def test_a_job_due_later_moves_the_next_due_time_up(
     naive = (now + timedelta(seconds=30)).replace(tzinfo=None)
     assert claimable(worker, inserted(query_at=naive)) == 0
     assert worker._due_at == naive.replace(tzinfo=UTC)
+
+
+async def test_writes_its_stream_does_not_pass_do_not_set_an_idle_worker_asking(
+        store: Store, start_worker, tmp_path: Path) -> None:
+    """A server that answers a waiting change stream on any write anywhere (the
+    embedded one does) must not get a getMore back for each write of other work:
+    the idle worker pauses after such an empty answer. MongoDB answers only with a
+    change the stream lets through, so there the count stays near zero anyway."""
+    worker = start_worker(**{COUNT_ENV: str(tmp_path)})
+    await wait_started(worker)
+    await asyncio.sleep(1.0)  # its stream open, its start-up reads done
+
+    def getmores() -> int:
+        time.sleep(FLUSH_S * 3)  # each process writes its counts at most this often
+        return sum(c.get("getMore", 0) for c in read_counts(tmp_path).values())
+
+    before = await asyncio.to_thread(getmores)
+    elsewhere = store.collection("scratch")
+    writes, started = 300, time.monotonic()
+    for i in range(writes):
+        await elsewhere.insert_one({"n": i})
+    took_s = time.monotonic() - started
+    asked = await asyncio.to_thread(getmores) - before
+    # one getMore per pause at most, and a few for the reads around the writes (here
+    # 300 writes took 0.25 s; without the pause the worker asked 206 times)
+    assert asked <= took_s / EMPTY_WAKE_PAUSE_S + 5, (asked, took_s)

@@ -42,7 +42,7 @@ from monq.core.errors import Error, LeaseLost
 from monq.core.loops import LoopFailed, periodic, supervise
 from monq.core.services import wait_for_database
 from monq.core.store import Store
-from monq.core.store.workers import WorkerStore
+from monq.core.store.workers import WATCH_AWAIT_MS, WorkerStore
 from monq.core.times import as_utc
 from monq.queue.queue import Claim, Maintenance, Queue, WorkerRef
 from monq.queue.worker_actions import Started
@@ -53,6 +53,13 @@ log = logging.getLogger("monq.worker")
 
 LEASE_CHECK_S = 0.25
 STREAM_READ_S = 0.02  # a busy worker reads its change stream this long, then pauses
+# A change stream answered with nothing long before its wait (WATCH_AWAIT_MS) was
+# woken by a write it does not pass: the embedded server answers a waiting getMore on
+# any write anywhere. Asking again at once would send a getMore per write of every
+# process on the server; pausing this long first lets the next answer carry what came
+# meanwhile. MongoDB waits for a change the stream lets through (or the end of the
+# wait), so there the pause comes seldom if ever, and costs a job at most this long.
+EMPTY_WAKE_PAUSE_S = 0.025
 PROGRESS_WRITE_S = 1.0
 MAINTENANCE_TTL_S = 1.0
 RELEASE_EXCLUDE_S = 30.0
@@ -771,11 +778,14 @@ class Worker:
                     and time.monotonic() >= read_until:
                 await asyncio.sleep(LEASE_CHECK_S)
                 read_until = time.monotonic() + STREAM_READ_S
+            asked = time.monotonic()
             change = await stream.try_next()
             if change is None:  # nothing new within the server's wait
                 if not stream.alive:
                     return
                 read_until = 0.0  # read up
+                if time.monotonic() - asked < WATCH_AWAIT_MS / 2000:  # woken early
+                    await asyncio.sleep(EMPTY_WAKE_PAUSE_S)
                 continue
             key = change.get("documentKey", {}).get("_id")
             fields = change.get("updateDescription", {}).get("updatedFields", {})
