@@ -20,7 +20,20 @@ loop on the same kind of server; ``ratio`` is jobs/s over it. A second baseline,
 ``raw_queue_per_s``, runs the same bare loop on monq's own sys.queue: the jobs as
 monq enqueues them, with its indexes (``ratio_to_raw_queue``). The two differ by
 what the server pays per document and index, which on the embedded server is
-most of a write's cost; the gap between the second and monq is monq's own.
+most of a write's cost. A third, the floor (``floor_per_s``), runs on monq's
+collections the writes its guarantees need and nothing of monq's own: in batches of
+``FLOOR_BATCH`` jobs, a read in claim order, the fenced claims, the fenced completes
+with their events, the events into sys.event, the jobs into sys.journal and out of
+sys.queue: six commands a batch, with the thinnest fences (``ratio_to_floor``). The
+raw loops write no event and no journal, so the floor's rate over theirs bounds what
+any design with monq's guarantees can reach on that server.
+
+On the embedded server started here, the script also reads the server's CPU time
+from /proc (``server_ms_per_job``): for the baselines, during their loops (and
+``enqueue_server_ms_per_job`` for the floor's enqueue); for each worker count, from
+the enqueue to the end of the drain, the enqueue included. Where the server is
+busy all the time a drain lasts, more workers cannot drain faster unless a job
+costs the server less.
 
 A control separates what monq's workers do from what the server charges for their
 change streams: one worker drains and serves the spaced jobs while three more wait
@@ -38,11 +51,14 @@ The worker processes count their own commands: the script sets
 ``MONQ_BENCH_COMMANDS_DIR`` for them (see monq/core/command_count.py), and every
 Store in them counts what it sends and writes the counts to a file.
 
-``--json`` prints one JSON object: ``raw_per_s``, ``idle_commands_per_s`` and
-``workers`` mapping "1", "2", "4" to ``jobs_per_s``, ``ratio``, ``start_p50_ms``,
-``start_p99_ms``, ``commands_per_job`` and ``ratio_to_one_worker``, and
-``one_beside_watchers`` (the control: ``jobs_per_s``, ``ratio_to_one_worker``,
-``start_p50_ms``, ``start_p99_ms``); the table goes to stderr.
+``--json`` prints one JSON object: ``raw_per_s``, ``raw_queue_per_s``,
+``floor_per_s``, ``server_ms_per_job`` (``raw``, ``raw_queue``, ``floor``; embedded
+server only), ``idle_commands_per_s`` and ``workers`` mapping "1", "2", "4" to
+``jobs_per_s``, ``ratio``, ``ratio_to_raw_queue``, ``ratio_to_floor``,
+``start_p50_ms``, ``start_p99_ms``, ``commands_per_job``, ``ratio_to_one_worker``
+(and ``server_ms_per_job``, embedded server only), and ``one_beside_watchers`` (the
+control: ``jobs_per_s``, ``ratio_to_one_worker``, ``start_p50_ms``,
+``start_p99_ms``); the table goes to stderr.
 """
 
 from __future__ import annotations
@@ -60,17 +76,18 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 
 from monq.core.command_count import ENV as COUNT_ENV
 from monq.core.command_count import FLUSH_S, read_counts
 from monq.core.config import Config
-from monq.core.embedded import server_for
+from monq.core.embedded import EmbeddedServer, free_port
 from monq.core.store import Store, layout, with_database
 from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.queue import Queue
@@ -80,6 +97,7 @@ NOOP = "monq.jobs.bench.NoopJob"
 WORKER_COUNTS = (1, 2, 4)
 WATCHERS = 3  # the control's idle workers on another database: 1 + 3 = 4 change streams
 SLOTS = 2
+FLOOR_BATCH = 8  # jobs a batch in the floor loop: a worker's 2 slots and its claims ahead
 LATENCY_JOBS = 40
 LATENCY_SPACING_S = 0.05
 IDLE_S = 30.0
@@ -93,15 +111,45 @@ POLL_S = 0.5
 
 
 @contextlib.contextmanager
-def fresh_database(url: str | None, name: str) -> Iterator[str]:
-    """A database nobody wrote to: on a new embedded server unless --url is given."""
-    with server_for(url) as server:
-        yield with_database(server, f"{name}_{uuid.uuid4().hex[:8]}")
+def fresh_database(url: str | None, name: str) -> Iterator[tuple[str, int | None]]:
+    """A database nobody wrote to, on a new embedded server unless --url is given;
+    and the embedded server's process id (None with --url), for its CPU time."""
+    database = f"{name}_{uuid.uuid4().hex[:8]}"
+    if url:
+        yield with_database(url, database), None
+        return
+    with EmbeddedServer("127.0.0.1", free_port(), ":memory:") as server:
+        assert server.process is not None
+        yield with_database(server.url, database), server.process.pid
 
 
-def raw_rate(url: str, jobs: int, *, on_queue: bool = False) -> float:
+def cpu_s(pid: int | None) -> float | None:
+    """The CPU seconds a local process has used (user and system), from /proc; None
+    without a process id or /proc (a server not started here)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def server_cpu(pid: int | None, jobs: int, into: dict[str, float]) -> Iterator[None]:
+    """Put into `into` the server's CPU milliseconds per job (``server_ms_per_job``)
+    spent during the block, when the server is the embedded one started here: what a
+    job costs the server, whatever the client does."""
+    before = cpu_s(pid) if pid is not None else None
+    yield
+    after = cpu_s(pid) if pid is not None else None
+    if before is not None and after is not None:
+        into["server_ms_per_job"] = (after - before) * 1000 / jobs
+
+
+def raw_rate(url: str, jobs: int, *, on_queue: bool = False, pid: int | None = None,
+             into: dict[str, float] | None = None) -> float:
     """Bare claims and completes a second, on a collection of bare documents with
-    one index, or (`on_queue`) on monq's sys.queue with its jobs and indexes."""
+    one index, or (`on_queue`) on monq's sys.queue with its jobs and indexes; the
+    server's CPU per job into `into`."""
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url)
     if on_queue:
         asyncio.run(enqueue(url, jobs, indexes=True))
@@ -111,13 +159,68 @@ def raw_rate(url: str, jobs: int, *, on_queue: bool = False) -> float:
         coll.create_index([("state", 1), ("priority", -1), ("_id", 1)])
         coll.insert_many([{"state": "pending", "priority": 0} for _ in range(jobs)])
     started = time.perf_counter()
-    for _ in range(jobs):
-        doc = coll.find_one_and_update({"state": "pending"}, {"$set": {"state": "running"}},
-                                       sort=[("priority", -1), ("_id", 1)],
-                                       return_document=ReturnDocument.AFTER)
-        assert doc is not None
-        coll.update_one({"_id": doc["_id"]}, {"$set": {"state": "complete"}})
+    with server_cpu(pid, jobs, into if into is not None else {}):
+        for _ in range(jobs):
+            doc = coll.find_one_and_update({"state": "pending"}, {"$set": {"state": "running"}},
+                                           sort=[("priority", -1), ("_id", 1)],
+                                           return_document=ReturnDocument.AFTER)
+            assert doc is not None
+            coll.update_one({"_id": doc["_id"]}, {"$set": {"state": "complete"}})
     rate = jobs / (time.perf_counter() - started)
+    client.drop_database(client.get_default_database().name)
+    client.close()
+    return rate
+
+
+def floor_rate(url: str, jobs: int, batch: int = FLOOR_BATCH, *, pid: int | None = None,
+               into: dict[str, float] | None = None) -> float:
+    """The writes monq's guarantees need, and nothing of monq's own: jobs/s of a bare
+    loop on monq's collections, with its indexes and its jobs as enqueued, that takes
+    `batch` jobs at a time (a read in claim order; a claim each, fenced by its state,
+    pushing its event, in one bulk), completes them (fenced by the lease token, with
+    the start and complete events, in one bulk) and ends them (their three events into
+    sys.event, the jobs into sys.journal, out of sys.queue: a command each). That is
+    six commands per `batch` jobs, fewer than monq sends, and the thinnest fences: a
+    ceiling for monq on this server, where the raw loop writes no event, no journal."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
+    enqueued: dict[str, float] = {}
+    with server_cpu(pid, jobs, enqueued):
+        asyncio.run(enqueue(url, jobs, indexes=True))
+    if into is not None and "server_ms_per_job" in enqueued:
+        into["enqueue_server_ms_per_job"] = enqueued["server_ms_per_job"]
+    db = client.get_default_database()
+    queue, journal, events = db[layout.QUEUE], db[layout.JOURNAL], db[layout.EVENT]
+
+    def event(name: str, doc: dict[str, Any]) -> dict[str, Any]:
+        return {"_id": ObjectId(), "name": name, "created": datetime.now(UTC),
+                "data": {"_id": doc["_id"], "number": doc["number"], "name": doc["name"]}}
+
+    started = time.perf_counter()
+    with server_cpu(pid, jobs, into if into is not None else {}):
+        while docs := queue.find({"state": "pending"}).sort(
+                [("state", 1), ("priority", -1), ("_id", 1)]).limit(batch).to_list():
+            now, token = datetime.now(UTC), uuid.uuid4().hex
+            claims = [event("request_start_job", d) for d in docs]
+            queue.bulk_write([UpdateOne({"_id": d["_id"], "state": "pending"},
+                                        {"$set": {"state": "running",
+                                                  "locked": {"token": token, "at": now}},
+                                         "$inc": {"attempts_left": -1},
+                                         "$push": {"outbox": e}})
+                              for d, e in zip(docs, claims, strict=True)], ordered=False)
+            ends = [(event("start_job", d), event("complete_job", d)) for d in docs]
+            queue.bulk_write([UpdateOne({"_id": d["_id"], "locked.token": token},
+                                        {"$set": {"state": "complete", "started_at": now,
+                                                  "finished_at": datetime.now(UTC)},
+                                         "$push": {"outbox": {"$each": list(e)}}})
+                              for d, e in zip(docs, ends, strict=True)], ordered=False)
+            events.insert_many([e for c, e2 in zip(claims, ends, strict=True)
+                                for e in (c, *e2)], ordered=False)
+            journal.insert_many([{**{k: v for k, v in d.items() if k != "outbox"},
+                                  "state": "complete", "finished_at": now} for d in docs],
+                                ordered=False)
+            queue.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+    rate = jobs / (time.perf_counter() - started)
+    assert journal.count_documents({}) == jobs
     client.drop_database(client.get_default_database().name)
     client.close()
     return rate
@@ -163,7 +266,8 @@ def settled_commands(folder: Path) -> tuple[int, int]:
 
 
 def run_workers(url: str, jobs: int, processes: int, idle_s: float,
-                warmup_s: float = IDLE_WARMUP_S, *, watchers: int = 0) -> dict[str, float]:
+                warmup_s: float = IDLE_WARMUP_S, *, watchers: int = 0,
+                pid: int | None = None) -> dict[str, float]:
     """One worker count on a fresh database: jobs/s, start latency, commands. With
     `watchers`, as many more workers wait on another database of the same server
     and get no job: what their change streams alone cost the ones that work (the
@@ -197,9 +301,11 @@ def run_workers(url: str, jobs: int, processes: int, idle_s: float,
             result["idle_commands_per_s"] = (after[0] - before[0]) / window_s
             result["idle_getmores_per_s"] = (after[1] - before[1]) / window_s
             before = after
-        asyncio.run(enqueue(url, jobs))
-        wait_until(lambda: db["sys.journal"].estimated_document_count() >= jobs,
-                   f"{jobs} jobs to finish", workers)
+        # the server's CPU from the enqueue to the drain's end: the enqueue included
+        with server_cpu(pid, jobs, result):
+            asyncio.run(enqueue(url, jobs))
+            wait_until(lambda: db["sys.journal"].estimated_document_count() >= jobs,
+                       f"{jobs} jobs to finish", workers)
         after = settled_commands(folder)
         result["commands_per_job"] = (after[0] - before[0]) / jobs
         result["getmores_per_job"] = (after[1] - before[1]) / jobs
@@ -265,43 +371,58 @@ def main() -> int:
                         help="how long after its start the idle count begins")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    with fresh_database(args.url, "bench_raw") as url:
-        baseline = raw_rate(url, args.jobs)
-    with fresh_database(args.url, "bench_rawq") as url:
-        queue_baseline = raw_rate(url, args.jobs, on_queue=True)
+    server: dict[str, dict[str, float]] = {"raw": {}, "raw_queue": {}, "floor": {}}
+    with fresh_database(args.url, "bench_raw") as (url, pid):
+        baseline = raw_rate(url, args.jobs, pid=pid, into=server["raw"])
+    with fresh_database(args.url, "bench_rawq") as (url, pid):
+        queue_baseline = raw_rate(url, args.jobs, on_queue=True, pid=pid,
+                                  into=server["raw_queue"])
+    with fresh_database(args.url, "bench_floor") as (url, pid):
+        floor = floor_rate(url, args.jobs, pid=pid, into=server["floor"])
     rows: dict[str, dict[str, float]] = {}
     idle_per_s = idle_getmores_per_s = 0.0
     for n in WORKER_COUNTS:
-        with fresh_database(args.url, f"bench_w{n}") as url:
+        with fresh_database(args.url, f"bench_w{n}") as (url, pid):
             row = run_workers(url, args.jobs, n, args.idle_s if n == 1 else 0.0,
-                              args.idle_warmup_s)
+                              args.idle_warmup_s, pid=pid)
         idle_per_s = row.pop("idle_commands_per_s", idle_per_s)
         idle_getmores_per_s = row.pop("idle_getmores_per_s", idle_getmores_per_s)
         row["ratio"] = row["jobs_per_s"] / baseline
         row["ratio_to_raw_queue"] = row["jobs_per_s"] / queue_baseline
+        row["ratio_to_floor"] = row["jobs_per_s"] / floor
         # issue 19 also judges more workers against one: ≥ 1.0 means they do not slow down
         row["ratio_to_one_worker"] = row["jobs_per_s"] / rows["1"]["jobs_per_s"] if rows else 1.0
         rows[str(n)] = {k: round(v, 3) for k, v in row.items()}
     # the control: one worker at work, three waiting on another database
-    with fresh_database(args.url, "bench_w1_beside3") as url:
-        control = run_workers(url, args.jobs, 1, 0.0, watchers=WATCHERS)
+    with fresh_database(args.url, "bench_w1_beside3") as (url, pid):
+        control = run_workers(url, args.jobs, 1, 0.0, watchers=WATCHERS, pid=pid)
     control["ratio_to_one_worker"] = control["jobs_per_s"] / rows["1"]["jobs_per_s"]
     beside = {k: round(control[k], 3) for k in ("jobs_per_s", "ratio_to_one_worker",
-                                                 "start_p50_ms", "start_p99_ms")}
+                                                 "start_p50_ms", "start_p99_ms",
+                                                 "server_ms_per_job") if k in control}
     inline, isolated = asyncio.run(isolation(200))
     out = sys.stderr if args.json else sys.stdout
+    ms = {k: v.get("server_ms_per_job", float("nan")) for k, v in server.items()}
     print(f"server: {args.url or 'a fresh embedded SecantusDB per measure'}   jobs: "
           f"{args.jobs}   raw driver baseline: {baseline:.1f} claim+complete/s, "
           f"{queue_baseline:.1f}/s on monq's sys.queue", file=out)
-    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to queue':>10}{'to 1 worker':>13}"
-          f"{'start p50 ms':>14}"
-          f"{'start p99 ms':>14}{'commands/job':>14}{'of them getMore':>17}", file=out)
+    print(f"the writes monq's guarantees need, bare, {FLOOR_BATCH} jobs a batch (the floor): "
+          f"{floor:.1f} jobs/s, {floor / baseline:.2f} of the raw loop", file=out)
+    if server["raw"]:  # the embedded server, started here
+        print(f"server CPU per job: raw loop {ms['raw']:.1f} ms, on sys.queue "
+              f"{ms['raw_queue']:.1f} ms, the floor {ms['floor']:.1f} ms (its enqueue "
+              f"{server['floor'].get('enqueue_server_ms_per_job', float('nan')):.1f} ms "
+              f"more)", file=out)
+    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to queue':>10}{'to floor':>10}"
+          f"{'to 1 worker':>13}{'start p50 ms':>14}{'start p99 ms':>14}{'commands/job':>14}"
+          f"{'of them getMore':>17}{'server ms/job':>15}", file=out)
     for count, row in rows.items():
         print(f"{count:>8}{row['jobs_per_s']:>9.1f}{row['ratio']:>8.2f}"
-              f"{row['ratio_to_raw_queue']:>10.2f}"
+              f"{row['ratio_to_raw_queue']:>10.2f}{row['ratio_to_floor']:>10.2f}"
               f"{row['ratio_to_one_worker']:>13.2f}{row['start_p50_ms']:>14.1f}"
               f"{row['start_p99_ms']:>14.1f}{row['commands_per_job']:>14.2f}"
-              f"{row['getmores_per_job']:>17.2f}", file=out)
+              f"{row['getmores_per_job']:>17.2f}"
+              f"{row.get('server_ms_per_job', float('nan')):>15.1f}", file=out)
     print(f"1 worker beside {WATCHERS} waiting on another database of the server: "
           f"{beside['jobs_per_s']:.1f} jobs/s ({beside['ratio_to_one_worker']:.2f} of one "
           f"alone), start p50 {beside['start_p50_ms']:.1f} ms, p99 "
@@ -315,6 +436,9 @@ def main() -> int:
     if args.json:
         print(json.dumps({"raw_per_s": round(baseline, 1),
                           "raw_queue_per_s": round(queue_baseline, 1),
+                          "floor_per_s": round(floor, 1),
+                          "server_ms_per_job": {k: {m: round(v, 2) for m, v in d.items()}
+                                                for k, d in server.items()},
                           "idle_commands_per_s": round(idle_per_s, 2),
                           "idle_getmores_per_s": round(idle_getmores_per_s, 2), "workers": rows,
                           "one_beside_watchers": beside,

@@ -37,10 +37,14 @@ def test_bench_worker_json(mongo_server_url: str) -> None:
     found = run_json("bench_worker.py", "--url", mongo_server_url, "--jobs", "4",
                      "--idle-s", "0.5", "--idle-warmup-s", "0.5")
     assert found["raw_per_s"] > 0
+    # the floor moved every job through monq's collections (it checks the journal)
+    assert found["floor_per_s"] > 0
     assert found["idle_commands_per_s"] >= 0
     assert set(found["workers"]) == {"1", "2", "4"}
     for figures in found["workers"].values():
         assert figures["jobs_per_s"] > 0 and figures["ratio"] > 0
+        assert figures["ratio_to_floor"] == pytest.approx(
+            figures["jobs_per_s"] / found["floor_per_s"], rel=0.01)
         assert 0 <= figures["start_p50_ms"] <= figures["start_p99_ms"]
         # the workers' own count: a job is at least claimed and completed
         assert figures["commands_per_job"] >= 2
