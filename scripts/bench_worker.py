@@ -89,6 +89,7 @@ from monq.core.command_count import FLUSH_S, read_counts
 from monq.core.config import Config
 from monq.core.embedded import EmbeddedServer, free_port
 from monq.core.store import Store, layout, with_database
+from monq.core.store.events import event_id, new_event
 from monq.queue.enqueue import EnqueueRequest, Origin
 from monq.queue.queue import Queue
 from monq.worker.executor import ExecutorPool
@@ -191,23 +192,28 @@ def floor_rate(url: str, jobs: int, batch: int = FLOOR_BATCH, *, pid: int | None
     db = client.get_default_database()
     queue, journal, events = db[layout.QUEUE], db[layout.JOURNAL], db[layout.EVENT]
 
-    def event(name: str, doc: dict[str, Any]) -> dict[str, Any]:
-        return {"_id": ObjectId(), "name": name, "created": datetime.now(UTC),
-                "data": {"_id": doc["_id"], "number": doc["number"], "name": doc["name"]}}
+    def event(name: str, doc: dict[str, Any], state: str) -> dict[str, Any]:
+        """An event as monq writes it into sys.event (`new_event`, naming its job,
+        with the ``seq`` its insert stamps)."""
+        return {**new_event(name, channel="queue", author="floor",
+                            data={"_id": doc["_id"], "number": doc["number"],
+                                  "name": doc["name"], "state": state}),
+                "seq": event_id()}
 
     started = time.perf_counter()
     with server_cpu(pid, jobs, into if into is not None else {}):
         while docs := queue.find({"state": "pending"}).sort(
                 [("state", 1), ("priority", -1), ("_id", 1)]).limit(batch).to_list():
             now, token = datetime.now(UTC), uuid.uuid4().hex
-            claims = [event("request_start_job", d) for d in docs]
+            claims = [event("request_start_job", d, "running") for d in docs]
             queue.bulk_write([UpdateOne({"_id": d["_id"], "state": "pending"},
                                         {"$set": {"state": "running",
                                                   "locked": {"token": token, "at": now}},
                                          "$inc": {"attempts_left": -1},
                                          "$push": {"outbox": e}})
                               for d, e in zip(docs, claims, strict=True)], ordered=False)
-            ends = [(event("start_job", d), event("complete_job", d)) for d in docs]
+            ends = [(event("start_job", d, "running"), event("complete_job", d, "complete"))
+                    for d in docs]
             queue.bulk_write([UpdateOne({"_id": d["_id"], "locked.token": token},
                                         {"$set": {"state": "complete", "started_at": now,
                                                   "finished_at": datetime.now(UTC)},
