@@ -141,11 +141,14 @@ async def test_sweep_resolves_a_job_in_both_collections(queue: Queue, store: Sto
     assert c is not None
     await queue.complete(c.job.id, c.token)
     doc = await store.collection(layout.JOURNAL).find_one({"_id": job.id})
-    await store.collection(layout.QUEUE).insert_one(doc)  # the delete never happened
+    # the delete never happened, and the job changed in the queue since (a restart
+    # noted on it, say): the move again replaces the journal's copy with it
+    await store.collection(layout.QUEUE).insert_one({**doc, "result": "noted later"})
     assert await queue.jobs.in_both(job.id) == (True, True)
     await after_finish_grace(queue).sweep()
     assert await queue.jobs.in_both(job.id) == (False, True)
     assert (await event_names(queue, job.id)).count("complete_job") == 1
+    assert (await queue.get(job.id)).result == "noted later"
 
 
 async def test_list_by_worker(queue: Queue, store: Store) -> None:
