@@ -267,9 +267,9 @@ async def test_jobs_finished_together_go_out_in_one_complete_relay_journal_write
     claims = [await worker.claim(WORKER) for _ in jobs]
     commands.names.clear()
     await complete_and_flush(worker, *claims)
-    # one bulk of the three completes, one insert of their events, one journal
-    # write, one delete
-    assert commands.names == ["update", "insert", "update", "delete"]
+    # one bulk of the three completes, one insert of their events, one insert into
+    # the journal, one delete
+    assert commands.names == ["update", "insert", "insert", "delete"]
     for job in jobs:
         await assert_completed_once(user, job.id)
         assert (await user.get(job.id)).runtime is not None

@@ -7,8 +7,9 @@ job's ``outbox`` in the same write (`transition_unchanged` writes several that
 their worker knows as they are, as plain updates in one bulk). `relay` then copies
 the outbox into sys.event (under the event ids fixed in advance) and pulls it;
 `sweep_outboxes` does that for jobs whose writer died in between. Final jobs move
-to sys.journal by an upsert there followed by a delete here, so that a job is
-never in neither collection; the queue's sweep completes moves cut short.
+to sys.journal by an insert there (a copy already there, from a move cut short,
+replaced) followed by a delete here, so that a job is never in neither
+collection; the queue's sweep completes moves cut short.
 """
 
 from __future__ import annotations
