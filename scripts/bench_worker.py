@@ -87,7 +87,7 @@ from pymongo import ReturnDocument, UpdateOne
 from monq.core.command_count import ENV as COUNT_ENV
 from monq.core.command_count import FLUSH_S, read_counts
 from monq.core.config import Config
-from monq.core.embedded import EmbeddedServer, free_port
+from monq.core.embedded import server_process_for
 from monq.core.store import Store, layout, with_database
 from monq.core.store.events import event_id, new_event
 from monq.queue.enqueue import EnqueueRequest, Origin
@@ -98,6 +98,13 @@ NOOP = "monq.jobs.bench.NoopJob"
 WORKER_COUNTS = (1, 2, 4)
 WATCHERS = 3  # the control's idle workers on another database: 1 + 3 = 4 change streams
 SLOTS = 2
+# the table's columns after the worker count: title, width, JSON key, decimals
+COLUMNS = (("jobs/s", 9, "jobs_per_s", 1), ("ratio", 8, "ratio", 2),
+           ("to queue", 10, "ratio_to_raw_queue", 2), ("to floor", 10, "ratio_to_floor", 2),
+           ("to 1 worker", 13, "ratio_to_one_worker", 2), ("start p50 ms", 14, "start_p50_ms", 1),
+           ("start p99 ms", 14, "start_p99_ms", 1), ("commands/job", 14, "commands_per_job", 2),
+           ("of them getMore", 17, "getmores_per_job", 2),
+           ("server ms/job", 15, "server_ms_per_job", 1))
 FLOOR_BATCH = 8  # jobs a batch in the floor loop: a worker's 2 slots and its claims ahead
 LATENCY_JOBS = 40
 LATENCY_SPACING_S = 0.05
@@ -115,18 +122,15 @@ POLL_S = 0.5
 def fresh_database(url: str | None, name: str) -> Iterator[tuple[str, int | None]]:
     """A database nobody wrote to, on a new embedded server unless --url is given;
     and the embedded server's process id (None with --url), for its CPU time."""
-    database = f"{name}_{uuid.uuid4().hex[:8]}"
-    if url:
-        yield with_database(url, database), None
-        return
-    with EmbeddedServer("127.0.0.1", free_port(), ":memory:") as server:
-        assert server.process is not None
-        yield with_database(server.url, database), server.process.pid
+    with server_process_for(url) as (server, pid):
+        yield with_database(server, f"{name}_{uuid.uuid4().hex[:8]}"), pid
 
 
 def cpu_s(pid: int | None) -> float | None:
     """The CPU seconds a local process has used (user and system), from /proc; None
     without a process id or /proc (a server not started here)."""
+    if pid is None:
+        return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -139,15 +143,15 @@ def server_cpu(pid: int | None, jobs: int, into: dict[str, float]) -> Iterator[N
     """Put into `into` the server's CPU milliseconds per job (``server_ms_per_job``)
     spent during the block, when the server is the embedded one started here: what a
     job costs the server, whatever the client does."""
-    before = cpu_s(pid) if pid is not None else None
+    before = cpu_s(pid)
     yield
-    after = cpu_s(pid) if pid is not None else None
+    after = cpu_s(pid)
     if before is not None and after is not None:
         into["server_ms_per_job"] = (after - before) * 1000 / jobs
 
 
 def raw_rate(url: str, jobs: int, *, on_queue: bool = False, pid: int | None = None,
-             into: dict[str, float] | None = None) -> float:
+             into: dict[str, float]) -> float:
     """Bare claims and completes a second, on a collection of bare documents with
     one index, or (`on_queue`) on monq's sys.queue with its jobs and indexes; the
     server's CPU per job into `into`."""
@@ -160,7 +164,7 @@ def raw_rate(url: str, jobs: int, *, on_queue: bool = False, pid: int | None = N
         coll.create_index([("state", 1), ("priority", -1), ("_id", 1)])
         coll.insert_many([{"state": "pending", "priority": 0} for _ in range(jobs)])
     started = time.perf_counter()
-    with server_cpu(pid, jobs, into if into is not None else {}):
+    with server_cpu(pid, jobs, into):
         for _ in range(jobs):
             doc = coll.find_one_and_update({"state": "pending"}, {"$set": {"state": "running"}},
                                            sort=[("priority", -1), ("_id", 1)],
@@ -174,7 +178,7 @@ def raw_rate(url: str, jobs: int, *, on_queue: bool = False, pid: int | None = N
 
 
 def floor_rate(url: str, jobs: int, batch: int = FLOOR_BATCH, *, pid: int | None = None,
-               into: dict[str, float] | None = None) -> float:
+               into: dict[str, float]) -> float:
     """The writes monq's guarantees need, and nothing of monq's own: jobs/s of a bare
     loop on monq's collections, with its indexes and its jobs as enqueued, that takes
     `batch` jobs at a time (a read in claim order; a claim each, fenced by its state,
@@ -187,7 +191,7 @@ def floor_rate(url: str, jobs: int, batch: int = FLOOR_BATCH, *, pid: int | None
     enqueued: dict[str, float] = {}
     with server_cpu(pid, jobs, enqueued):
         asyncio.run(enqueue(url, jobs, indexes=True))
-    if into is not None and "server_ms_per_job" in enqueued:
+    if "server_ms_per_job" in enqueued:
         into["enqueue_server_ms_per_job"] = enqueued["server_ms_per_job"]
     db = client.get_default_database()
     queue, journal, events = db[layout.QUEUE], db[layout.JOURNAL], db[layout.EVENT]
@@ -201,7 +205,7 @@ def floor_rate(url: str, jobs: int, batch: int = FLOOR_BATCH, *, pid: int | None
                 "seq": event_id()}
 
     started = time.perf_counter()
-    with server_cpu(pid, jobs, into if into is not None else {}):
+    with server_cpu(pid, jobs, into):
         while docs := queue.find({"state": "pending"}).sort(
                 [("state", 1), ("priority", -1), ("_id", 1)]).limit(batch).to_list():
             now, token = datetime.now(UTC), uuid.uuid4().hex
@@ -419,16 +423,11 @@ def main() -> int:
               f"{ms['raw_queue']:.1f} ms, the floor {ms['floor']:.1f} ms (its enqueue "
               f"{server['floor'].get('enqueue_server_ms_per_job', float('nan')):.1f} ms "
               f"more)", file=out)
-    print(f"{'workers':>8}{'jobs/s':>9}{'ratio':>8}{'to queue':>10}{'to floor':>10}"
-          f"{'to 1 worker':>13}{'start p50 ms':>14}{'start p99 ms':>14}{'commands/job':>14}"
-          f"{'of them getMore':>17}{'server ms/job':>15}", file=out)
+    print(f"{'workers':>8}" + "".join(f"{title:>{width}}" for title, width, _, _ in COLUMNS),
+          file=out)
     for count, row in rows.items():
-        print(f"{count:>8}{row['jobs_per_s']:>9.1f}{row['ratio']:>8.2f}"
-              f"{row['ratio_to_raw_queue']:>10.2f}{row['ratio_to_floor']:>10.2f}"
-              f"{row['ratio_to_one_worker']:>13.2f}{row['start_p50_ms']:>14.1f}"
-              f"{row['start_p99_ms']:>14.1f}{row['commands_per_job']:>14.2f}"
-              f"{row['getmores_per_job']:>17.2f}"
-              f"{row.get('server_ms_per_job', float('nan')):>15.1f}", file=out)
+        print(f"{count:>8}" + "".join(f"{row.get(key, float('nan')):>{width}.{digits}f}"
+                                      for _, width, key, digits in COLUMNS), file=out)
     print(f"1 worker beside {WATCHERS} waiting on another database of the server: "
           f"{beside['jobs_per_s']:.1f} jobs/s ({beside['ratio_to_one_worker']:.2f} of one "
           f"alone), start p50 {beside['start_p50_ms']:.1f} ms, p99 "

@@ -101,11 +101,20 @@ def installed() -> bool:
 def server_for(url: str | None) -> Iterator[str]:
     """`url`, or, when it is None, the URL of a throw-away embedded server that runs
     for the block (benchmark and chaos scripts run on either)."""
+    with server_process_for(url) as (server, _):
+        yield server
+
+
+@contextlib.contextmanager
+def server_process_for(url: str | None) -> Iterator[tuple[str, int | None]]:
+    """`server_for`, with the throw-away server's process id (None for `url`): a
+    benchmark reads what it costs the server from it."""
     if url:
-        yield url
+        yield url, None
         return
     with EmbeddedServer("127.0.0.1", free_port(), ":memory:") as server:
-        yield server.url
+        assert server.process is not None
+        yield server.url, server.process.pid
 
 
 class EmbeddedServer:
