@@ -188,7 +188,8 @@ async def change_stream_hop(store: Any, events: int, rate: float) -> dict[str, f
     from monq.core.store.events import EventStore
     store_events = EventStore(store)
     latencies: list[float] = []
-    stream = await store.collection("sys.event").watch([{"$match": {"operationType": "insert"}}])
+    stream = await store.stream_collection("sys.event").watch(
+        [{"$match": {"operationType": "insert"}}])
     try:
         began = time.time()
         for number in range(events):

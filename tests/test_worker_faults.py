@@ -104,10 +104,12 @@ async def test_a_database_pause_shorter_than_the_lease_changes_no_outcome(
     reply the outage cut off leaves a lease nobody holds: that job is recovered, as
     from a dead worker, without using its one attempt, and completes too.)"""
     # operations time out while the server is stopped, as with the client timeouts of
-    # a production deployment, so that the worker does see the outage
+    # a production deployment, so that the worker does see the outage; and, as there,
+    # the driver's pool of connections (one, as to the embedded server, queues the
+    # reports behind the heartbeats, so that they wait the outage out unseen)
+    url = own_queue.store.url.replace("maxPoolSize=1", "maxPoolSize=100")
     workers.start(MONQ_WORKER_CONCURRENCY="4",
-                  MONQ_MONGODB_URL=own_queue.store.url + (
-                      "&" if "?" in own_queue.store.url else "?") + "socketTimeoutMS=2000")
+                  MONQ_MONGODB_URL=url + ("&" if "?" in url else "?") + "socketTimeoutMS=2000")
     jobs = [await own_queue.enqueue(SLEEPY, {"seconds": 2.0}, attempts=1)
             for _ in range(6)]
     for job in jobs[:4]:

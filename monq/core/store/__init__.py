@@ -30,6 +30,7 @@ from monq.core.store import layout
 log = logging.getLogger("monq.store")
 
 DEFAULT_DATABASE = "monq"
+STREAM_POOL_SIZE = 100  # connections of the change streams' client: one per open stream
 _CREDENTIALS = re.compile(r"(?<=://)[^/@]*@")
 
 
@@ -126,15 +127,33 @@ class Store:
         if counting:
             client_options["event_listeners"] = [
                 *client_options.get("event_listeners", ()), *counting]
+        self._client_options = {
+            "serverSelectionTimeoutMS": int(timeout_s * 1000),
+            "connectTimeoutMS": int(timeout_s * 1000), "appname": app_name, "tz_aware": True,
+            **client_options}
         with translate(url):
             self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-                url, serverSelectionTimeoutMS=int(timeout_s * 1000),
-                connectTimeoutMS=int(timeout_s * 1000), appname=app_name, tz_aware=True,
-                **client_options)
+                url, **self._client_options)
         self.db: AsyncDatabase[dict[str, Any]] = self.client[database_name(url)]
+        self._streams: AsyncMongoClient[dict[str, Any]] | None = None
 
     def collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
         return self.db[name]
+
+    def stream_collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        """The collection `name` for a change stream. A stream's ``getMore`` holds
+        its connection while it waits for a change, so where this process talks
+        over a single connection (``maxPoolSize=1``, as to the embedded server: see
+        `monq.core.embedded.client_url`) streams get a client of their own, lest one
+        stall every other command of the process; otherwise the one client."""
+        if (self.client.options.pool_options.max_pool_size or STREAM_POOL_SIZE) > 1:
+            return self.collection(name)
+        if self._streams is None:
+            with translate(self.url):
+                self._streams = AsyncMongoClient(
+                    self.url, **{**self._client_options, "maxPoolSize": STREAM_POOL_SIZE,
+                                 "appname": f"{self._client_options['appname']} streams"})
+        return self._streams[self.db.name][name]
 
     @contextlib.asynccontextmanager
     async def errors(self) -> AsyncIterator[None]:
@@ -217,6 +236,8 @@ class Store:
                 await CounterStore(self).give_back_numbers()
             except StoreError as exc:
                 log.debug("job numbers not handed back: %s", exc)
+        if self._streams is not None:
+            await self._streams.close()
         await self.client.close()
 
     async def __aenter__(self) -> Store:

@@ -236,7 +236,8 @@ class EventStore:
         pipeline = [{"$match": {"operationType": "insert"}}]
         async with self.store.errors():
             try:
-                stream = await self.events.watch(pipeline, resume_after=resume_after)
+                stream = await self.store.stream_collection(layout.EVENT).watch(
+                    pipeline, resume_after=resume_after)
             except pymongo.errors.OperationFailure as exc:
                 raise self._lost(exc) from exc
 

@@ -89,7 +89,7 @@ class WorkerStore:
         async with self.store.errors():
             # the server answers a getMore as soon as a change comes: waiting longer
             # for one costs nothing but saves an idle worker's round trips
-            stream = await self.store.collection(layout.QUEUE).watch(
+            stream = await self.store.stream_collection(layout.QUEUE).watch(
                 pipeline, max_await_time_ms=WATCH_AWAIT_MS)
         try:
             yield stream
