@@ -297,6 +297,37 @@ async def test_a_complete_another_writer_changed_the_job_for_is_written_alone(
     await assert_completed_once(queue, jobs[1].id)
 
 
+async def test_a_complete_after_the_sweep_relayed_the_jobs_events_completes_once(
+        queue: Queue, store: Store, config: Config) -> None:
+    """The sweep relays (and pulls) an event of a running job's outbox, as it does for
+    one its worker could not relay in time, behind the worker's back: the worker's
+    complete, which sets the outbox as it knows it, completes the job once, and no
+    event is lost or doubled."""
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True, relay_delay_s=60)
+    job = await queue.enqueue(DUMMY)
+    claim = await worker.claim(WORKER)
+    assert claim is not None
+    running = await store.collection(layout.QUEUE).find_one({"_id": job.id})
+    assert running["outbox"]  # the claim's event, its relay waiting
+    await queue.jobs.relay_many([running])
+    await complete_and_flush(worker, claim)
+    await assert_completed_once(queue, job.id)
+
+
+async def test_a_heartbeat_keeps_a_complete_in_the_bulk(
+        counted: tuple[Store, Commands], config: Config) -> None:
+    """A heartbeat moves the lease's times and nothing else: the complete after it
+    is still the plain update of the bulk, not a write alone that reads the job."""
+    store, commands = counted
+    queue = Queue(store, config, author="alice", lazy_enqueue=True)
+    worker, job, claim = await one_claimed(queue, store, config)
+    await worker.heartbeat(WORKER.id, [(claim.job.id, claim.token)])
+    commands.names.clear()
+    await complete_and_flush(worker, claim)
+    assert "findAndModify" not in commands.names, commands.names
+    await assert_completed_once(queue, job.id)
+
+
 async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted

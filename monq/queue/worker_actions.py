@@ -21,7 +21,7 @@ from bson import ObjectId
 
 from monq.core.errors import DatabaseUnavailable, LeaseLost
 from monq.core.group_commit import GroupCommit
-from monq.core.store.jobs import HeldWrite
+from monq.core.store.jobs import VERSION, HeldWrite, next_version, version_of
 from monq.core.times import as_utc
 from monq.queue.context import QueueContext, seconds_between
 from monq.queue.finishing import Finisher
@@ -41,6 +41,12 @@ CONTENTION_MEMORY_S = 5.0
 # a group of completes waits this share of the last group's write for company, at most
 COMPLETE_LINGER_SHARE = 0.25
 COMPLETE_LINGER_MAX_S = 0.005
+# A job's complete is written with others only with none of these set on it as its
+# worker holds it: what sets off more after the end (a chain, dependents, a parallel
+# slot), or asks for another end (a kill or removal, a zombie flag), goes by
+# `WorkerActions._write`, which reads what changed
+PLAIN_COMPLETE_UNSET = ("chain", "has_dependents", "max_parallel", "killed_at",
+                        "removed_at", "zombie_at")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,16 @@ def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
     doc[last] = value
 
 
+def _claimable_as_is(doc: dict[str, Any]) -> bool:
+    """Whether a claim may take the job as `doc` shows it (a state it may leave, the
+    field values it requires: not held, blocked or stopped). A claim is fenced by the
+    job's version, so a job that changed since is not taken anyway; one seen held
+    and unchanged is held still."""
+    claim = TRANSITIONS[Action.CLAIM]
+    return doc.get("state") in claim.sources \
+        and all(doc.get(key) == value for key, value in claim.requires.items())
+
+
 def _due(doc: dict[str, Any], now: datetime) -> bool:
     due = doc.get("query_at")
     return isinstance(due, datetime) and as_utc(due) <= now
@@ -135,6 +151,7 @@ class _Completing:
     write: HeldWrite
     event: dict[str, Any]  # the complete's own
     after: dict[str, Any]  # the job after it, as its writer knows it
+    drop: Sequence[ObjectId]  # the events relayed before it, in its outbox no more
 
 
 class WorkerActions:
@@ -225,16 +242,18 @@ class WorkerActions:
                          *, pool: str = "default", tags: Sequence[str] = (),
                          exclude_names: Sequence[str] = ()) -> list[Claim]:
         """Take up to `count` of the jobs `seen` (as a change stream showed them
-        inserted), the most urgent first, if this worker may run them (due, of its
-        pool, tags it has, a name not excluded) and they still wait: one bulk of
-        conditional updates by ``_id``, with no read before it (`claim_many` reads
-        the candidates first). None in place of one another worker took."""
+        inserted), the most urgent first, if this worker may run them (claimable as
+        seen, due, of its pool, tags it has, a name not excluded) and they are as
+        seen still: one bulk of updates fenced by each job's version, with no read
+        before it (`claim_many` reads the candidates first). None in place of one
+        another worker took."""
         if count <= 0 or not seen:
             return []
         now = self.ctx.clock()
         names = set(exclude_names) | set(await self._full_names())
         fits = [doc for doc in seen
-                if doc.get("pool") == pool and set(doc.get("tags") or ()) <= set(tags)
+                if _claimable_as_is(doc) and doc.get("pool") == pool
+                and set(doc.get("tags") or ()) <= set(tags)
                 and doc.get("name") not in names and _due(doc, now)]
         chosen = sorted(fits, key=lambda doc: (-doc["priority"], doc["_id"]))[:count]
         claims, _ = await self._take(worker, chosen, now)
@@ -247,11 +266,9 @@ class WorkerActions:
         of jobs given back at once (their parallel slots all taken)."""
         if not candidates:
             return [], []
-        transition = TRANSITIONS[Action.CLAIM]
         writes = {doc["_id"]: (doc, *self._claim_write(worker, now)) for doc in candidates}
         taken = await self.ctx.jobs.claim_each(
-            [(doc, fields, [event]) for doc, _, fields, event in writes.values()],
-            sources=[str(s) for s in transition.sources], requires=transition.requires)
+            [(doc, fields, [event]) for doc, _, fields, event in writes.values()])
         if len(taken) < len(writes):  # other workers took some of the same
             self._contended_until = time.monotonic() + CONTENTION_MEMORY_S
         claims: list[Claim] = []
@@ -445,17 +462,18 @@ class WorkerActions:
     async def _complete_soon(self, job_id: ObjectId, token: str, event: dict[str, Any],
                              fields: dict[str, Any], before: list[dict[str, Any]]
                              ) -> dict[str, Any] | None:
-        """With ``lazy_outbox``, a job that nothing else waits for (no chain, no
-        dependents, no parallel slot) completes at once, in one bulk of updates with
+        """With ``lazy_outbox``, a job that nothing else waits for (none of
+        `PLAIN_COMPLETE_UNSET` set) completes at once, in one bulk of updates with
         the other jobs of this process that complete while that write is under way
-        (a group commit: no wait when there is nothing to wait for); their events
-        and moves then go out with the next write of events and moves. The job
-        after it; None when this process does not know the job as it is (another
-        writer changed it), for a write of its own."""
+        (a group commit: no wait when there is nothing to wait for), each fenced by
+        the version this process's last write left; their events and moves then go
+        out with the next write of events and moves. The job after it; None when
+        this process does not know the job as it is (another writer changed it),
+        for a write of its own."""
         held = self._held.get(job_id)
         if (held is None or held.get("state") != State.RUNNING
                 or (held.get("locked") or {}).get("token") != token
-                or held.get("chain") or held.get("has_dependents") or held.get("max_parallel")):
+                or any(held.get(flag) for flag in PLAIN_COMPLETE_UNSET)):
             return None
         events = sorted([*before, event], key=lambda e: e["_id"])
         drop = self.ctx.relayed.pop(job_id, [])
@@ -465,10 +483,10 @@ class WorkerActions:
             _set_path(after, path, value)
         after["outbox"] = [e for e in held.get("outbox") or [] if e["_id"] not in drop]
         after["outbox"].extend(events)
-        write = HeldWrite(job_id, token, [e["_id"] for e in held.get("outbox") or []],
-                          set_fields, events, drop)
+        after[VERSION] = next_version(held)
+        write = HeldWrite(job_id, version_of(held), set_fields, after["outbox"], event["_id"])
         try:
-            return await self._completes.submit(_Completing(write, event, after))
+            return await self._completes.submit(_Completing(write, event, after, drop))
         except BaseException:
             self.ctx.relayed.setdefault(job_id, []).extend(drop)  # dropped or not: unknown
             raise
@@ -487,15 +505,12 @@ class WorkerActions:
         jobs written: their events and moves join the write under way. For each, the
         job after it, or None when another writer changed it (its writer writes it
         alone); a failure goes to each complete's writer, which tries again."""
-        transition = TRANSITIONS[Action.COMPLETE]
-        written = await self.ctx.jobs.transition_unchanged(
-            [c.write for c in batch],
-            sources=[str(s) for s in transition.sources], requires=transition.requires)
+        written = await self.ctx.jobs.transition_unchanged([c.write for c in batch])
         results: list[dict[str, Any] | BaseException | None] = []
         for c in batch:
             job_id = c.write.job_id
             if job_id not in written:
-                self.ctx.relayed.setdefault(job_id, []).extend(c.write.drop)
+                self.ctx.relayed.setdefault(job_id, []).extend(c.drop)
                 results.append(None)
                 continue
             self.forget(job_id)

@@ -3,8 +3,16 @@
 Each state change is one `transition`: a single ``find_one_and_update`` whose
 filter names the job, the states it may leave and, for a worker's writes, the
 lease token, and whose update sets the new fields and appends the event to the
-job's ``outbox`` in the same write (`transition_unchanged` writes several that
-their worker knows as they are, as plain updates in one bulk). `relay` then copies
+job's ``outbox`` in the same write. Every write that changes a job increments its
+version ``v`` (absent: 0), all but two that change nothing a writer decides on: a
+lease's heartbeat (only the holder moves the lease's times, and keeps them in its
+copy) and the pull of relayed events from the outbox (they are in sys.event: one
+left in a writer's copy and written back is relayed again, and sys.event keeps the
+first). A writer that knows a job as a read or write left it fences its next
+write by ``{_id, v}``, "unchanged since", one condition in place of one per field
+that may change (`claim_each` for candidates just read or seen inserted,
+`transition_unchanged` for jobs a worker holds, as plain updates in one bulk).
+`relay` then copies
 the outbox into sys.event (under the event ids fixed in advance) and pulls it;
 `sweep_outboxes` does that for jobs whose writer died in between. Final jobs move
 to sys.journal by an insert there (a copy already there, from a move cut short,
@@ -29,6 +37,7 @@ from monq.core.store import Store, layout
 from monq.core.store.events import EventStore
 
 MAINTENANCE_ID = "maintenance"
+VERSION = "v"  # a job document's write count: see `transition_unchanged`
 CLAIM_ORDER = [("priority", -1), ("_id", 1)]  # the most urgent first
 RUNNING = "running"  # the one state the store itself names: leases exist only there
 
@@ -59,7 +68,7 @@ def _dropping_update(events: Sequence[dict[str, Any]], drop: Sequence[ObjectId],
     outbox and drop from it in one write (an update document may not ``$push`` and
     ``$pull`` one path). Values are literals: a job's data may hold ``$`` strings."""
     stage: dict[str, Any] = {key: {"$literal": value} for key, value in set_fields.items()}
-    stage.update({key: {"$add": [f"${key}", n]} for key, n in inc.items()})
+    stage.update({key: {"$add": [{"$ifNull": [f"${key}", 0]}, n]} for key, n in inc.items()})
     stage["outbox"] = {"$concatArrays": [
         {"$filter": {"input": {"$ifNull": ["$outbox", []]}, "as": "event",
                      "cond": {"$not": [{"$in": ["$$event._id", list(drop)]}]}}},
@@ -74,8 +83,10 @@ def _transition_update(events: Sequence[dict[str, Any]], drop: Sequence[ObjectId
                        set_fields: dict[str, Any], unset: Iterable[str], inc: dict[str, int]
                        ) -> dict[str, Any] | list[dict[str, Any]]:
     """The update of one state change: set the fields, append the events to the
-    outbox in time order, drop from it the events `drop` (relayed already)."""
+    outbox in time order, drop from it the events `drop` (relayed already), and
+    count the write in the version ``v``."""
     events = sorted(events, key=lambda e: e["_id"])  # in time order
+    inc = {**inc, VERSION: 1}
     if drop:
         return _dropping_update(events, drop, set_fields, unset, inc)
     update: dict[str, Any] = {"$push": {"outbox": {"$each": events}}}
@@ -83,24 +94,36 @@ def _transition_update(events: Sequence[dict[str, Any]], drop: Sequence[ObjectId
         update["$set"] = set_fields
     if unset:
         update["$unset"] = dict.fromkeys(unset, "")
-    if inc:
-        update["$inc"] = inc
+    update["$inc"] = inc
     return update
 
 
 @dataclass(frozen=True)
 class HeldWrite:
     """One worker's state change of a job it holds, for `JobStore.transition_unchanged`:
-    the events of its outbox as the worker last saw it (`known_events`), the fields it
-    sets, the events it appends (the last is the change's own) and the relayed ones it
-    drops."""
+    the job's version as the worker's last write left it, the fields it sets, the
+    outbox after it (what was not relayed yet, then its events) and the id of the
+    change's own event."""
 
     job_id: ObjectId
-    token: str
-    known_events: Sequence[ObjectId]
+    version: int | None
     set_fields: dict[str, Any]
-    events: Sequence[dict[str, Any]]
-    drop: Sequence[ObjectId] = ()
+    outbox: Sequence[dict[str, Any]]
+    event_id: ObjectId
+
+
+def version_of(doc: Mapping[str, Any]) -> int | None:
+    """The job's version as read (None: never written since its insert), for a fence."""
+    return doc.get(VERSION)
+
+
+def unchanged(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The filter of a write fenced by the job as `doc` shows it: its id and version."""
+    return {"_id": doc["_id"], VERSION: version_of(doc)}
+
+
+def next_version(doc: Mapping[str, Any]) -> int:
+    return (version_of(doc) or 0) + 1
 
 
 class JobStore:
@@ -147,30 +170,21 @@ class JobStore:
             return await self.queue.find_one_and_update(
                 query, update, return_document=ReturnDocument.AFTER)
 
-    async def transition_unchanged(self, writes: Sequence[HeldWrite], *,
-                                   sources: Iterable[str], requires: Mapping[str, Any]
-                                   ) -> set[ObjectId]:
+    async def transition_unchanged(self, writes: Sequence[HeldWrite]) -> set[ObjectId]:
         """`transition` for several jobs a worker holds, in one bulk write of plain
         updates (no document comes back: on MongoDB, as many updates cost as little
         as one; on the embedded server an update by ``_id`` is served by the index
         where ``findAndModify`` scans). Each applies only while the job is as its
-        writer last saw it: in one of `sources` with the lease token, the field
-        values `requires`, no kill or removal asked for, no zombie flag, no
-        dependents, and no event in its outbox that the writer does not know (one
-        another writer left there). The writer then knows each job after its write
-        without reading it back. The ids of the jobs written; the others are for
-        `transition`, which returns what changed."""
+        writer's last write left it: its version unchanged (no other writer, no
+        sweep, no kill or removal asked for since), so that the writer knows the job
+        after it without reading it back, and sets the outbox whole. The ids of the
+        jobs written; the others are for `transition`, which returns what changed."""
         if not writes:
             return set()
-        ops = []
-        for w in writes:
-            query: dict[str, Any] = {
-                "_id": w.job_id, "state": {"$in": [str(s) for s in sources]},
-                "locked.token": w.token, **requires, "killed_at": None, "removed_at": None,
-                "zombie_at": None, "has_dependents": {"$ne": True},
-                "outbox": {"$not": {"$elemMatch": {"_id": {"$nin": list(w.known_events)}}}}}
-            ops.append(UpdateOne(query, _transition_update(w.events, w.drop, w.set_fields,
-                                                           (), {})))
+        ops = [UpdateOne({"_id": w.job_id, VERSION: w.version},
+                         {"$set": {**w.set_fields, "outbox": list(w.outbox)},
+                          "$inc": {VERSION: 1}})
+               for w in writes]
         async with self.store.errors():
             result = await self.queue.bulk_write(ops, ordered=False)
             if result.modified_count == len(writes):
@@ -180,7 +194,7 @@ class JobStore:
             # which: those whose outbox holds the event their write appended
             written = await self.queue.find(
                 {"_id": {"$in": [w.job_id for w in writes]},
-                 "outbox._id": {"$in": [w.events[-1]["_id"] for w in writes]}},
+                 "outbox._id": {"$in": [w.event_id for w in writes]}},
                 {"_id": 1}).to_list(None)
         return {d["_id"] for d in written}
 
@@ -200,7 +214,7 @@ class JobStore:
     @staticmethod
     def _claiming(set_fields: dict[str, Any], events: Sequence[dict[str, Any]]
                   ) -> dict[str, Any]:
-        return {"$set": set_fields, "$inc": {"attempts_left": -1},
+        return {"$set": set_fields, "$inc": {"attempts_left": -1, VERSION: 1},
                 "$push": {"outbox": {"$each": list(events)}}}
 
     async def claim(self, *, sources: Iterable[str], requires: Mapping[str, Any],
@@ -228,26 +242,21 @@ class JobStore:
             return await self.queue.find(query).sort(CLAIM_ORDER).limit(limit).to_list(None)
 
     async def claim_each(self, claims: Sequence[tuple[dict[str, Any], dict[str, Any],
-                                                      Sequence[dict[str, Any]]]], *,
-                         sources: Iterable[str], requires: Mapping[str, Any],
+                                                      Sequence[dict[str, Any]]]]
                          ) -> list[dict[str, Any]]:
         """Take the candidates ``(doc, set_fields, events)`` (claimable when read)
-        that are still waiting, each by its own conditional update, all in one bulk
-        write; the jobs taken, after it (each `set_fields` holds its own
-        ``locked.token``). When all were taken, the candidates with the update
+        that are still as read, each by its own update fenced by the job's version,
+        all in one bulk write; the jobs taken, after it (each `set_fields` holds its
+        own ``locked.token``). When all were taken, the candidates with the update
         applied; else the taken ones read back by their tokens (another worker took
-        the others meanwhile).
+        the others meanwhile, or held them, or asked for their removal).
 
-        Each update checks again only what may change while a job waits: its state
-        and the field values `requires` (held, kill or removal asked for). A waiting
-        job's pool and tags never change, and its due time only moves earlier (a
-        resume), so what the read found of those holds; the update by ``_id`` then
-        needs no other index (on the embedded server, a due-time range beside the
-        ``_id`` scans every waiting job)."""
+        A job unchanged since the read is claimable still: what it was read for
+        changes only by a write (each counts in its version), but for its due time,
+        which only passes."""
         if not claims:
             return []
-        query = {"state": {"$in": [str(s) for s in sources]}, **requires}
-        ops = [UpdateOne({"_id": doc["_id"], **query}, self._claiming(fields, events))
+        ops = [UpdateOne(unchanged(doc), self._claiming(fields, events))
                for doc, fields, events in claims]
         async with self.store.errors():
             result = await self.queue.bulk_write(ops, ordered=False)
@@ -261,6 +270,7 @@ class JobStore:
         taken = []
         for doc, fields, events in claims:
             after = {**doc, **fields, "attempts_left": doc["attempts_left"] - 1,
+                     VERSION: next_version(doc),
                      "outbox": [*(doc.get("outbox") or []), *events]}
             taken.append(after)
         return taken
@@ -342,7 +352,8 @@ class JobStore:
         async with self.store.errors():
             return await self.journal.find_one_and_update(
                 {"_id": job_id, "state": {"$in": [str(s) for s in sources]}, **requires},
-                {"$set": {"child_id": child_id}, "$push": {"outbox": event}},
+                {"$set": {"child_id": child_id}, "$push": {"outbox": event},
+                 "$inc": {VERSION: 1}},
                 return_document=ReturnDocument.AFTER)
 
     # Reading ------------------------------------------------------------------
@@ -420,6 +431,8 @@ class JobStore:
     # Workers ------------------------------------------------------------------
     async def heartbeat(self, leases: Sequence[tuple[ObjectId, str]], now: datetime,
                         zombie_time_s: dict[ObjectId, float]) -> None:
+        """Move the leases' times on, the one write that leaves a job's version as it
+        is: only the holder writes it, and keeps the times in its copy of the job."""
         if not leases:
             return
         ops = [UpdateOne({"_id": job_id, "locked.token": token, "state": RUNNING},
@@ -494,14 +507,17 @@ class JobStore:
         """Note on jobs that others wait for them, so that only those look for dependents."""
         async with self.store.errors():
             await self.queue.update_many({"_id": {"$in": list(job_ids)}},
-                                         {"$set": {"has_dependents": True}})
+                                         {"$set": {"has_dependents": True},
+                                          "$inc": {VERSION: 1}})
 
     async def unblock(self, job_id: ObjectId) -> None:
         """Drop a completed job from its dependents' wait lists; free those left with none."""
         async with self.store.errors():
-            await self.queue.update_many({"wait_for": job_id}, {"$pull": {"wait_for": job_id}})
+            await self.queue.update_many({"wait_for": job_id}, {"$pull": {"wait_for": job_id},
+                                                                "$inc": {VERSION: 1}})
             await self.queue.update_many({"blocked": True, "wait_for": {"$size": 0}},
-                                         {"$set": {"blocked": False}}, hint=layout.WAIT_FOR_INDEX)
+                                         {"$set": {"blocked": False}, "$inc": {VERSION: 1}},
+                                         hint=layout.WAIT_FOR_INDEX)
 
     async def blocked(self, limit: int = 100) -> list[dict[str, Any]]:
         """Jobs still waiting for others. Only jobs enqueued with dependencies have

@@ -16,7 +16,10 @@ sys.queue
     unique_key (only when unique), options{retry_delay_s, ...}, defer_count,
     recoveries, chain[], notifications[], parent_id, child_id, killed_at,
     removed_at, zombie_at, wall_at, last_error, started_at, finished_at, runtime,
-    result, warnings[], outbox[]``.
+    result, warnings[], outbox[], v``. ``v`` counts the writes that changed the job
+    (absent until the first; a lease's heartbeat and the pull of relayed events do
+    not count): a write fenced by ``{_id, v}`` applies only to the job as its writer
+    last read or wrote it (see `monq.core.store.jobs`).
     ``outbox`` holds events written in the same update as the state change,
     relayed into sys.event under their pre-assigned ``_id``. Indexes rely on
     ``state, priority, _id, query_at`` (the claim), ``state, query_at`` (when the
