@@ -37,7 +37,7 @@ from monq.core.store import Store, layout
 from monq.core.store.events import EventStore
 
 MAINTENANCE_ID = "maintenance"
-VERSION = "v"  # a job document's write count: see `transition_unchanged`
+VERSION = "v"  # the count of writes that changed a job: see the module's docstring
 CLAIM_ORDER = [("priority", -1), ("_id", 1)]  # the most urgent first
 RUNNING = "running"  # the one state the store itself names: leases exist only there
 
@@ -431,8 +431,8 @@ class JobStore:
     # Workers ------------------------------------------------------------------
     async def heartbeat(self, leases: Sequence[tuple[ObjectId, str]], now: datetime,
                         zombie_time_s: dict[ObjectId, float]) -> None:
-        """Move the leases' times on, the one write that leaves a job's version as it
-        is: only the holder writes it, and keeps the times in its copy of the job."""
+        """Move the leases' times on, a write that leaves the jobs' versions as they
+        are: only the holder writes it, and keeps the times in its copy of the job."""
         if not leases:
             return
         ops = [UpdateOne({"_id": job_id, "locked.token": token, "state": RUNNING},
