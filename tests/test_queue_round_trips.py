@@ -328,6 +328,25 @@ async def test_a_heartbeat_keeps_a_complete_in_the_bulk(
     await assert_completed_once(queue, job.id)
 
 
+async def test_a_worker_keeps_no_note_of_the_jobs_it_finished(
+        queue: Queue, store: Store, config: Config) -> None:
+    """A worker notes, per job it holds, the events relayed from the job's outbox for
+    its next write to drop. Jobs it finished (their events relayed with their move to
+    the journal) and jobs it gave back leave no note behind: a worker that runs for
+    months holds none for the millions of jobs it ran."""
+    worker = Queue(store, config, author=WORKER.id, lazy_outbox=True)
+    jobs = await queue.enqueue_many([EnqueueRequest(DUMMY) for _ in range(4)])
+    claims = await worker.claim_many(WORKER, 4)
+    assert len(claims) == 4
+    await worker.flush_events()  # the claims' events relayed: noted for the next writes
+    assert set(worker.ctx.relayed) == {j.id for j in jobs}
+    await worker.release(claims[3].job.id, claims[3].token, "not here")
+    await complete_and_flush(worker, *claims[:3])
+    for job in jobs[:3]:
+        await assert_completed_once(queue, job.id)
+    assert worker.ctx.relayed == {}
+
+
 async def test_a_worker_with_free_slots_claims_several_jobs_in_two_round_trips(
         counted: tuple[Store, Commands], config: Config) -> None:
     store, commands = counted

@@ -100,6 +100,10 @@ class QueueContext:
     # one `flush_moves` at a time: a caller's (a worker stopping) waits for the one
     # under way, and finds what it took written when it returns
     _flushing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    # lazy_outbox: whether this process will write the job again (it holds its
+    # lease), so that what a relay copied is worth noting for that write (`flush`);
+    # set by the worker's actions
+    keeps: Callable[[ObjectId], bool] = field(init=False, default=lambda _job_id: True)
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.store)
@@ -223,7 +227,11 @@ class QueueContext:
             self._pending = {**batch, **self._pending}
             raise
         for event_id, (job_id, _) in batch.items():
-            self.relayed.setdefault(job_id, []).append(event_id)
+            # noted only for a job this process writes again: one that ended (or
+            # left) while the insert was under way has no next write here, and a
+            # note for it would stay as long as the process
+            if self.keeps(job_id):
+                self.relayed.setdefault(job_id, []).append(event_id)
 
     async def move_to_journal(self, doc: dict[str, Any]) -> None:
         """Move a finished job (its events relayed) to the journal: at once, or (with

@@ -168,6 +168,7 @@ class WorkerActions:
         self._completes: GroupCommit[_Completing, dict[str, Any] | None] = GroupCommit(
             self._write_completes, linger=self._complete_linger_s)
         self._contended_until = 0.0  # `claim_many` spreads its picks until then
+        ctx.keeps = self._held.__contains__
 
     def _saw(self, doc: dict[str, Any]) -> None:
         """Keep the job as this process's write left it (lazy_outbox), while it runs."""
@@ -177,8 +178,10 @@ class WorkerActions:
             self._held[doc["_id"]] = doc
 
     def forget(self, job_id: ObjectId) -> None:
-        """The job is no longer this process's (its outcome written, its lease lost)."""
+        """The job is no longer this process's (its outcome written, its lease lost):
+        nor is what its next write would have dropped from its outbox."""
         self._held.pop(job_id, None)
+        self.ctx.relayed.pop(job_id, None)
 
     # Claiming -----------------------------------------------------------------
     async def claim(self, worker: WorkerRef, *, pool: str = "default",
