@@ -8,17 +8,20 @@ import io
 import json
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
 import pytest
+from bson import ObjectId
 
 from monq.cli.backend import DirectBackend
 from monq.cli.jobs import follow
 from monq.core.config import Config
 from monq.core.store import Store, layout
+from monq.core.store.events import event_id, new_event
 from tests.conftest import ROOT
 from tests.helpers import CliResult, read_until, run_cli, spawn_monq, wait_for_line
 
@@ -223,6 +226,29 @@ def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
         ok(monq_env, "resume", "2")
         seen += wait_for_line(follower, "resume_job", timeout_s=30)
         assert "hold_job" not in seen  # it started at now, not in the past
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0
+
+
+def test_events_from_now_pass_over_those_of_the_second_they_start_in(
+        monq_env: dict[str, str], db: Any) -> None:
+    """Event ids tell their second, no finer: a follower started from now passes over
+    the events there are of that second, rather than print them as new."""
+    time.sleep(1 - time.time() % 1 + 0.01)  # at the start of a second
+    before = {**new_event("hold_job", channel="queue", author="alice", data={
+        "_id": ObjectId(), "number": 99, "name": "monq.jobs.example.ArgsJob",
+        "state": "pending"}), "seq": event_id()}
+    db[layout.EVENT].insert_one(before)
+    with spawn_monq("events", "--interval", "0.1", env={**monq_env, "PYTHONPATH": str(ROOT)}
+                    ) as follower:
+        seen = ""
+        for _ in range(60):
+            ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
+            found, lines = read_until(follower, "enqueue_job", timeout_s=1)
+            seen += lines
+            if found:
+                break
+        assert "enqueue_job" in seen and "#99" not in seen, seen
         follower.send_signal(signal.SIGINT)
         assert follower.wait(10) == 0
 

@@ -92,6 +92,14 @@ async def events_command(ctx: Context) -> int:
     stop = stop_on_signals()
     async with ctx.backend() as backend:
         job_id = (await backend.job(a.job))["_id"] if a.job else None
+        if not a.since and not a.once:
+            # from now: an event id tells its second, no finer, so the events there
+            # are of the current second are passed over, not printed as new
+            while batch := await backend.events(after, channels=a.channel, names=a.name,
+                                                job_id=job_id):
+                after = batch[-1]["_id"]
+                if len(batch) < EVENT_BATCH:
+                    break
         while not stop.is_set():
             batch = await backend.events(after, channels=a.channel, names=a.name,
                                          job_id=job_id)
