@@ -196,6 +196,19 @@ def test_history_as_table_json_and_chart(monq_env: dict[str, str], db: Any) -> N
 
 
 @pytest.mark.slow
+def until_following(env: dict[str, str], follower: Any) -> str:
+    """What `monq events` printed until it surely follows: it follows from the moment
+    it started, which we cannot see, so enqueue until it prints a new event."""
+    seen = ""
+    for _ in range(60):
+        ok(env, "enqueue", "monq.jobs.example.DummyJob")
+        found, lines = read_until(follower, "enqueue_job", timeout_s=1)
+        seen += lines
+        if found:
+            break
+    return seen
+
+
 def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
     ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
     ok(monq_env, "enqueue", "monq.jobs.example.ArgsJob", "name=x")
@@ -214,15 +227,7 @@ def test_events_filtered_since_and_followed(monq_env: dict[str, str]) -> None:
     assert ok(monq_env, "events", "--once", "--channel", "message", "--since", "1h") == ""
     with spawn_monq("events", "--interval", "0.1", env={**monq_env, "PYTHONPATH": str(ROOT)}
                     ) as follower:
-        # it follows from the moment it started, which we cannot see: enqueue until it
-        # prints a new event, then it surely follows
-        seen = ""
-        for _ in range(60):
-            ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
-            found, lines = read_until(follower, "enqueue_job", timeout_s=1)
-            seen += lines
-            if found:
-                break
+        seen = until_following(monq_env, follower)
         ok(monq_env, "resume", "2")
         seen += wait_for_line(follower, "resume_job", timeout_s=30)
         assert "hold_job" not in seen  # it started at now, not in the past
@@ -241,13 +246,7 @@ def test_events_from_now_pass_over_those_of_the_second_they_start_in(
     db[layout.EVENT].insert_one(before)
     with spawn_monq("events", "--interval", "0.1", env={**monq_env, "PYTHONPATH": str(ROOT)}
                     ) as follower:
-        seen = ""
-        for _ in range(60):
-            ok(monq_env, "enqueue", "monq.jobs.example.DummyJob")
-            found, lines = read_until(follower, "enqueue_job", timeout_s=1)
-            seen += lines
-            if found:
-                break
+        seen = until_following(monq_env, follower)
         assert "enqueue_job" in seen and "#99" not in seen, seen
         follower.send_signal(signal.SIGINT)
         assert follower.wait(10) == 0
