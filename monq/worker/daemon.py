@@ -77,6 +77,7 @@ AHEAD_WAIT_S = 0.1
 RUNTIME_WEIGHT = 0.2  # of the last job, in the running mean of run times
 SWEEP_LEASE = "sweeper"
 WATCH_RETRY_S = 5.0  # how soon to ask again whether the server has change streams
+STOPPED_LOOPS_WAIT_S = 1.0  # a stopping worker waits this long for its cancelled loops
 
 
 @dataclass
@@ -210,7 +211,11 @@ class Worker:
                 handle.cancel()
             stop.set()
             self._wake()
-            await asyncio.gather(*loops[1:], return_exceptions=True)
+            # the cancelled loops end at once, but a change stream's getMore may let
+            # the cancellation pass (the driver resumes the stream after an
+            # interrupted read) and wait on: it ends when the store closes
+            await asyncio.wait(loops[2:], timeout=STOPPED_LOOPS_WAIT_S)
+            await asyncio.gather(loops[1], return_exceptions=True)
             try:
                 await self._shutdown(at_once=failed is not None)
             finally:
@@ -757,6 +762,10 @@ class Worker:
             async with self.workers.queue_changes() as stream, self.store.errors():
                 self.watching = True
                 await self._follow(stream)
+        except Error:
+            if not self.stop_event.is_set():
+                raise
+            # stopping: the store closed under the stream
         finally:
             self.watching = False
         return 0.0
@@ -773,7 +782,7 @@ class Worker:
         self._wake()  # a new stream: what happened before it is not known
         self._read_peers_soon()
         read_until = 0.0
-        while True:
+        while not self.stop_event.is_set():
             if (self._busy() >= self.concurrency or self._backlog) \
                     and time.monotonic() >= read_until:
                 await asyncio.sleep(LEASE_CHECK_S)
