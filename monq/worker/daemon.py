@@ -211,14 +211,14 @@ class Worker:
                 handle.cancel()
             stop.set()
             self._wake()
-            # the cancelled loops end at once, but a change stream's getMore may let
-            # the cancellation pass (the driver resumes the stream after an
-            # interrupted read) and wait on: it ends when the store closes
-            await asyncio.wait(loops[2:], timeout=STOPPED_LOOPS_WAIT_S)
             await asyncio.gather(loops[1], return_exceptions=True)
             try:
                 await self._shutdown(at_once=failed is not None)
             finally:
+                # the cancelled loops end at once, but a change stream's getMore may
+                # let the cancellation pass (the driver resumes the stream after an
+                # interrupted read) and wait on: it ends when the store closes
+                await asyncio.wait(loops[2:], timeout=STOPPED_LOOPS_WAIT_S)
                 drained.set()
                 await asyncio.gather(lease, return_exceptions=True)
                 await self._unregister()
