@@ -92,24 +92,22 @@ async def events_command(ctx: Context) -> int:
     stop = stop_on_signals()
     async with ctx.backend() as backend:
         job_id = (await backend.job(a.job))["_id"] if a.job else None
-        if not a.since and not a.once:
-            # from now: an event id tells its second, no finer, so the events there
-            # are of the current second are passed over, not printed as new
-            while batch := await backend.events(after, channels=a.channel, names=a.name,
-                                                job_id=job_id):
-                after = batch[-1]["_id"]
-                if len(batch) < EVENT_BATCH:
-                    break
+        # from now: an event id tells its second, no finer, so the events there are
+        # of the current second are read past, not printed as new
+        passing = not a.since and not a.once
         while not stop.is_set():
             batch = await backend.events(after, channels=a.channel, names=a.name,
                                          job_id=job_id)
             for event in batch:
+                after = event["_id"]
+                if passing:
+                    continue
                 print(dumps(event) if a.json else event_line(event), file=ctx.out,
                       flush=True)
-                after = event["_id"]
                 printed += 1
             if len(batch) >= EVENT_BATCH:
                 continue  # more are waiting
+            passing = False
             if a.once:
                 if not printed:
                     hint = "" if a.since else " (--since 1h looks further back)"
